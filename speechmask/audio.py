@@ -1,0 +1,135 @@
+"""Audio constants, reading with validation, resampling, and atomic WAV writing."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError
+
+SAMPLE_RATE = 16000  # Hz; every waveform inside speechmask is 16 kHz mono
+MIN_DURATION_S = 0.1  # shorter files cannot fill a few analysis windows
+PCM_SCALE = 32768.0  # int16 full scale; float waveforms live in [-1, 1)
+
+
+def read_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE,
+               min_duration_s: float = MIN_DURATION_S) -> np.ndarray:
+    """Read, validate, down-mix and resample one file. Returns float32 `(n_samples,)` in [-1, 1].
+
+    Raises AudioError naming the file for unreadable, unsupported, empty, too short or
+    non-finite audio.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{path}: unreadable or unsupported audio ({_short(exc)})") from None
+    return validate_waveform(data, sr, source=str(path), sample_rate=sample_rate,
+                             min_duration_s=min_duration_s)
+
+
+def validate_waveform(data: np.ndarray, sr: int, *, source: str = "<array>",
+                      sample_rate: int = SAMPLE_RATE,
+                      min_duration_s: float = MIN_DURATION_S) -> np.ndarray:
+    """Check and normalise a waveform `(n_samples,)` or `(n_samples, channels)` at rate `sr`.
+
+    Returns float32 mono `(n_samples',)` at `sample_rate`.
+    """
+    data = np.asarray(data)
+    if data.ndim == 2:
+        if data.shape[1] == 0:
+            raise AudioError(f"{source}: audio has no channels")
+        data = data.mean(axis=1)
+    elif data.ndim != 1:
+        raise AudioError(f"{source}: expected 1-D or 2-D audio, got shape {data.shape}")
+    if sr <= 0:
+        raise AudioError(f"{source}: invalid sample rate {sr}")
+    if data.size == 0:
+        raise AudioError(f"{source}: empty audio (0 samples)")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"{source}: audio contains NaN or infinite samples")
+    duration = data.size / sr
+    if duration < min_duration_s:
+        raise AudioError(f"{source}: too short ({duration:.3f} s < {min_duration_s} s)")
+    data = data.astype(np.float32, copy=False)
+    if sr != sample_rate:
+        data = resample(data, sr, sample_rate)
+    return data
+
+
+def resample(data: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Band-limited resampling (librosa's soxr backend). `(n,)` -> `(n * sr_out / sr_in,)`."""
+    import librosa  # lazy: keeps `speechmask --help` fast
+
+    return librosa.resample(data, orig_sr=sr_in, target_sr=sr_out, res_type="soxr_hq").astype(
+        np.float32)
+
+
+def to_pcm16(data: np.ndarray) -> np.ndarray:
+    """Float `[-1, 1]` -> int16 PCM, rounding and clipping (what the device's ADC path delivers)."""
+    return np.clip(np.round(np.asarray(data, dtype=np.float64) * PCM_SCALE), -32768, 32767).astype(
+        np.int16)
+
+
+def from_pcm16(pcm: np.ndarray) -> np.ndarray:
+    """int16 PCM -> float32 in [-1, 1)."""
+    return (np.asarray(pcm, dtype=np.float32) / PCM_SCALE).astype(np.float32)
+
+
+def write_wav(path: str | os.PathLike, data: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM WAV atomically: a temp file in the same folder, then rename.
+
+    A crash never leaves a half-written file under `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = data if np.asarray(data).dtype == np.int16 else to_pcm16(data)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def probe_audio(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION_S) -> float:
+    """Fully decode and validate a file without resampling; return its duration in seconds.
+
+    Used when building manifests, so a bad file is found once, up front, not mid-training.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{path}: unreadable or unsupported audio ({_short(exc)})") from None
+    validate_waveform(data, sr, source=str(path), sample_rate=sr, min_duration_s=min_duration_s)
+    return data.shape[0] / sr
