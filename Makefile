@@ -1,0 +1,31 @@
+# speechmask: `make demo` and `make test` each do the whole set-up first (Debian packages, .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(PYTHON)
+	@touch $@
+
+demo: install
+	bash scripts/demo.sh $(DEMO_DIR)
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow and not gpu and not hardware" $(PYTEST_ARGS)
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "not gpu and not hardware" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/bench_frontend.py
+	$(BIN)/python benchmarks/bench_synth.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info

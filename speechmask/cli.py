@@ -1,0 +1,47 @@
+"""The `speechmask` command: a thin parser; each package's cli module adds its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Build the full parser. Imports nothing heavy: handlers import their modules when run."""
+    from .corpus import cli as corpus_cli
+
+    parser = argparse.ArgumentParser(
+        prog="speechmask",
+        description="Privacy-preserving speech masking for microcontrollers: corpora, front-end, "
+                    "mask training, attacks, export.")
+    parser.add_argument("--version", action="version", version=f"speechmask {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    corpus_cli.register(sub)
+    return parser
+
+
+def fatal(message: str, code: int = 1) -> "NoReturn":  # noqa: F821 - typing only
+    """Print one line to stderr and exit."""
+    print(f"speechmask: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import SpeechmaskError
+
+    args = get_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SpeechmaskError as exc:
+        fatal(str(exc).replace("\n", " "))
+    except KeyboardInterrupt:
+        fatal("interrupted", 130)
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Figures: log-mel spectrograms of utterances (matplotlib, Agg, written atomically)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def save_figure(fig, out: Path) -> None:
+    """Save as PNG via a temp file + rename, so a crash never leaves half an image."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=110)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def plot_utterances(items: list[tuple[str, Path, dict | None]], out: Path, *,
+                    integer: bool = False) -> None:
+    """One log-mel panel per (title, audio path, manifest row); entity words listed in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .audio import read_audio, to_pcm16
+    from .features import FrontendConfig, log_mel_numpy
+    from .features_int import dequantize, log_mel_int
+
+    cfg = FrontendConfig()
+    cols = min(4, len(items))
+    rows = math.ceil(len(items) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(items):]:
+        ax.axis("off")
+    for ax, (title, path, row) in zip(axes.flat, items):
+        wave = read_audio(path)
+        feats = (dequantize(log_mel_int(to_pcm16(wave), cfg), cfg) if integer
+                 else log_mel_numpy(wave, cfg))
+        extent = (0, feats.shape[0] / cfg.frames_per_second, 0, cfg.n_mels)
+        im = ax.imshow(feats.T, origin="lower", aspect="auto", extent=extent, cmap="magma",
+                       vmin=np.log(cfg.log_floor), vmax=max(float(feats.max()), -5))
+        if row and row.get("entities"):
+            title += "\n[" + ", ".join(f"{e['type']}: {e['text']}" for e in row["entities"])[:50] + "]"
+        ax.set_title(title, fontsize=7)
+        ax.set_xlabel("time (s)", fontsize=7)
+        ax.set_ylabel("mel band", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="ln mel energy")
+    fig.suptitle(("integer (firmware)" if integer else "float") + " log-mel front-end",
+                 fontsize=9)
+    save_figure(fig, out)
+    plt.close(fig)
