@@ -23,15 +23,20 @@ def read_audio(path: str | os.PathLike, *, sample_rate: int = SAMPLE_RATE,
     Raises AudioError naming the file for unreadable, unsupported, empty, too short or
     non-finite audio.
     """
+    data, sr = _decode(path)
+    return validate_waveform(data, sr, source=str(path), sample_rate=sample_rate,
+                             min_duration_s=min_duration_s)
+
+
+def _decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode a whole file as float32 `(n_samples, channels)`; AudioError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        return sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(f"{path}: unreadable or unsupported audio ({_short(exc)})") from None
-    return validate_waveform(data, sr, source=str(path), sample_rate=sample_rate,
-                             min_duration_s=min_duration_s)
 
 
 def validate_waveform(data: np.ndarray, sr: int, *, source: str = "<array>",
@@ -124,12 +129,6 @@ def probe_audio(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION
 
     Used when building manifests, so a bad file is found once, up front, not mid-training.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{path}: unreadable or unsupported audio ({_short(exc)})") from None
+    data, sr = _decode(path)
     validate_waveform(data, sr, source=str(path), sample_rate=sr, min_duration_s=min_duration_s)
     return data.shape[0] / sr

@@ -19,6 +19,16 @@ class ScanResult:
 
     rows: list[dict] = field(default_factory=list)
     bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    _ids: set[str] = field(default_factory=set, repr=False)
+
+    def add(self, utt_id: str, audio: Path, listed_in: str | None = None, **fields) -> None:
+        """Add one utterance: a file named by metadata (`listed_in`) must exist, else it is
+        reported as bad; a repeated id (the same file listed twice) is kept once."""
+        if listed_in is not None and not audio.is_file():
+            self.bad.append((str(audio), f"listed in {listed_in} but missing"))
+        elif utt_id not in self._ids:
+            self._ids.add(utt_id)
+            self.rows.append({"id": utt_id, "path": str(audio), **fields})
 
 
 def _probe(path: str) -> tuple[str, float | None, str | None]:

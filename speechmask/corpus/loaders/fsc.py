@@ -43,7 +43,6 @@ def scan(root: Path) -> ScanResult:
             for name, fname in SPLIT_FILES.items()}
     genders = _genders(data)
     result = ScanResult()
-    seen: set[str] = set()
     for split, path in csvs.items():
         header, records = _read_csv(path)
         if not {"path", "speakerId", *SLOT_NAMES} <= set(header):
@@ -61,22 +60,9 @@ def scan(root: Path) -> ScanResult:
                                           "object or location"))
                 continue
             audio = root / rel
-            if not audio.is_file():
-                result.bad.append((str(audio), f"listed in {path.name} but missing"))
-                continue
-            utt_id = f"{speaker}_{audio.stem}"
-            if utt_id in seen:
-                continue
-            seen.add(utt_id)
-            result.rows.append({
-                "id": utt_id,
-                "path": str(audio),
-                "speaker": speaker,
-                "gender": genders.get(speaker),
-                "transcript": normalize_transcript(text) or None,
-                "intent": "_".join(slots[name] for name in SLOT_NAMES),
-                "slots": slots,
-                "entities": [],
-                "official_split": split,
-            })
+            result.add(f"{speaker}_{audio.stem}", audio, listed_in=path.name, speaker=speaker,
+                       gender=genders.get(speaker),
+                       transcript=normalize_transcript(text) or None,
+                       intent="_".join(slots[name] for name in SLOT_NAMES), slots=slots,
+                       entities=[], official_split=split)
     return result

@@ -40,7 +40,6 @@ def scan(root: Path) -> ScanResult:
         raise CorpusError(f"{root}: no <subset>/<speaker>/<chapter>/*.trans.txt files "
                           "(expected an unpacked subset such as train-clean-100/)")
     result = ScanResult()
-    seen: set[str] = set()
     for trans in trans_files:
         subset = trans.parent.parent.parent.name
         for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
@@ -51,22 +50,8 @@ def scan(root: Path) -> ScanResult:
             if utt_id.count("-") != 2 or not text.strip():
                 result.bad.append((f"{trans}:{lineno}", "expected '<spk>-<chapter>-<n> TEXT'"))
                 continue
-            audio = trans.parent / f"{utt_id}.flac"
-            if not audio.is_file():
-                result.bad.append((str(audio), f"listed in {trans.name} but missing"))
-                continue
-            if utt_id in seen:
-                continue
-            seen.add(utt_id)
-            result.rows.append({
-                "id": utt_id,
-                "path": str(audio),
-                "speaker": speaker,
-                "gender": genders.get(speaker),
-                "transcript": normalize_transcript(text) or None,
-                "intent": None,
-                "slots": {},
-                "entities": [],
-                "official_split": subset,
-            })
+            result.add(utt_id, trans.parent / f"{utt_id}.flac", listed_in=trans.name,
+                       speaker=speaker, gender=genders.get(speaker),
+                       transcript=normalize_transcript(text) or None, intent=None, slots={},
+                       entities=[], official_split=subset)
     return result

@@ -94,7 +94,6 @@ def scan(root: Path) -> ScanResult:
         raise CorpusError(f"{root / 'audio' / 'slurp_real'}: missing (SLURP real recordings, "
                           "unpacked from slurp_real.tar.gz)")
     result = ScanResult()
-    seen: set[str] = set()
     for split, path in jsonls.items():
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -112,21 +111,11 @@ def scan(root: Path) -> ScanResult:
             for name in recordings:
                 audio = audio_dir / name
                 usrid = speakers.get(name)
-                if not audio.is_file():
-                    result.bad.append((str(audio), f"listed in {path.name} but missing"))
-                elif usrid is None:
+                if usrid is None and audio.is_file():
                     result.bad.append((str(audio), "no usrid for this recording in metadata.json"))
-                elif audio.stem not in seen:
-                    seen.add(audio.stem)
-                    result.rows.append({
-                        "id": audio.stem,
-                        "path": str(audio),
-                        "speaker": usrid,
-                        "gender": _GENDERS.get(usrid.split("-")[0][:1]),
-                        "transcript": transcript or None,
-                        "intent": intent,
-                        "slots": dict(slots),
-                        "entities": [dict(e) for e in entities],
-                        "official_split": split,
-                    })
+                    continue
+                result.add(audio.stem, audio, listed_in=path.name, speaker=usrid,
+                           gender=_GENDERS.get((usrid or "?").split("-")[0][:1]),
+                           transcript=transcript or None, intent=intent, slots=dict(slots),
+                           entities=[dict(e) for e in entities], official_split=split)
     return result

@@ -68,20 +68,13 @@ def scan(root: Path) -> ScanResult:
     for path in metas:
         meta.update(_read_meta(path))
     result = ScanResult()
-    seen: set[str] = set()
     for spk_dir in _speaker_dirs(root):
         speaker = spk_dir.name
         gender, official = meta.get(speaker, (None, None))  # not in meta: gender unknown
         for audio in sorted(spk_dir.glob("*/*.wav")):
-            utt_id = f"{speaker}-{audio.parent.name}-{audio.stem}"
-            if utt_id in seen:
-                continue
-            seen.add(utt_id)
-            row = {"id": utt_id, "path": str(audio), "speaker": speaker, "gender": gender,
-                   "transcript": None, "intent": None, "slots": {}, "entities": []}
-            if official:
-                row["official_split"] = official
-            result.rows.append(row)
+            extra = {"official_split": official} if official else {}
+            result.add(f"{speaker}-{audio.parent.name}-{audio.stem}", audio, speaker=speaker,
+                       gender=gender, transcript=None, intent=None, slots={}, entities=[], **extra)
     if not result.rows:
         m4a = next(root.glob("**/id*/*/*.m4a"), None)
         raise CorpusError(f"{root}: no VoxCeleb audio found (expected wav/idNNNNN/<video>/NNNNN.wav"
