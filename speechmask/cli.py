@@ -11,6 +11,8 @@ from . import __version__
 def get_parser() -> argparse.ArgumentParser:
     """Build the full parser. Imports nothing heavy: handlers import their modules when run."""
     from .corpus import cli as corpus_cli
+    from . import mask_cli
+    from .train import cli as train_cli
 
     parser = argparse.ArgumentParser(
         prog="speechmask",
@@ -19,6 +21,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"speechmask {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     corpus_cli.register(sub)
+    train_cli.register(sub)
+    mask_cli.register(sub)
     return parser
 
 

@@ -61,3 +61,36 @@ def plot_utterances(items: list[tuple[str, Path, dict | None]], out: Path, *,
                  fontsize=9)
     save_figure(fig, out)
     plt.close(fig)
+
+
+def plot_mask(result, cfg, out: Path, title: str = "") -> None:
+    """Two panels: the clean log-mel with closed gates shaded, and what is sent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    fe = cfg.frontend
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True, layout="constrained")
+    seconds = result.features.shape[0] / fe.frames_per_second
+    extent = (0, seconds, 0, fe.n_mels)
+    vmin, vmax = np.log(fe.log_floor), max(float(result.features.max()), -5)
+    top.imshow(result.features.T, origin="lower", aspect="auto", extent=extent, cmap="magma",
+               vmin=vmin, vmax=vmax)
+    seg_s = cfg.gate.segment_ms / 1000
+    for s, row in enumerate(result.gates):
+        for g, (lo, hi) in enumerate(cfg.gate.band_edges(fe.n_mels)):
+            if not row[g]:
+                top.add_patch(Rectangle((s * seg_s, lo), seg_s, hi - lo, facecolor="cyan",
+                                        alpha=0.35, edgecolor="none"))
+    top.set_title(f"{title}\nclean log-mel; shaded = withheld ({100 * (1 - result.open_fraction):.0f}"
+                  f" % of {len(result.gates)} segments of {cfg.gate.segment_ms:g} ms)", fontsize=9)
+    bottom.imshow(result.masked_features.T, origin="lower", aspect="auto", extent=extent,
+                  cmap="magma", vmin=vmin, vmax=vmax)
+    bottom.set_title("sent to the cloud (masked features)", fontsize=9)
+    bottom.set_xlabel("time (s)")
+    for ax in (top, bottom):
+        ax.set_ylabel("mel band")
+    save_figure(fig, out)
+    plt.close(fig)

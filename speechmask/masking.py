@@ -1,0 +1,76 @@
+"""Inference: gates for an utterance (offline or streaming, identical), masked features and audio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .audio import from_pcm16, to_pcm16
+from .features import log_mel_numpy
+from .models.gates import binary_gates, expand_gates, floor_value, mask_features, mask_waveform
+from .models.mask import MaskGenerator
+
+
+@dataclass
+class MaskedUtterance:
+    features: np.ndarray  # (T, n_mels) clean log-mel
+    masked_features: np.ndarray  # (T, n_mels), masked positions at the floor value
+    log_alpha: np.ndarray  # (S, G)
+    gates: np.ndarray  # (S, G) binary, what the device sends
+    masked_audio: np.ndarray | None  # (n,) when band_groups == 1
+
+    @property
+    def open_fraction(self) -> float:
+        return float(self.gates.mean()) if self.gates.size else 0.0
+
+
+@torch.no_grad()
+def gate_logits(mask: MaskGenerator, features: np.ndarray) -> np.ndarray:
+    """Offline: `(T, n_mels)` -> log_alpha `(T // fps, G)`."""
+    return mask.eval()(torch.as_tensor(features, dtype=torch.float32)[None])[0].numpy()
+
+
+class StreamingGates:
+    """Segment-by-segment gates as the device computes them: frames are pushed as they arrive;
+    each completed segment is gated from a fixed window of `window_frames` frames (its own frames
+    and the look-back), so memory is bounded and the result equals `gate_logits` offline."""
+
+    def __init__(self, mask: MaskGenerator):
+        self.mask = mask.eval()
+        self.cfg = mask.cfg
+        self.frames = np.zeros((0, self.cfg.frontend.n_mels), dtype=np.float32)
+        self.emitted = 0  # segments produced so far
+        self.offset = 0  # absolute index of self.frames[0]
+
+    @torch.no_grad()
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        """Frames `(k, n_mels)` -> log_alpha of every newly completed segment `(j, G)`."""
+        fps, window = self.cfg.fps, self.cfg.window_frames
+        self.frames = np.concatenate([self.frames, np.asarray(frames, np.float32)])
+        out = []
+        while (self.emitted + 1) * fps <= self.offset + len(self.frames):
+            end = (self.emitted + 1) * fps - self.offset
+            start = max(0, end - window)
+            logits = self.mask(torch.from_numpy(self.frames[start:end])[None])[0]
+            out.append(logits[-1].numpy())
+            self.emitted += 1
+        keep = max(0, len(self.frames) - window)  # drop frames no future window needs
+        self.frames, self.offset = self.frames[keep:], self.offset + keep
+        return np.stack(out) if out else np.zeros((0, self.cfg.gate.band_groups), np.float32)
+
+
+def mask_utterance(mask: MaskGenerator, wave: np.ndarray) -> MaskedUtterance:
+    """Everything the device does to one utterance. wave: float `(n,)` at 16 kHz."""
+    cfg = mask.cfg
+    wave = from_pcm16(to_pcm16(wave))  # what the ADC delivers
+    feats = log_mel_numpy(wave.astype(np.float64), cfg.frontend).astype(np.float32)
+    log_alpha = gate_logits(mask, feats)
+    gates = binary_gates(torch.from_numpy(log_alpha), cfg.gate).numpy()
+    m = expand_gates(torch.from_numpy(gates)[None], feats.shape[0], cfg.fps,
+                     cfg.gate.band_edges(cfg.frontend.n_mels))
+    masked = mask_features(torch.from_numpy(feats)[None], m, floor_value(cfg.frontend))[0].numpy()
+    audio = (mask_waveform(wave, gates[:, 0], cfg.gate.samples_per_segment(cfg.frontend))
+             if cfg.gate.band_groups == 1 else None)
+    return MaskedUtterance(feats, masked, log_alpha, gates, audio)

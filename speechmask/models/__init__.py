@@ -1,0 +1,1 @@
+"""Models: hard-concrete gates, the on-device mask generator, the cloud SLU classifier."""

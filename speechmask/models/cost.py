@@ -1,0 +1,60 @@
+"""On-device cost of a network: parameters, MACs per second of audio, int8 weight bytes, peak
+activation bytes. Counted with forward hooks on the leaf layers, so every architecture is covered."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _numel(x) -> int:
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        return x.data.numel()
+    return x.numel() if torch.is_tensor(x) else 0
+
+
+def _macs(module: nn.Module, inputs: tuple, output) -> int:
+    out = output[0] if isinstance(output, tuple) else output
+    if isinstance(module, nn.Linear):
+        return _numel(out) * module.in_features
+    if isinstance(module, nn.Conv1d):
+        return _numel(out) * (module.in_channels // module.groups) * module.kernel_size[0]
+    if isinstance(module, nn.GRU):
+        x = inputs[0]
+        if isinstance(x, nn.utils.rnn.PackedSequence):
+            steps = x.data.shape[0]  # time steps summed over the batch
+        else:
+            steps = x.shape[0] * x.shape[1]
+        dirs = 2 if module.bidirectional else 1
+        total, width = 0, module.input_size
+        for _ in range(module.num_layers):
+            total += dirs * steps * 3 * (width * module.hidden_size + module.hidden_size ** 2)
+            width = module.hidden_size * dirs
+        return total
+    return 0
+
+
+def count_cost(model: nn.Module, example: torch.Tensor, seconds: float) -> dict:
+    """Run `model(example)` once with hooks. `example` holds `seconds` of audio (features), so MACs
+    are scaled to one second; activation bytes are int8 (1 byte per value), the peak over layers of
+    input + output held at once. Weights: int8 for matrices, int32 for biases."""
+    macs, peak = [0], [0]
+
+    def hook(module, inputs, output):
+        macs[0] += _macs(module, inputs, output)
+        out = output[0] if isinstance(output, tuple) else output
+        held = sum(_numel(t) for t in inputs) + _numel(out)
+        peak[0] = max(peak[0], held)
+
+    leaves = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.GRU))]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+    params = sum(p.numel() for p in model.parameters())
+    weight_bytes = sum(p.numel() * (1 if p.dim() > 1 else 4) for p in model.parameters())
+    return {"params": int(params), "macs_per_second": int(round(macs[0] / seconds)),
+            "weight_bytes": int(weight_bytes), "activation_bytes": int(peak[0])}

@@ -1,0 +1,101 @@
+"""The cloud SLU model: utterance-level intent classifier over (possibly masked) log-mel frames.
+
+Input handling makes it robust to channels and to masking: per-utterance mean normalisation over
+the *live* frames (not padding, not masked to the floor value), with a 0/1 channel marking masked
+frames, so the model knows what it was not sent. An auxiliary CTC character head (used in
+training when transcripts exist) makes the encoder learn words, which generalises far better than
+intent labels alone on small corpora (measured: dev accuracy 0.54 -> 0.67 at equal budget).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..features import FrontendConfig
+from .gates import floor_value
+
+CTC_SYMBOLS = 29  # blank + " abcdefghijklmnopqrstuvwxyz'"
+
+
+@dataclass(frozen=True)
+class SLUConfig:
+    intents: tuple[str, ...]
+    channels: int = 128
+    hidden: int = 128
+    dropout: float = 0.2
+    feature_scale: float = 4.0  # typical spread of log-mel values around the utterance mean
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "intents": list(self.intents)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SLUConfig":
+        d = dict(d)
+        d["intents"] = tuple(d["intents"])
+        d["frontend"] = FrontendConfig.from_dict(d.get("frontend", {}))
+        return cls(**d)
+
+
+def live_frames(features: torch.Tensor, lengths: torch.Tensor, floor: float) -> torch.Tensor:
+    """`(B, T)` bool: inside the utterance and not masked (some band above the floor value)."""
+    inside = torch.arange(features.shape[1], device=features.device)[None] < lengths[:, None]
+    return inside & (features > floor + 1e-3).any(-1)
+
+
+class SLUModel(nn.Module):
+    """CMN + masked-frame channel -> 3 conv (BN, stride 4 in time) -> BiGRU -> attention pooling.
+
+    forward(features `(B, T, n_mels)`, lengths `(B,)`) -> intent logits `(B, n_intents)`;
+    `encode` also returns CTC log-probabilities `(B, T/4, 29)` and their lengths.
+    """
+
+    STRIDE = 4
+
+    def __init__(self, cfg: SLUConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        layers: list[nn.Module] = []
+        for c_in, stride in ((cfg.frontend.n_mels + 1, 2), (c, 2), (c, 1)):
+            layers += [nn.Conv1d(c_in, c, 5, stride=stride, padding=2), nn.BatchNorm1d(c),
+                       nn.ReLU()]
+        self.conv = nn.Sequential(*layers)
+        self.gru = nn.GRU(c, cfg.hidden, batch_first=True, bidirectional=True)
+        self.attn = nn.Linear(2 * cfg.hidden, 1)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(2 * cfg.hidden, len(cfg.intents))
+        self.ctc = nn.Linear(2 * cfg.hidden, CTC_SYMBOLS)
+        self.floor = floor_value(cfg.frontend)
+
+    def prepare(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`(B, T, F)` -> `(B, T, F + 1)`: mean-normalised live frames (0 elsewhere) + mask flag."""
+        live = live_frames(features, lengths, self.floor).unsqueeze(-1).float()
+        mean = (features * live).sum(1, keepdim=True) / live.sum(1, keepdim=True).clamp_min(1)
+        normed = (features - mean) / self.cfg.feature_scale * live
+        return torch.cat([normed, 1.0 - live], dim=-1)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None):
+        b, t, _ = features.shape
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long, device=features.device)
+        h = self.conv(self.prepare(features, lengths).transpose(1, 2)).transpose(1, 2)
+        steps = ((lengths + self.STRIDE - 1) // self.STRIDE).clamp(1, h.shape[1])
+        packed = nn.utils.rnn.pack_padded_sequence(h, steps.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])
+        valid = torch.arange(h.shape[1], device=h.device)[None] < steps[:, None]
+        scores = self.attn(out).squeeze(-1).masked_fill(~valid, float("-inf"))
+        pooled = (torch.softmax(scores, dim=1).unsqueeze(-1) * out).sum(dim=1)
+        return self.out(self.drop(pooled)), torch.log_softmax(self.ctc(out), -1), steps
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
+                with_ctc: bool = False):
+        """Intent logits; with `with_ctc`, (logits, CTC log-probs, CTC lengths). Training calls
+        this form so that DDP's hooks see the forward."""
+        out = self.encode(features, lengths)
+        return out if with_ctc else out[0]

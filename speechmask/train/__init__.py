@@ -1,0 +1,1 @@
+"""Training: feature cache, checkpoints, the cloud SLU and mask trainers, DDP support."""

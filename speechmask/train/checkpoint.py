@@ -1,0 +1,78 @@
+"""Self-describing checkpoints: configs, model, optimizer, step, RNG; atomic writes; safe loading.
+
+Loading uses `torch.load(weights_only=True)`: tensors and plain containers only, never arbitrary
+pickled objects. Every file carries a format tag, a version and a kind ('slu' or 'mask').
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import SpeechmaskError
+
+FORMAT = "speechmask-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(SpeechmaskError):
+    """A checkpoint that is missing, corrupt, of another kind or of an unsupported version."""
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict, *, kind: str) -> Path:
+    """Write `payload` (+ format, version, kind) atomically: temp file in the folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"format": FORMAT, "version": VERSION, "kind": kind,
+            "speechmask_version": __version__, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict:
+    """Load and check a checkpoint; CheckpointError names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: corrupt or not a speechmask checkpoint "
+                              f"({str(exc).splitlines()[0][:120]})") from None
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # a valid pickle naming arbitrary objects
+            raise CheckpointError(f"{path}: refused, holds objects beyond tensors and plain "
+                                  "data (loading it could run arbitrary code)") from None
+        raise CheckpointError(f"{path}: corrupt or not a speechmask checkpoint "
+                              "(unreadable pickle)") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a speechmask checkpoint")
+    if blob.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {blob.get('version')} is not supported "
+                              f"(this speechmask reads version {VERSION})")
+    if kind is not None and blob.get("kind") != kind:
+        raise CheckpointError(f"{path}: is a {blob.get('kind')!r} checkpoint, expected {kind!r}")
+    for key in ("config", "model"):
+        if key not in blob:
+            raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    return blob
+
+
+def check_output(path: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a finished run without --force or --resume."""
+    if path.exists() and not (resume or force):
+        raise SpeechmaskError(f"{path}: already exists (use --resume to continue it or --force "
+                              "to start over)")

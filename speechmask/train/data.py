@@ -1,0 +1,129 @@
+"""Features cached once per corpus (compact arrays, no pickle), split selection, padded batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ManifestError
+from ..features import FrontendConfig
+from ..parallel import default_jobs, progress_map
+
+CACHE_DIR_NAME = ".speechmask-cache"
+
+
+@dataclass
+class FeatureSet:
+    """A manifest's rows and their float log-mel features `(T_i, n_mels)`, in manifest order."""
+
+    manifest: Path
+    rows: list[dict]
+    features: list[np.ndarray]
+    frontend: FrontendConfig
+
+    def select(self, split_field: str, part: str) -> list[int]:
+        """Indices of rows whose `split_field` ('split' or 'speaker_split') equals `part`."""
+        if split_field not in ("split", "speaker_split"):
+            raise ManifestError(f"split field must be 'split' or 'speaker_split', got {split_field!r}")
+        idx = [i for i, r in enumerate(self.rows) if r[split_field] == part]
+        if not idx:
+            raise ManifestError(f"{self.manifest}: no utterances with {split_field} == {part!r}")
+        return idx
+
+
+def _features_of(args: tuple[str, dict]) -> np.ndarray:
+    from ..audio import from_pcm16, read_audio, to_pcm16
+    from ..features import log_mel_numpy
+
+    path, fe = args
+    # round-trip through int16 PCM: the features of exactly what the device's ADC path delivers
+    pcm = to_pcm16(read_audio(path))
+    return log_mel_numpy(from_pcm16(pcm).astype(np.float64),
+                         FrontendConfig.from_dict(fe)).astype(np.float32)
+
+
+def load_features(manifest: str | os.PathLike, fe: FrontendConfig = FrontendConfig(), *,
+                  cache_dir: str | os.PathLike | None = None, jobs: int | None = None,
+                  progress: bool | None = None) -> FeatureSet:
+    """Read a manifest and its features, computing them once and caching them next to it.
+
+    The cache key hashes the manifest's bytes and the front-end config, so editing either
+    recomputes. Files: `<cache_dir>/features-<key>.npz` (`data` `(sum T, n_mels)`, `offsets`).
+    """
+    from ..corpus.manifest import read_manifest, resolve_audio
+
+    manifest = Path(manifest)
+    rows = read_manifest(manifest)
+    key = hashlib.sha256(manifest.read_bytes() + json.dumps(fe.to_dict(), sort_keys=True).encode()
+                         ).hexdigest()[:20]
+    folder = Path(cache_dir) if cache_dir else manifest.resolve().parent / CACHE_DIR_NAME
+    path = folder / f"features-{key}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data, offsets = z["data"], z["offsets"]
+            if offsets.size == len(rows) + 1:
+                return FeatureSet(manifest, rows, np.split(data, offsets[1:-1]), fe)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: recompute it
+    paths = [str(resolve_audio(manifest, r)) for r in rows]
+    by_path = dict(zip(paths, progress_map(_features_of, [(p, fe.to_dict()) for p in paths],
+                                           jobs=jobs or default_jobs(), desc="caching features",
+                                           disable=progress is False)))
+    feats = [by_path[p] for p in paths] if len(by_path) == len(paths) else \
+        [_features_of((p, fe.to_dict())) for p in paths]
+    _save_npz(path, data=np.concatenate(feats), offsets=np.cumsum([0] + [f.shape[0] for f in feats]))
+    return FeatureSet(manifest, rows, feats, fe)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def feature_stats(fs: FeatureSet, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-band mean and std over every frame of the selected utterances."""
+    frames = np.concatenate([fs.features[i] for i in idx]).astype(np.float64)
+    return (torch.tensor(frames.mean(0), dtype=torch.float32),
+            torch.tensor(frames.std(0), dtype=torch.float32))
+
+
+def pad_batch(feats: list[np.ndarray], pad_value: float, total: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of `(T_i, F)` -> `(B, T_max, F)` padded with `pad_value`, and lengths `(B,)`.
+    `total` forces T_max (all DDP ranks pad a global batch to one length)."""
+    lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+    t = int(total if total is not None else lengths.max())
+    out = torch.full((len(feats), t, feats[0].shape[1]), pad_value, dtype=torch.float32)
+    for i, f in enumerate(feats):
+        out[i, : f.shape[0]] = torch.from_numpy(f[:t])
+    return out, lengths.clamp_max(t)
+
+
+def batch_indices(n_items: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """Positions (0..n_items-1) of the global batch at `step`: a seeded permutation per epoch,
+    cut into `n_items // batch_size` batches (the remainder differs every epoch). A pure
+    function of (seed, step), so a resumed or distributed run sees the same batches."""
+    per_epoch = max(1, n_items // batch_size)
+    epoch, k = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n_items, generator=g).tolist()
+    return perm[k * batch_size: (k + 1) * batch_size]
+
+
+def steps_per_epoch(n_items: int, batch_size: int) -> int:
+    return max(1, n_items // batch_size)

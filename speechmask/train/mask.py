@@ -1,0 +1,196 @@
+"""`speechmask train mask`: minimise expected L0 of the gates subject to
+KL(p_cloud(x) || p_cloud(x * z)) <= gamma, with a Lagrange multiplier raised by gradient ascent
+(DiffMask-style), plus optional speaker and ASR adversaries through gradient reversal."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..models.gates import (binary_gates, expand_gates, floor_value, mask_features, prob_open,
+                            sample_gates)
+from ..models.mask import MaskConfig, MaskGenerator
+from ..models.slu import SLUModel
+from .adversaries import CTCAdversary, SpeakerAdversary, ctc_loss, grad_reverse
+from .data import FeatureSet, batch_indices, feature_stats, load_features, pad_batch, steps_per_epoch
+from .dist import DistContext, init_distributed, pick_device
+from .loop import TrainConfig, autocast, run
+
+DEFAULT_MAX_STEPS = 600
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    gamma: float = 0.15  # KL budget (nats), as SILENCE
+    lambda_lr: float = 0.05  # gradient-ascent step of the multiplier
+    lambda_max: float = 50.0  # clamp
+    speaker_adversary: float = 0.0  # weight of the reversed speaker-classifier gradient
+    asr_adversary: float = 0.0  # weight of the reversed CTC-ASR gradient
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MaskTask:
+    kind = "mask"
+
+    def __init__(self, fs: FeatureSet, slu: SLUModel, slu_path: str, mask_cfg: MaskConfig,
+                 obj: ObjectiveConfig, cfg: TrainConfig, ctx: DistContext, device: torch.device):
+        self.fs, self.obj, self.cfg, self.ctx, self.device = fs, obj, cfg, ctx, device
+        self.mask_cfg, self.slu_path = mask_cfg, slu_path
+        self.train_idx = fs.select(cfg.split_field, "train")
+        self.dev_idx = fs.select(cfg.split_field, "dev")
+        self.slu = slu.to(device).eval()
+        for p in self.slu.parameters():
+            p.requires_grad_(False)
+        model = MaskGenerator(mask_cfg)
+        model.norm.fit(*feature_stats(fs, self.train_idx))
+        self.base = model.to(device)
+        self.model = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
+        params = [{"params": model.parameters()}]
+        n_mels = fs.frontend.n_mels
+        self.speakers = sorted({fs.rows[i]["speaker"] for i in self.train_idx})
+        self.spk_adv = SpeakerAdversary(n_mels, len(self.speakers)).to(device) \
+            if obj.speaker_adversary > 0 else None
+        self.asr_adv = CTCAdversary(n_mels).to(device) if obj.asr_adversary > 0 else None
+        for adv in (self.spk_adv, self.asr_adv):
+            if adv is not None:
+                adv.norm.fit(*feature_stats(fs, self.train_idx))
+                params.append({"params": adv.parameters()})
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.lam = 0.0
+        self.floor = floor_value(fs.frontend)
+        self.edges = mask_cfg.gate.band_edges(n_mels)
+
+    # ------------------------------------------------------------------ training
+    def step(self, step: int) -> dict[str, float]:
+        cfg, obj, gate = self.cfg, self.obj, self.mask_cfg.gate
+        glob = batch_indices(len(self.train_idx), cfg.batch_size, cfg.seed, step)
+        rows = [self.train_idx[p] for p in glob]
+        t_max = max(self.fs.features[i].shape[0] for i in rows)
+        mine = self.ctx.shard(list(range(len(glob))))  # positions in the global batch
+        x, lengths = pad_batch([self.fs.features[rows[k]] for k in mine], self.floor, t_max)
+        x, lengths = x.to(self.device), lengths.to(self.device)
+        fps, s_max = self.mask_cfg.fps, t_max // self.mask_cfg.fps
+        # gate noise drawn for the whole global batch from (seed, step): identical on every rank
+        # and after a resume, so DDP and resumed runs match a single uninterrupted process
+        g = torch.Generator().manual_seed(cfg.seed * 104_729 + step)
+        noise = torch.rand((len(glob), s_max, gate.band_groups), generator=g)[mine].to(self.device)
+        with torch.no_grad():
+            p_clean = torch.softmax(self.slu(x, lengths).float(), dim=-1)
+        self.model.train()
+        with autocast(self.device, cfg.amp):
+            log_alpha = self.model(x).float()  # (B, S, G)
+        z = sample_gates(log_alpha, gate, noise=noise)
+        xm = mask_features(x, expand_gates(z, x.shape[1], fps, self.edges), self.floor)
+        with autocast(self.device, cfg.amp), _cudnn_off(self.device):
+            logp = torch.log_softmax(self.slu(xm, lengths).float(), dim=-1)
+        kl = (p_clean * (torch.log(p_clean.clamp_min(1e-12)) - logp)).sum(-1)  # (B,)
+        seg_valid = (torch.arange(s_max, device=self.device)[None] < (lengths // fps)[:, None]).float()
+        l0 = (prob_open(log_alpha, gate).mean(-1) * seg_valid).sum(1) / seg_valid.sum(1).clamp_min(1)
+        per_utt = l0 + self.lam * (kl - obj.gamma)
+        adv_logs = {}
+        if self.spk_adv is not None:
+            labels = torch.tensor([self.speakers.index(self.fs.rows[rows[k]]["speaker"])
+                                   for k in mine], device=self.device)
+            ce = F.cross_entropy(self.spk_adv(grad_reverse(xm, obj.speaker_adversary), lengths),
+                                 labels, reduction="none")
+            per_utt = per_utt + ce
+            adv_logs["spk_ce"] = ce
+        if self.asr_adv is not None:
+            lp, out_len = self.asr_adv(grad_reverse(xm, obj.asr_adversary), lengths)
+            ctc = ctc_loss(lp, out_len, [self.fs.rows[rows[k]]["transcript"] for k in mine])
+            per_utt = per_utt + ctc
+            adv_logs["ctc"] = ctc
+        loss = per_utt.sum() * self.ctx.world / len(glob)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for grp in self.optimizer.param_groups
+                                        for p in grp["params"]], 5.0)
+        self.optimizer.step()
+        sums = self.ctx.all_sum(torch.stack([kl.detach().sum(), l0.detach().sum()]).cpu())
+        kl_mean, open_mean = (float(v) / len(glob) for v in sums)
+        self.lam = min(obj.lambda_max, max(0.0, self.lam + obj.lambda_lr * (kl_mean - obj.gamma)))
+        logs = {"kl": kl_mean, "open": open_mean, "lambda": self.lam}
+        logs.update({k: float(self.ctx.all_sum(v.detach().sum().cpu())) / len(glob)
+                     for k, v in adv_logs.items()})
+        return logs
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, idx: list[int] | None = None, batch: int = 64) -> dict[str, float]:
+        """Deterministic binary gates on dev: KL, open fraction, cloud accuracy clean/masked."""
+        idx = self.dev_idx if idx is None else idx
+        self.base.eval()
+        label = {n: i for i, n in enumerate(self.slu.cfg.intents)}
+        kl_sum = open_sum = seg_sum = acc_clean = acc_masked = n_lab = 0.0
+        for s in range(0, len(idx), batch):
+            rows = idx[s:s + batch]
+            x, lengths = pad_batch([self.fs.features[i] for i in rows], self.floor)
+            x, lengths = x.to(self.device), lengths.to(self.device)
+            gates = binary_gates(self.base(x), self.mask_cfg.gate)
+            xm = mask_features(x, expand_gates(gates, x.shape[1], self.mask_cfg.fps, self.edges),
+                               self.floor)
+            lc, lm = self.slu(x, lengths).float(), self.slu(xm, lengths).float()
+            pc = torch.softmax(lc, -1)
+            kl_sum += float((pc * (torch.log(pc.clamp_min(1e-12)) - torch.log_softmax(lm, -1))).sum())
+            n_seg = lengths // self.mask_cfg.fps
+            valid = torch.arange(gates.shape[1], device=self.device)[None] < n_seg[:, None]
+            open_sum += float((gates.mean(-1) * valid).sum())
+            seg_sum += float(n_seg.sum())
+            y = torch.tensor([label.get(self.fs.rows[i]["intent"], -1) for i in rows],
+                             device=self.device)
+            acc_clean += float(((lc.argmax(-1) == y) & (y >= 0)).sum())
+            acc_masked += float(((lm.argmax(-1) == y) & (y >= 0)).sum())
+            n_lab += float((y >= 0).sum())
+        return {"dev_kl": kl_sum / len(idx), "dev_open": open_sum / max(1.0, seg_sum),
+                "dev_acc_clean": acc_clean / max(1.0, n_lab),
+                "dev_acc_masked": acc_masked / max(1.0, n_lab)}
+
+    def payload(self) -> dict:
+        return {"config": self.mask_cfg.to_dict(), "objective": self.obj.to_dict(),
+                "slu": self.slu_path, "manifest": str(self.fs.manifest),
+                "cost": self.base.cost()}
+
+    def state(self) -> dict:
+        adv = {name: m.state_dict() for name, m in (("speaker", self.spk_adv), ("asr", self.asr_adv))
+               if m is not None}
+        return {"lambda": self.lam, "adversaries": adv}
+
+    def load_state(self, state: dict) -> None:
+        self.lam = float(state.get("lambda", 0.0))
+        for name, m in (("speaker", self.spk_adv), ("asr", self.asr_adv)):
+            if m is not None and name in state.get("adversaries", {}):
+                m.load_state_dict(state["adversaries"][name])
+
+
+def _cudnn_off(device: torch.device):
+    """cuDNN cannot back-propagate through an RNN in eval mode; the frozen cloud model's GRU
+    must stay in eval mode (no dropout), so cuDNN is switched off for that forward."""
+    import contextlib
+
+    return torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" \
+        else contextlib.nullcontext()
+
+
+def train_mask(manifest: Path, slu_path: Path, out: Path, mask_cfg: MaskConfig,
+               obj: ObjectiveConfig, cfg: TrainConfig, *, resume: bool = False,
+               stop_after: int | None = None) -> dict:
+    from ..api import load_slu
+
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    ctx = init_distributed(device)
+    slu = load_slu(slu_path)
+    if slu.cfg.frontend != mask_cfg.frontend:
+        mask_cfg = MaskConfig.from_dict({**mask_cfg.to_dict(), "frontend": slu.cfg.frontend.to_dict()})
+    fs = load_features(manifest, mask_cfg.frontend, progress=cfg.progress and ctx.is_main)
+    per_epoch = steps_per_epoch(len(fs.select(cfg.split_field, "train")), cfg.batch_size)
+    bounded = cfg if (cfg.epochs or cfg.max_steps) else TrainConfig.from_dict(
+        {**cfg.to_dict(), "max_steps": DEFAULT_MAX_STEPS})
+    total = bounded.total_steps(per_epoch, default_epochs=1)
+    task = MaskTask(fs, slu, str(slu_path), mask_cfg, obj, cfg, ctx, device)
+    return run(task, cfg, out, total, ctx, resume=resume, stop_after=stop_after)

@@ -1,0 +1,155 @@
+"""`speechmask train slu` / `train finetune`: the cloud intent classifier, on clean features or on
+features masked by a (frozen) mask generator, as SILENCE fine-tunes its cloud model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ManifestError
+from ..models.gates import binary_gates, expand_gates, floor_value, mask_features
+from ..models.mask import MaskGenerator
+from ..models.slu import SLUConfig, SLUModel
+from .adversaries import ctc_loss
+from .data import FeatureSet, batch_indices, load_features, pad_batch, steps_per_epoch
+from .dist import DistContext, init_distributed, pick_device
+from .loop import TrainConfig, autocast, cosine_lr, run
+
+DEFAULT_EPOCHS = 60
+DEFAULT_FINETUNE_EPOCHS = 15
+CTC_WEIGHT = 0.5  # auxiliary character CTC loss (rows with transcripts)
+
+
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: float, g: torch.Generator) -> torch.Tensor:
+    """Two time masks (<= 10 frames) and two band masks (<= 5 bands) per utterance."""
+    x = x.clone()
+    b, t, f = x.shape
+    for i in range(b):
+        n = int(lengths[i])
+        for _ in range(2):
+            w = int(torch.randint(0, 11, (1,), generator=g))
+            s = int(torch.randint(0, max(1, n - w), (1,), generator=g))
+            x[i, s:s + w] = fill
+            w = int(torch.randint(0, 6, (1,), generator=g))
+            s = int(torch.randint(0, f - w + 1, (1,), generator=g))
+            x[i, :, s:s + w] = fill
+    return x
+
+
+def apply_mask(mask: MaskGenerator, x: torch.Tensor) -> torch.Tensor:
+    """Features as the device sends them: binary gates from the frozen mask generator."""
+    cfg = mask.cfg
+    with torch.no_grad():
+        gates = binary_gates(mask(x), cfg.gate)
+        m = expand_gates(gates, x.shape[1], cfg.fps, cfg.gate.band_edges(cfg.frontend.n_mels))
+    return mask_features(x, m, floor_value(cfg.frontend))
+
+
+class SLUTask:
+    kind = "slu"
+
+    def __init__(self, fs: FeatureSet, cfg: TrainConfig, total: int, ctx: DistContext,
+                 device: torch.device, init: dict | None = None, mask: MaskGenerator | None = None,
+                 mask_path: str | None = None):
+        self.fs, self.cfg, self.total, self.ctx, self.device = fs, cfg, total, ctx, device
+        self.train_idx = fs.select(cfg.split_field, "train")
+        self.dev_idx = fs.select(cfg.split_field, "dev")
+        labelled = [r["intent"] for r in fs.rows if r["intent"] is not None]
+        if not labelled:
+            raise ManifestError(f"{fs.manifest}: no intents to train on")
+        if init is not None:
+            self.slu_cfg = SLUConfig.from_dict(init["config"])
+            unknown = sorted({fs.rows[i]["intent"] for i in self.train_idx} - set(self.slu_cfg.intents))
+            if unknown:
+                raise ManifestError(f"{fs.manifest}: intents unknown to the cloud model: {unknown[:5]}")
+        else:
+            self.slu_cfg = SLUConfig(intents=tuple(sorted(set(labelled))), frontend=fs.frontend)
+        model = SLUModel(self.slu_cfg)
+        if init is not None:
+            model.load_state_dict(init["model"])
+        self.base = model.to(device)
+        self.model = (torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        self.label = {name: i for i, name in enumerate(self.slu_cfg.intents)}
+        self.mask = mask.to(device).eval() if mask is not None else None
+        self.mask_path = mask_path
+        self.floor = floor_value(fs.frontend)
+
+    def batch(self, positions: list[int], idx: list[int], total_len: int | None = None):
+        rows = [idx[p] for p in positions]
+        x, lengths = pad_batch([self.fs.features[i] for i in rows], self.floor, total_len)
+        y = torch.tensor([self.label.get(self.fs.rows[i]["intent"], -100) for i in rows])
+        x, lengths, y = x.to(self.device), lengths.to(self.device), y.to(self.device)
+        return (apply_mask(self.mask, x) if self.mask is not None else x), lengths, y
+
+    def step(self, step: int) -> dict[str, float]:
+        glob = batch_indices(len(self.train_idx), self.cfg.batch_size, self.cfg.seed, step)
+        t_max = max(self.fs.features[self.train_idx[p]].shape[0] for p in glob)
+        x, lengths, y = self.batch(self.ctx.shard(glob), self.train_idx, t_max)
+        g = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
+        x = spec_augment(x.cpu(), lengths.cpu(), self.floor, g).to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cosine_lr(step, self.total, self.cfg.lr)
+        self.model.train()
+        with autocast(self.device, self.cfg.amp):
+            logits, ctc_lp, ctc_len = self.model(x, lengths, with_ctc=True)
+        texts = [self.fs.rows[self.train_idx[p]]["transcript"] for p in self.ctx.shard(glob)]
+        per_utt = F.cross_entropy(logits.float(), y, label_smoothing=0.05, reduction="none",
+                                  ignore_index=-100) + CTC_WEIGHT * ctc_loss(ctc_lp, ctc_len, texts)
+        # sum over this rank's items / global batch, times world (DDP averages gradients)
+        loss = per_utt.sum() * self.ctx.world / len(glob)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimizer.step()
+        return {"loss": float(loss.detach()) / self.ctx.world}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        return {"dev_acc": accuracy(self.base, self, self.dev_idx)}
+
+    def payload(self) -> dict:
+        return {"config": self.slu_cfg.to_dict(), "manifest": str(self.fs.manifest),
+                "finetuned_on_mask": self.mask_path}
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+
+@torch.no_grad()
+def accuracy(model: SLUModel, task: SLUTask, idx: list[int], batch: int = 64) -> float:
+    model.eval()
+    correct = total = 0
+    for s in range(0, len(idx), batch):
+        x, lengths, y = task.batch(list(range(s, min(s + batch, len(idx)))), idx)
+        pred = model(x, lengths).argmax(-1)
+        correct += int(((pred == y) & (y >= 0)).sum())
+        total += int((y >= 0).sum())
+    return correct / max(1, total)
+
+
+def train_slu(manifest: Path, out: Path, cfg: TrainConfig, *, resume: bool = False,
+              init_slu: Path | None = None, mask_path: Path | None = None,
+              stop_after: int | None = None) -> dict:
+    """Train (or, with `init_slu` and `mask_path`, fine-tune on masked input) the cloud model."""
+    from ..api import load_mask
+    from .checkpoint import load_checkpoint
+
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    ctx = init_distributed(device)
+    init = load_checkpoint(init_slu, kind="slu") if init_slu else None
+    mask = load_mask(mask_path) if mask_path else None
+    fe = SLUConfig.from_dict(init["config"]).frontend if init else (mask.cfg.frontend if mask else None)
+    fs = load_features(manifest, **({"fe": fe} if fe else {}), progress=cfg.progress and ctx.is_main)
+    per_epoch = steps_per_epoch(len(fs.select(cfg.split_field, "train")), cfg.batch_size)
+    total = cfg.total_steps(per_epoch, DEFAULT_FINETUNE_EPOCHS if init else DEFAULT_EPOCHS)
+    task = SLUTask(fs, cfg, total, ctx, device, init=init, mask=mask,
+                   mask_path=str(mask_path) if mask_path else None)
+    return run(task, cfg, out, total, ctx, resume=resume, stop_after=stop_after)

@@ -1,0 +1,157 @@
+"""Training: the constrained objective goes down, resume == uninterrupted, DDP (2 processes,
+gloo) == 1 process with the same global batch, checkpoints load safely or fail clearly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from speechmask.api import load_mask, load_slu
+from speechmask.errors import SpeechmaskError
+from speechmask.models.gates import GateConfig, prob_open
+from speechmask.models.mask import MaskConfig
+from speechmask.train.checkpoint import (CheckpointError, load_checkpoint, save_checkpoint)
+from speechmask.train.data import load_features, pad_batch
+from speechmask.train.loop import TrainConfig
+from speechmask.train.mask import ObjectiveConfig, train_mask
+from speechmask.train.slu import train_slu
+
+QUICK = dict(batch_size=8, eval_every=4, progress=False, device="cpu")
+MASK_CFG = MaskConfig(arch="small", gate=GateConfig(segment_ms=80.0))
+
+
+@pytest.fixture(scope="module")
+def slu_path(tiny_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("slu") / "slu.pt"
+    train_slu(tiny_corpus, out, TrainConfig(max_steps=12, **QUICK))
+    return out
+
+
+def expected_open(mask_path, manifest) -> float:
+    model = load_mask(mask_path)
+    fs = load_features(manifest, model.cfg.frontend)
+    x, _ = pad_batch(fs.features, -13.8)
+    with torch.no_grad():
+        return float(prob_open(model(x), model.cfg.gate).mean())
+
+
+def test_short_training_lowers_the_constrained_objective(tiny_corpus, slu_path, tmp_path):
+    out = tmp_path / "mask.pt"
+    metrics = train_mask(tiny_corpus, slu_path, out, MASK_CFG, ObjectiveConfig(gamma=0.15),
+                         TrainConfig(max_steps=40, lr=0.01, **QUICK))
+    blob = load_checkpoint(out, kind="mask")
+    assert blob["step"] == 40 and blob["cost"]["params"] > 0
+    # gates start open (init_logit 3: P(open) ~ 0.98); the L0 term must have closed many
+    assert expected_open(out, tiny_corpus) < 0.8
+    assert 0.0 <= metrics["dev_open"] <= 1.0 and metrics["lambda"] >= 0.0
+
+
+def test_a_tight_budget_raises_the_multiplier(tiny_corpus, slu_path, tmp_path):
+    metrics = train_mask(tiny_corpus, slu_path, tmp_path / "m.pt", MASK_CFG,
+                         ObjectiveConfig(gamma=0.0, lambda_lr=0.5),
+                         TrainConfig(max_steps=8, lr=0.01, **QUICK))
+    assert metrics["lambda"] > 0.0  # KL > gamma = 0 pushes lambda up by gradient ascent
+
+
+def states_equal(a, b) -> bool:
+    sa, sb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("kind", ["mask", "slu"])
+def test_resume_equals_uninterrupted(tiny_corpus, slu_path, tmp_path, kind):
+    cfg = TrainConfig(max_steps=8, lr=0.01, **QUICK)
+    obj = ObjectiveConfig(speaker_adversary=0.1, asr_adversary=0.1)
+
+    def go(out, **kw):
+        if kind == "mask":
+            return train_mask(tiny_corpus, slu_path, out, MASK_CFG, obj, cfg, **kw)
+        return train_slu(tiny_corpus, out, cfg, **kw)
+
+    go(tmp_path / "a.pt")
+    with pytest.raises(KeyboardInterrupt):  # crash right after the step-4 checkpoint
+        go(tmp_path / "b.pt", stop_after=4)
+    assert load_checkpoint(tmp_path / "b.pt")["step"] == 4
+    go(tmp_path / "b.pt", resume=True)
+    assert states_equal(tmp_path / "a.pt", tmp_path / "b.pt")
+    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    if kind == "mask":
+        assert a["state"]["lambda"] == b["state"]["lambda"]
+        for name, sa in a["state"]["adversaries"].items():
+            sb = b["state"]["adversaries"][name]
+            assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+
+
+def test_resume_refuses_other_settings(tiny_corpus, slu_path, tmp_path):
+    out = tmp_path / "m.pt"
+    train_mask(tiny_corpus, slu_path, out, MASK_CFG, ObjectiveConfig(),
+               TrainConfig(max_steps=4, **QUICK))
+    with pytest.raises(CheckpointError, match="other settings"):
+        train_mask(tiny_corpus, slu_path, out, MASK_CFG, ObjectiveConfig(),
+                   TrainConfig(max_steps=4, **{**QUICK, "batch_size": 4}), resume=True)
+
+
+def test_ddp_two_processes_match_one(tiny_corpus, slu_path, tmp_path):
+    args = ["train", "mask", "--manifest", str(tiny_corpus), "--slu", str(slu_path),
+            "--max-steps", "4", "--batch-size", "8", "--eval-every", "4", "--device", "cpu",
+            "--lr", "0.01", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "speechmask", *args, "--out",
+                          str(tmp_path / "one.pt")], env=env, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", "-m", "speechmask", *args, "--out",
+                          str(tmp_path / "two.pt")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    sa, sb = load_checkpoint(tmp_path / "one.pt")["model"], load_checkpoint(tmp_path / "two.pt")["model"]
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], atol=1e-5, rtol=1e-4)
+    assert not all(torch.equal(sa[k], load_checkpoint(tmp_path / "one.pt")["model"][k] * 0)
+                   for k in sa)
+
+
+class NotData:  # anything beyond tensors and plain containers must be refused
+    pass
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: None, "no such checkpoint"),
+    (lambda p: p.write_bytes(b"\x00garbage" * 100), "corrupt"),
+    (lambda p: torch.save({"model": {}}, p), "not a speechmask checkpoint"),
+    (lambda p: torch.save({"format": "speechmask-checkpoint", "version": 99, "kind": "mask",
+                           "config": {}, "model": {}}, p), "version 99"),
+    (lambda p: save_checkpoint(p, {"config": {}, "model": {}}, kind="slu"), "expected 'mask'"),
+    (lambda p: torch.save({"format": "speechmask-checkpoint", "obj": NotData()}, p), "refused"),
+])
+def test_bad_checkpoints_give_clear_errors(tmp_path, make, message):
+    path = tmp_path / "bad.pt"
+    make(path)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_mask(path)
+    assert str(path) in str(err.value)
+
+
+def test_truncated_checkpoint_and_mismatched_weights(slu_path, tmp_path):
+    data = slu_path.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_slu(cut)
+    blob = load_checkpoint(slu_path)
+    blob["config"]["channels"] = 64
+    save_checkpoint(tmp_path / "mismatch.pt", {k: v for k, v in blob.items()
+                                              if k not in ("format", "version", "kind")}, kind="slu")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_slu(tmp_path / "mismatch.pt")
+
+
+def test_cli_refuses_to_overwrite_a_run(tiny_corpus, slu_path):
+    from speechmask.train.checkpoint import check_output
+
+    with pytest.raises(SpeechmaskError, match="--resume"):
+        check_output(slu_path, resume=False, force=False)
