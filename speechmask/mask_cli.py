@@ -65,8 +65,9 @@ def _mask(args: argparse.Namespace) -> int:
         from .audio import atomic_write_text
 
         atomic_write_text(args.stats, json.dumps(_stats(result, mask), indent=1) + "\n")
+    written = [str(p) for p in (args.out, args.features, args.plot, args.stats) if p]
     print(f"{args.inputs[0]}: {result.gates.shape[0]} segments of {mask.cfg.gate.segment_ms:g} ms, "
-          f"{100 * result.open_fraction:.1f} % sent")
+          f"{100 * result.open_fraction:.1f} % sent; wrote {', '.join(written)}")
     return 0
 
 

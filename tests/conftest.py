@@ -18,3 +18,28 @@ def tiny_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     synthesize(out, SynthConfig(**TINY, engines=resolve_engines(None)), jobs=2, progress=False)
     return out / "manifest.jsonl"
+
+
+@pytest.fixture(scope="session")
+def slu_path(tiny_corpus, tmp_path_factory) -> Path:
+    """A cloud model trained for a few steps on the tiny corpus (enough to exercise the code)."""
+    from speechmask.train.loop import TrainConfig
+    from speechmask.train.slu import train_slu
+
+    out = tmp_path_factory.mktemp("slu") / "slu.pt"
+    train_slu(tiny_corpus, out, TrainConfig(max_steps=12, batch_size=8, eval_every=4,
+                                            progress=False, device="cpu"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def mask_path(tiny_corpus, slu_path, tmp_path_factory) -> Path:
+    from speechmask.models.mask import MaskConfig
+    from speechmask.train.loop import TrainConfig
+    from speechmask.train.mask import ObjectiveConfig, train_mask
+
+    out = tmp_path_factory.mktemp("mask") / "mask.pt"
+    train_mask(tiny_corpus, slu_path, out, MaskConfig(), ObjectiveConfig(),
+               TrainConfig(max_steps=16, batch_size=8, eval_every=8, lr=0.01, progress=False,
+                           device="cpu"))
+    return out

@@ -62,8 +62,11 @@ def test_expand_gates_to_frames_and_bands():
 def test_masked_features_take_the_floor_and_audio_is_zeroed():
     x = torch.randn(1, 4, 3)
     m = torch.tensor([[[1.0] * 3, [0.0] * 3, [1.0] * 3, [0.0] * 3]])
-    out = mask_features(x, m, -13.8)
-    assert torch.all(out[0, 1] == -13.8) and torch.equal(out[0, 0], x[0, 0])
+    floor = float(np.log(1e-6))
+    out = mask_features(x, m, floor)
+    assert torch.allclose(out[0, 1], torch.tensor(floor)) and torch.allclose(out[0, 0], x[0, 0])
+    half = mask_features(x, torch.full_like(x, 0.5), floor)  # soft gate: amplitude halved
+    assert torch.allclose(half, torch.log(0.25 * (torch.exp(x) - 1e-6) + 1e-6), atol=1e-5)
     wave = np.arange(1, 11, dtype=np.float32)
     assert mask_waveform(wave, np.array([1, 0, 1]), 3).tolist() == [1, 2, 3, 0, 0, 0, 7, 8, 9, 0]
 

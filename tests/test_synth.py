@@ -19,7 +19,8 @@ ENGINES = resolve_engines(None)
 
 def digest(folder) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])}
 
 
 def test_done_when_8_speakers_x_5(tmp_path):

@@ -24,13 +24,6 @@ QUICK = dict(batch_size=8, eval_every=4, progress=False, device="cpu")
 MASK_CFG = MaskConfig(arch="small", gate=GateConfig(segment_ms=80.0))
 
 
-@pytest.fixture(scope="module")
-def slu_path(tiny_corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("slu") / "slu.pt"
-    train_slu(tiny_corpus, out, TrainConfig(max_steps=12, **QUICK))
-    return out
-
-
 def expected_open(mask_path, manifest) -> float:
     model = load_mask(mask_path)
     fs = load_features(manifest, model.cfg.frontend)

@@ -114,9 +114,18 @@ def expand_gates(gates: torch.Tensor, n_frames: int, fps: int,
 
 
 def mask_features(features: torch.Tensor, mask: torch.Tensor, floor_value: float) -> torch.Tensor:
-    """Masked positions take `floor_value` (the front-end's log floor, reproducible on device).
-    features, mask: `(B, T, n_mels)`; soft masks interpolate (training)."""
-    return features * mask + floor_value * (1.0 - mask)
+    """Gate the signal's *amplitude*: `ln(z**2 * mel + floor)` where `features = ln(mel + floor)`.
+
+    For binary gates this is the feature (z = 1) or exactly `floor_value` (z = 0), what the
+    device sends, and it is what multiplying the waveform segment by z does to its mel energy, so
+    feature and audio masking agree. For soft training samples it behaves like a volume change
+    (z = 0.9 shifts a frame by ln 0.81) instead of dragging log values toward the floor, which
+    the cloud model would read as a different sound; and unlike gating energy linearly, its
+    gradient stays bounded as z -> 0. features, mask: `(B, T, n_mels)`.
+    """
+    floor = math.exp(floor_value)
+    energy = (torch.exp(features) - floor).clamp_min(0.0)
+    return torch.log(mask.square() * energy + floor)
 
 
 def mask_waveform(wave: np.ndarray, gates: np.ndarray, samples_per_segment: int) -> np.ndarray:

@@ -30,7 +30,9 @@ class MaskConfig:
     layers: int = 3  # small: dilated blocks (dilation 1, 2, 4, ...)
     kernel: int = 5  # small: depthwise kernel
     context_segments: int = 1  # tiny: segments of look-back
-    init_logit: float = 3.0  # gates start open (KL near 0); the L0 penalty closes them
+    init_logit: float = 1.0  # gates start open (P(open) 0.93, KL near 0); L0 closes them
+    logit_bound: float = 4.0  # training penalises |log_alpha| beyond this: no gate saturates
+                              # beyond reach of the gradients, and int8 output has a known range
     gate: GateConfig = field(default_factory=GateConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 

@@ -43,16 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_finetune)
 
     p = tsub.add_parser("mask", help="train the mask generator (L0 under a KL constraint)")
-    _common(p, 3e-3, "default: 600 steps")
+    _common(p, 5e-3, "default: 300 steps")
     p.add_argument("--slu", type=Path, required=True, help="the cloud model whose output is kept")
     p.add_argument("--gamma", type=float, default=0.15, help="KL budget in nats (default 0.15)")
     p.add_argument("--arch", choices=("tiny", "small"), default="small")
     p.add_argument("--segment-ms", type=float, default=None, help="gate segment (default 80 ms)")
     p.add_argument("--band-groups", type=int, default=1, help="1 = whole-segment gates")
+    p.add_argument("--temperature", type=float, default=2 / 3, help="hard-concrete beta")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--layers", type=int, default=3, help="small: dilated conv blocks")
     p.add_argument("--kernel", type=int, default=5, help="small: depthwise kernel")
     p.add_argument("--context-segments", type=int, default=1, help="tiny: look-back segments")
+    p.add_argument("--lambda-init", type=float, default=1.0)
     p.add_argument("--lambda-lr", type=float, default=0.05)
     p.add_argument("--lambda-max", type=float, default=50.0)
     p.add_argument("--speaker-adversary", type=float, default=0.0,
@@ -60,6 +62,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--asr-adversary", type=float, default=0.0,
                    help="weight of a CTC ASR's reversed gradient (0 = off)")
     p.set_defaults(handler=_mask)
+
+    p = sub.add_parser("evaluate", help="intent accuracy on clean or masked input")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--slu", type=Path, required=True, help="cloud model")
+    p.add_argument("--mask", type=Path, default=None, help="mask generator (default: clean)")
+    p.add_argument("--split-field", choices=("split", "speaker_split"), default="split")
+    p.add_argument("--part", choices=("train", "dev", "test"), default="test")
+    p.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
+    p.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..audio import atomic_write_text
+    from .evaluate import evaluate
+
+    result = evaluate(args.manifest, args.slu, args.mask, split_field=args.split_field,
+                      part=args.part)
+    text = json.dumps(result)
+    print(text)
+    if args.json:
+        atomic_write_text(args.json, text + "\n")
+    return 0
 
 
 def _train_config(args: argparse.Namespace):
@@ -107,11 +131,12 @@ def _mask(args: argparse.Namespace) -> int:
     from .mask import ObjectiveConfig, train_mask
 
     _prepare(args)
-    gate = GateConfig(band_groups=args.band_groups,
+    gate = GateConfig(band_groups=args.band_groups, beta=args.temperature,
                       **({"segment_ms": args.segment_ms} if args.segment_ms else {}))
     mask_cfg = MaskConfig(arch=args.arch, hidden=args.hidden, layers=args.layers,
                           kernel=args.kernel, context_segments=args.context_segments, gate=gate)
-    obj = ObjectiveConfig(gamma=args.gamma, lambda_lr=args.lambda_lr, lambda_max=args.lambda_max,
+    obj = ObjectiveConfig(gamma=args.gamma, lambda_init=args.lambda_init,
+                          lambda_lr=args.lambda_lr, lambda_max=args.lambda_max,
                           speaker_adversary=args.speaker_adversary,
                           asr_adversary=args.asr_adversary)
     return _report(args, train_mask(args.manifest, args.slu, args.out, mask_cfg, obj,

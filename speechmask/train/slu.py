@@ -3,6 +3,7 @@ features masked by a (frozen) mask generator, as SILENCE fine-tunes its cloud mo
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -23,18 +24,32 @@ CTC_WEIGHT = 0.5  # auxiliary character CTC loss (rows with transcripts)
 
 
 def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: float, g: torch.Generator) -> torch.Tensor:
-    """Two time masks (<= 10 frames) and two band masks (<= 5 bands) per utterance."""
+    """Per utterance: two band masks (<= 5 bands); with probability 0.8, segment masking
+    (segments of 40/80/160 ms, each dropped at a rate drawn from U(0, 0.8), the frames set to
+    the floor value as a device sends them); with probability 0.3, a random gain per segment
+    (what soft hard-concrete samples do in mask training: `ln(u**2)` added, u ~ U(0, 1)).
+
+    The cloud model must tolerate masking for a mask to exist at all: trained without it, a few
+    closed segments cost over a nat of KL and the mask generator can close nothing (measured:
+    KL 1.35 at 7 % closed). SILENCE's premise is that intent survives heavy short-term masking;
+    this teaches the cloud model that, on clean training data."""
     x = x.clone()
     b, t, f = x.shape
+    floor = math.exp(fill)
     for i in range(b):
-        n = int(lengths[i])
         for _ in range(2):
-            w = int(torch.randint(0, 11, (1,), generator=g))
-            s = int(torch.randint(0, max(1, n - w), (1,), generator=g))
-            x[i, s:s + w] = fill
             w = int(torch.randint(0, 6, (1,), generator=g))
             s = int(torch.randint(0, f - w + 1, (1,), generator=g))
             x[i, :, s:s + w] = fill
+        seg = int((4, 8, 16)[int(torch.randint(0, 3, (1,), generator=g))])
+        n_seg = (t + seg - 1) // seg
+        if float(torch.rand(1, generator=g)) < 0.3:
+            gain = torch.rand(n_seg, generator=g).clamp_min(1e-3).square()
+            energy = (x[i].exp() - floor).clamp_min(0) * torch.repeat_interleave(gain, seg)[:t, None]
+            x[i] = torch.log(energy + floor)
+        if float(torch.rand(1, generator=g)) < 0.8:
+            drop = torch.rand(n_seg, generator=g) < float(torch.rand(1, generator=g)) * 0.8
+            x[i, torch.repeat_interleave(drop, seg)[:t]] = fill
     return x
 
 

@@ -1,0 +1,43 @@
+"""`speechmask evaluate`: intent accuracy of a cloud model on clean or masked input, open fraction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..models.gates import binary_gates, expand_gates, floor_value, mask_features
+from .data import load_features, pad_batch
+
+
+@torch.no_grad()
+def evaluate(manifest: Path, slu_path: Path, mask_path: Path | None = None, *,
+             split_field: str = "split", part: str = "test", batch: int = 64) -> dict:
+    """Accuracy of `slu_path` on `part` of the manifest, on features masked by `mask_path`'s
+    binary gates (what the device sends) when given. Rows whose intent the model does not know
+    count as errors."""
+    from ..api import load_mask, load_slu
+
+    slu = load_slu(slu_path)
+    mask = load_mask(mask_path) if mask_path else None
+    fs = load_features(manifest, slu.cfg.frontend, progress=False)
+    idx = fs.select(split_field, part)
+    label = {n: i for i, n in enumerate(slu.cfg.intents)}
+    floor = floor_value(slu.cfg.frontend)
+    correct = opened = segments = 0
+    for s in range(0, len(idx), batch):
+        rows = idx[s:s + batch]
+        x, lengths = pad_batch([fs.features[i] for i in rows], floor)
+        if mask is not None:
+            gates = binary_gates(mask(x), mask.cfg.gate)
+            n_seg = lengths // mask.cfg.fps
+            valid = torch.arange(gates.shape[1])[None] < n_seg[:, None]
+            opened += float((gates.mean(-1) * valid).sum())
+            segments += int(n_seg.sum())
+            x = mask_features(x, expand_gates(gates, x.shape[1], mask.cfg.fps,
+                                              mask.cfg.gate.band_edges(x.shape[2])), floor)
+        pred = slu(x, lengths).argmax(-1).tolist()
+        correct += sum(p == label.get(fs.rows[i]["intent"], -1) for p, i in zip(pred, rows))
+    return {"utterances": len(idx), "intent_acc": correct / len(idx),
+            "open_fraction": (opened / segments) if mask is not None else 1.0,
+            "split_field": split_field, "part": part}
