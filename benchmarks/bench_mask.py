@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--arch", default="small")
     ap.add_argument("--gamma", type=float, default=0.15)
     ap.add_argument("--split-field", default="split", choices=("split", "speaker_split"))
+    ap.add_argument("--temperature", type=float, default=GateConfig().beta, help="gate beta")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     corpus = args.corpus or args.work / "corpus"
@@ -64,13 +65,14 @@ def main() -> None:
     _, t_slu = timed(train_slu, manifest, slu, TrainConfig(**quiet))
     clean = evaluate(manifest, slu, split_field=args.split_field)
     record = {"corpus": str(corpus), "utterances": len(read_manifest(manifest)),
+              "temperature": args.temperature,
               "split_field": args.split_field, "gamma": args.gamma, "arch": args.arch,
               "slu_train_s": round(t_slu, 1), "clean_acc": round(clean["intent_acc"], 4),
               "test_utterances": clean["utterances"], "runs": []}
     table = [("cloud model, clean test input", f"accuracy {clean['intent_acc']:.3f} "
                                                f"({clean['utterances']} utterances)")]
     for seg in args.segment_ms:
-        cfg = MaskConfig(arch=args.arch, gate=GateConfig(segment_ms=seg))
+        cfg = MaskConfig(arch=args.arch, gate=GateConfig(segment_ms=seg, beta=args.temperature))
         mask = args.work / f"mask_{seg:g}ms.pt"
         _, t_mask = timed(train_mask, manifest, slu, mask, cfg, ObjectiveConfig(gamma=args.gamma),
                           TrainConfig(lr=5e-3, **quiet))
@@ -80,12 +82,14 @@ def main() -> None:
         raw = evaluate(manifest, slu, mask, split_field=args.split_field)
         ft = evaluate(manifest, tuned, mask, split_field=args.split_field)
         run = {"segment_ms": seg, "open_fraction": round(ft["open_fraction"], 4),
+               "open_fraction_speech": round(ft["open_fraction_speech"], 4),
                "masked_acc_clean_model": round(raw["intent_acc"], 4),
                "masked_acc_finetuned": round(ft["intent_acc"], 4),
                "drop_points": round(100 * (clean["intent_acc"] - ft["intent_acc"]), 2),
                "mask_train_s": round(t_mask, 1), "finetune_s": round(t_tune, 1)}
         record["runs"].append(run)
         table += [(f"{seg:g} ms: open segments", f"{run['open_fraction']:.3f} (target <= 0.5)"),
+                  (f"{seg:g} ms: open speech segments", f"{run['open_fraction_speech']:.3f}"),
                   (f"{seg:g} ms: masked, clean model", f"{run['masked_acc_clean_model']:.3f}"),
                   (f"{seg:g} ms: masked, fine-tuned", f"{run['masked_acc_finetuned']:.3f} "
                                                      f"({run['drop_points']:+.1f} points vs clean;"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from .atomic import atomic_output
 from .errors import AudioError
 
 SAMPLE_RATE = 16000  # Hz; every waveform inside speechmask is 16 kHz mono
@@ -92,31 +92,15 @@ def write_wav(path: str | os.PathLike, data: np.ndarray, sample_rate: int = SAMP
 
     A crash never leaves a half-written file under `path`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pcm = data if np.asarray(data).dtype == np.int16 else to_pcm16(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         sf.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def _short(exc: BaseException) -> str:

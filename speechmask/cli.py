@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from . import __version__
 
@@ -26,7 +27,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fatal(message: str, code: int = 1) -> "NoReturn":  # noqa: F821 - typing only
+def fatal(message: str, code: int = 1) -> NoReturn:
     """Print one line to stderr and exit."""
     print(f"speechmask: error: {message}", file=sys.stderr)
     raise SystemExit(code)

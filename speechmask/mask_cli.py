@@ -79,20 +79,12 @@ def _stats(result, mask) -> dict:
 
 
 def _save_npy(path: Path, array) -> None:
-    import os
-    import tempfile
-
     import numpy as np
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .atomic import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 def _mask_manifest(args: argparse.Namespace, mask) -> int:

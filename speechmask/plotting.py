@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_output
+
 
 def save_figure(fig, out: Path) -> None:
     """Save as PNG via a temp file + rename, so a crash never leaves half an image."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_output(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_utterances(items: list[tuple[str, Path, dict | None]], out: Path, *,

@@ -70,3 +70,19 @@ def test_pcm_conversion_clips_and_rounds():
     assert np.array_equal(to_pcm16(np.array([-2.0, -1.0, 0.0, 0.5, 1.0])),
                           np.array([-32768, -32768, 0, 16384, 32767], np.int16))
     assert from_pcm16(np.array([-32768], np.int16))[0] == -1.0
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from speechmask.audio import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        write_wav(tmp_path / "a.wav", np.zeros(1600, np.int16))
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "a.wav"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644

@@ -14,7 +14,7 @@ from ..errors import CorpusError
 from ..parallel import default_jobs, progress_map
 from .manifest import assign_splits, write_manifest
 from .templates import INTENTS, fill
-from .voices import Voice, hash_seed, make_voices, render, resolve_engines
+from .voices import Voice, hash_seed, make_voices, render
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "synth_config.json"

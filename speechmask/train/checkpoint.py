@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from .. import __version__
+from ..atomic import atomic_output
 from ..errors import SpeechmaskError
 
 FORMAT = "speechmask-checkpoint"
@@ -27,19 +27,11 @@ class CheckpointError(SpeechmaskError):
 
 def save_checkpoint(path: str | os.PathLike, payload: dict, *, kind: str) -> Path:
     """Write `payload` (+ format, version, kind) atomically: temp file in the folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": FORMAT, "version": VERSION, "kind": kind,
             "speechmask_version": __version__, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(blob, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ def evaluate(manifest: Path, slu_path: Path, mask_path: Path | None = None, *,
     idx = fs.select(split_field, part)
     label = {n: i for i, n in enumerate(slu.cfg.intents)}
     floor = floor_value(slu.cfg.frontend)
-    correct = opened = segments = 0
+    correct = opened = segments = speech_open = speech_segments = 0
     for s in range(0, len(idx), batch):
         rows = idx[s:s + batch]
         x, lengths = pad_batch([fs.features[i] for i in rows], floor)
@@ -34,10 +35,27 @@ def evaluate(manifest: Path, slu_path: Path, mask_path: Path | None = None, *,
             valid = torch.arange(gates.shape[1])[None] < n_seg[:, None]
             opened += float((gates.mean(-1) * valid).sum())
             segments += int(n_seg.sum())
+            speech = speech_segments_of(x, lengths, mask.cfg.fps)[:, :gates.shape[1]] & valid
+            speech_open += float((gates.mean(-1) * speech).sum())
+            speech_segments += int(speech.sum())
             x = mask_features(x, expand_gates(gates, x.shape[1], mask.cfg.fps,
                                               mask.cfg.gate.band_edges(x.shape[2])), floor)
         pred = slu(x, lengths).argmax(-1).tolist()
         correct += sum(p == label.get(fs.rows[i]["intent"], -1) for p, i in zip(pred, rows))
     return {"utterances": len(idx), "intent_acc": correct / len(idx),
             "open_fraction": (opened / segments) if mask is not None else 1.0,
+            "open_fraction_speech": (speech_open / speech_segments) if mask is not None else 1.0,
             "split_field": split_field, "part": part}
+
+
+def speech_segments_of(x: torch.Tensor, lengths: torch.Tensor, fps: int,
+                       range_db: float = 30.0) -> torch.Tensor:
+    """`(B, S)` bool: segments whose mean frame energy is within `range_db` of the utterance's
+    loudest segment (an energy VAD on the clean features). Sending silence leaks little; the
+    share of *speech* segments sent is the number that matters for privacy."""
+    energy = torch.logsumexp(x, dim=-1)  # ln of total mel power per frame
+    s = x.shape[1] // fps
+    seg = energy[:, : s * fps].reshape(x.shape[0], s, fps).mean(-1)
+    valid = torch.arange(s)[None] < (lengths // fps)[:, None]
+    loudest = seg.masked_fill(~valid, float("-inf")).max(1, keepdim=True).values
+    return (seg > loudest - range_db / 10 * math.log(10)) & valid
