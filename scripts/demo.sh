@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on a small built-in corpus (about 4 minutes on 2 cores).
+# `make demo`: the main job end to end on the built-in corpus (about 8 minutes on 2 cores).
 # Re-running resumes the corpus and retrains the models.
 set -euo pipefail
 OUT=${1:-demo_out}
@@ -8,8 +8,8 @@ M="$OUT/corpus/manifest.jsonl"
 R="$OUT/runs"
 step() { printf '\n== %s\n' "$*"; }
 
-step "1. synthesize a small built-in SLU corpus (20 speakers x 30 utterances, real TTS voices)"
-$SM data synth --out "$OUT/corpus" --speakers 20 --utterances-per-speaker 30 --seed 0
+step "1. synthesize the built-in SLU corpus (default size: 30 speakers x 40 utterances, real TTS voices)"
+$SM data synth --out "$OUT/corpus" --seed 0
 
 step "2. corpus statistics, and the firmware's integer front-end against float"
 $SM data stats --manifest "$M" --frontend 12 --json "$OUT/stats.json" --force
@@ -18,15 +18,15 @@ step "3. log-mel of one utterance per speaker"
 $SM data plot --manifest "$M" --per-speaker --max 12 --out "$OUT/speakers.png" --force
 
 step "4. train the cloud SLU model (intent classifier) on clean features"
-$SM train slu --manifest "$M" --out "$R/slu.pt" --epochs 30 --eval-every 200 --quiet --force
+$SM train slu --manifest "$M" --out "$R/slu.pt" --eval-every 260 --quiet --force
 
 step "5. train the mask generator: fewest open segments with KL(cloud clean || masked) <= 0.15"
-$SM train mask --manifest "$M" --slu "$R/slu.pt" --out "$R/mask.pt" --max-steps 300 \
-  --eval-every 100 --quiet --force
+$SM train mask --manifest "$M" --slu "$R/slu.pt" --out "$R/mask.pt" --eval-every 100 --quiet \
+  --force
 
 step "6. fine-tune the cloud model on masked features (as SILENCE does)"
 $SM train finetune --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --out "$R/slu_masked.pt" \
-  --epochs 8 --eval-every 100 --quiet --force
+  --epochs 10 --eval-every 100 --quiet --force
 
 step "7. test-set intent accuracy: clean model on clean input, fine-tuned model on masked input"
 $SM evaluate --manifest "$M" --slu "$R/slu.pt"

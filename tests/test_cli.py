@@ -66,3 +66,17 @@ def test_synth_from_the_cli(tmp_path, capsys):
     assert "4 utterances" in capsys.readouterr().out
     assert main(args) == 0  # resumes: nothing to render
     assert "0 rendered, 4 already there" in capsys.readouterr().out
+
+
+def test_the_distribution_installs_all_three_packages():
+    code = ("import importlib.metadata as m, attacks, firmware_export, speechmask; "
+            "print(m.version('speechmask'), attacks.__doc__ is not None, "
+            "firmware_export.__doc__ is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [speechmask_version(), "True", "True"]
+
+
+def speechmask_version() -> str:
+    import speechmask
+
+    return speechmask.__version__
