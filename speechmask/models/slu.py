@@ -26,7 +26,8 @@ class SLUConfig:
     channels: int = 128
     hidden: int = 128
     dropout: float = 0.2
-    feature_scale: float = 4.0  # typical spread of log-mel values around the utterance mean
+    feature_scale: float = 4.0  # typical spread of log-mel values around the reference level
+    level_norm: str = "mean"  # per-band reference level over live frames: "mean" or "max"
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
     def to_dict(self) -> dict:
@@ -74,8 +75,12 @@ class SLUModel(nn.Module):
     def prepare(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`(B, T, F)` -> `(B, T, F + 1)`: mean-normalised live frames (0 elsewhere) + mask flag."""
         live = live_frames(features, lengths, self.floor).unsqueeze(-1).float()
-        mean = (features * live).sum(1, keepdim=True) / live.sum(1, keepdim=True).clamp_min(1)
-        normed = (features - mean) / self.cfg.feature_scale * live
+        if self.cfg.level_norm == "max":  # unchanged when silence is withheld
+            ref = features.masked_fill(live == 0, float("-inf")).amax(1, keepdim=True)
+            ref = torch.where(torch.isfinite(ref), ref, torch.zeros_like(ref))
+        else:
+            ref = (features * live).sum(1, keepdim=True) / live.sum(1, keepdim=True).clamp_min(1)
+        normed = (features - ref) / self.cfg.feature_scale * live
         return torch.cat([normed, 1.0 - live], dim=-1)
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None):

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tsub = train.add_subparsers(dest="train_command", metavar="SUBCOMMAND", required=True)
 
     p = tsub.add_parser("slu", help="train the cloud intent classifier on clean features")
-    _common(p, 2e-3, "default 40")
+    _common(p, 2e-3, "default 60")
+    p.add_argument("--level-norm", choices=("mean", "max"), default="mean",
+                   help="per-band reference level over the utterance's live frames")
     p.set_defaults(handler=_slu)
 
     p = tsub.add_parser("finetune", help="fine-tune the cloud model on masked features")
@@ -114,7 +116,7 @@ def _slu(args: argparse.Namespace) -> int:
 
     _prepare(args)
     return _report(args, train_slu(args.manifest, args.out, _train_config(args),
-                                   resume=args.resume))
+                                   resume=args.resume, level_norm=args.level_norm))
 
 
 def _finetune(args: argparse.Namespace) -> int:

@@ -23,7 +23,8 @@ DEFAULT_FINETUNE_EPOCHS = 15
 CTC_WEIGHT = 0.5  # auxiliary character CTC loss (rows with transcripts)
 
 
-def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: float, g: torch.Generator) -> torch.Tensor:
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: float, g: torch.Generator,
+                 strength: float = 1.0) -> torch.Tensor:
     """Per utterance: two band masks (<= 5 bands); with probability 0.8, segment masking
     (segments of 40/80/160 ms, each dropped at a rate drawn from U(0, 0.8), the frames set to
     the floor value as a device sends them); with probability 0.3, a random gain per segment
@@ -32,7 +33,8 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: float, g: torch.G
     The cloud model must tolerate masking for a mask to exist at all: trained without it, a few
     closed segments cost over a nat of KL and the mask generator can close nothing (measured:
     KL 1.35 at 7 % closed). SILENCE's premise is that intent survives heavy short-term masking;
-    this teaches the cloud model that, on clean training data."""
+    this teaches the cloud model that, on clean training data. `strength` in [0, 1] scales the
+    probabilities of segment masking and gains (a curriculum: see SLUTask.step)."""
     x = x.clone()
     b, t, f = x.shape
     floor = math.exp(fill)
@@ -43,11 +45,11 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: float, g: torch.G
             x[i, :, s:s + w] = fill
         seg = int((4, 8, 16)[int(torch.randint(0, 3, (1,), generator=g))])
         n_seg = (t + seg - 1) // seg
-        if float(torch.rand(1, generator=g)) < 0.3:
+        if float(torch.rand(1, generator=g)) < 0.3 * strength:
             gain = torch.rand(n_seg, generator=g).clamp_min(1e-3).square()
             energy = (x[i].exp() - floor).clamp_min(0) * torch.repeat_interleave(gain, seg)[:t, None]
             x[i] = torch.log(energy + floor)
-        if float(torch.rand(1, generator=g)) < 0.8:
+        if float(torch.rand(1, generator=g)) < 0.8 * strength:
             drop = torch.rand(n_seg, generator=g) < float(torch.rand(1, generator=g)) * 0.8
             x[i, torch.repeat_interleave(drop, seg)[:t]] = fill
     return x
@@ -67,7 +69,7 @@ class SLUTask:
 
     def __init__(self, fs: FeatureSet, cfg: TrainConfig, total: int, ctx: DistContext,
                  device: torch.device, init: dict | None = None, mask: MaskGenerator | None = None,
-                 mask_path: str | None = None):
+                 mask_path: str | None = None, level_norm: str = "mean"):
         self.fs, self.cfg, self.total, self.ctx, self.device = fs, cfg, total, ctx, device
         self.train_idx = fs.select(cfg.split_field, "train")
         self.dev_idx = fs.select(cfg.split_field, "dev")
@@ -80,7 +82,8 @@ class SLUTask:
             if unknown:
                 raise ManifestError(f"{fs.manifest}: intents unknown to the cloud model: {unknown[:5]}")
         else:
-            self.slu_cfg = SLUConfig(intents=tuple(sorted(set(labelled))), frontend=fs.frontend)
+            self.slu_cfg = SLUConfig(intents=tuple(sorted(set(labelled))), frontend=fs.frontend,
+                                     level_norm=level_norm)
         model = SLUModel(self.slu_cfg)
         if init is not None:
             model.load_state_dict(init["model"])
@@ -105,7 +108,10 @@ class SLUTask:
         t_max = max(self.fs.features[self.train_idx[p]].shape[0] for p in glob)
         x, lengths, y = self.batch(self.ctx.shard(glob), self.train_idx, t_max)
         g = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
-        x = spec_augment(x.cpu(), lengths.cpu(), self.floor, g).to(self.device)
+        # curriculum: heavy masking from the start left the model at chance for hundreds of steps
+        # and made the final accuracy depend on floating-point noise (0.34-0.75 across runs)
+        strength = 1.0 if self.mask is not None else min(1.0, step / (0.25 * self.total))
+        x = spec_augment(x.cpu(), lengths.cpu(), self.floor, g, strength).to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = cosine_lr(step, self.total, self.cfg.lr)
         self.model.train()
@@ -151,7 +157,7 @@ def accuracy(model: SLUModel, task: SLUTask, idx: list[int], batch: int = 64) ->
 
 def train_slu(manifest: Path, out: Path, cfg: TrainConfig, *, resume: bool = False,
               init_slu: Path | None = None, mask_path: Path | None = None,
-              stop_after: int | None = None) -> dict:
+              stop_after: int | None = None, level_norm: str = "mean") -> dict:
     """Train (or, with `init_slu` and `mask_path`, fine-tune on masked input) the cloud model."""
     from ..api import load_mask
     from .checkpoint import load_checkpoint
@@ -166,5 +172,5 @@ def train_slu(manifest: Path, out: Path, cfg: TrainConfig, *, resume: bool = Fal
     per_epoch = steps_per_epoch(len(fs.select(cfg.split_field, "train")), cfg.batch_size)
     total = cfg.total_steps(per_epoch, DEFAULT_FINETUNE_EPOCHS if init else DEFAULT_EPOCHS)
     task = SLUTask(fs, cfg, total, ctx, device, init=init, mask=mask,
-                   mask_path=str(mask_path) if mask_path else None)
+                   mask_path=str(mask_path) if mask_path else None, level_norm=level_norm)
     return run(task, cfg, out, total, ctx, resume=resume, stop_after=stop_after)
