@@ -92,7 +92,7 @@ def main() -> None:
                   (f"{seg:g} ms: open speech segments", f"{run['open_fraction_speech']:.3f}"),
                   (f"{seg:g} ms: masked, clean model", f"{run['masked_acc_clean_model']:.3f}"),
                   (f"{seg:g} ms: masked, fine-tuned", f"{run['masked_acc_finetuned']:.3f} "
-                                                     f"({run['drop_points']:+.1f} points vs clean;"
+                                                     f"({-run['drop_points']:+.1f} points vs clean;"
                                                      " target <= 3)"),
                   (f"{seg:g} ms: mask / finetune time", f"{t_mask:.0f} s / {t_tune:.0f} s")]
     # convergence on 200 clips (SILENCE reports 30 s on an A40)
