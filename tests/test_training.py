@@ -148,3 +148,15 @@ def test_cli_refuses_to_overwrite_a_run(tiny_corpus, slu_path):
 
     with pytest.raises(SpeechmaskError, match="--resume"):
         check_output(slu_path, resume=False, force=False)
+
+
+def test_feature_cache_keeps_each_utterance_with_its_own_features(tiny_corpus, tmp_path):
+    """Workers finish in any order; features must still follow the manifest's rows."""
+    from speechmask.corpus.manifest import read_manifest, resolve_audio
+    from speechmask.train.data import _features_of
+
+    for attempt in range(2):  # computed with 2 workers, then loaded from the cache
+        fs = load_features(tiny_corpus, cache_dir=tmp_path, jobs=2, progress=False)
+        for row, feats in zip(read_manifest(tiny_corpus), fs.features):
+            _, direct = _features_of((str(resolve_audio(tiny_corpus, row)), fs.frontend.to_dict()))
+            assert feats.shape == direct.shape and (feats == direct).all(), (attempt, row["id"])

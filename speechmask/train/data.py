@@ -38,15 +38,15 @@ class FeatureSet:
         return idx
 
 
-def _features_of(args: tuple[str, dict]) -> np.ndarray:
+def _features_of(args: tuple[str, dict]) -> tuple[str, np.ndarray]:
     from ..audio import from_pcm16, read_audio, to_pcm16
     from ..features import log_mel_numpy
 
     path, fe = args
     # round-trip through int16 PCM: the features of exactly what the device's ADC path delivers
     pcm = to_pcm16(read_audio(path))
-    return log_mel_numpy(from_pcm16(pcm).astype(np.float64),
-                         FrontendConfig.from_dict(fe)).astype(np.float32)
+    return path, log_mel_numpy(from_pcm16(pcm).astype(np.float64),
+                               FrontendConfig.from_dict(fe)).astype(np.float32)
 
 
 def load_features(manifest: str | os.PathLike, fe: FrontendConfig = FrontendConfig(), *,
@@ -74,11 +74,11 @@ def load_features(manifest: str | os.PathLike, fe: FrontendConfig = FrontendConf
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: recompute it
     paths = [str(resolve_audio(manifest, r)) for r in rows]
-    by_path = dict(zip(paths, progress_map(_features_of, [(p, fe.to_dict()) for p in paths],
-                                           jobs=jobs or default_jobs(), desc="caching features",
-                                           disable=progress is False)))
-    feats = [by_path[p] for p in paths] if len(by_path) == len(paths) else \
-        [_features_of((p, fe.to_dict())) for p in paths]
+    # results arrive in completion order (several workers): key them by the path they carry
+    by_path = dict(progress_map(_features_of, [(p, fe.to_dict()) for p in dict.fromkeys(paths)],
+                                jobs=jobs or default_jobs(), desc="caching features",
+                                disable=progress is False))
+    feats = [by_path[p] for p in paths]
     _save_npz(path, data=np.concatenate(feats), offsets=np.cumsum([0] + [f.shape[0] for f in feats]))
     return FeatureSet(manifest, rows, feats, fe)
 
