@@ -35,7 +35,8 @@ def gate_logits(mask: MaskGenerator, features: np.ndarray) -> np.ndarray:
 class StreamingGates:
     """Segment-by-segment gates as the device computes them: frames are pushed as they arrive;
     each completed segment is gated from a fixed window of `window_frames` frames (its own frames
-    and the look-back), so memory is bounded and the result equals `gate_logits` offline."""
+    and the look-back) and the gates already decided (`state`, with gate feedback), so memory is
+    bounded and the result equals `gate_logits` offline."""
 
     def __init__(self, mask: MaskGenerator):
         self.mask = mask.eval()
@@ -43,6 +44,7 @@ class StreamingGates:
         self.frames = np.zeros((0, self.cfg.frontend.n_mels), dtype=np.float32)
         self.emitted = 0  # segments produced so far
         self.offset = 0  # absolute index of self.frames[0]
+        self.state: torch.Tensor | None = None  # last gates sent, newest first (feedback)
 
     @torch.no_grad()
     def push(self, frames: np.ndarray) -> np.ndarray:
@@ -53,12 +55,24 @@ class StreamingGates:
         while (self.emitted + 1) * fps <= self.offset + len(self.frames):
             end = (self.emitted + 1) * fps - self.offset
             start = max(0, end - window)
-            logits = self.mask(torch.from_numpy(self.frames[start:end])[None])[0]
-            out.append(logits[-1].numpy())
+            a = self.mask.segment_logits(torch.from_numpy(self.frames[start:end])[None])
+            log_alpha, _, self.state = self.mask.recur(a[:, -1:], state=self.state)
+            out.append(log_alpha[0, -1].numpy())
             self.emitted += 1
         keep = max(0, len(self.frames) - window)  # drop frames no future window needs
         self.frames, self.offset = self.frames[keep:], self.offset + keep
         return np.stack(out) if out else np.zeros((0, self.cfg.gate.band_groups), np.float32)
+
+
+@torch.no_grad()
+def mask_batch(mask: MaskGenerator, x: torch.Tensor, lengths: torch.Tensor):
+    """What the device sends for a padded batch `(B, T, n_mels)`: (masked features, binary gates
+    `(B, S, G)`, `(B, S)` bool marking the segments inside each utterance)."""
+    cfg = mask.cfg
+    gates = binary_gates(mask.eval()(x), cfg.gate)
+    valid = torch.arange(gates.shape[1], device=x.device)[None] < (lengths // cfg.fps)[:, None]
+    m = expand_gates(gates, x.shape[1], cfg.fps, cfg.gate.band_edges(x.shape[2]))
+    return mask_features(x, m, floor_value(cfg.frontend)), gates, valid
 
 
 def mask_utterance(mask: MaskGenerator, wave: np.ndarray) -> MaskedUtterance:

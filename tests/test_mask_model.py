@@ -11,6 +11,7 @@ from speechmask.models.gates import GateConfig
 from speechmask.models.mask import MaskConfig, MaskGenerator
 
 ARCH_CASES = [dict(arch="tiny"), dict(arch="tiny", context_segments=2, gate=GateConfig(40.0, 2)),
+              dict(arch="small", feedback=0), dict(arch="tiny", feedback=3, gate=GateConfig(80.0)),
               dict(arch="small"), dict(arch="small", layers=2, kernel=3,
                                        gate=GateConfig(segment_ms=160.0, band_groups=4))]
 
@@ -67,3 +68,57 @@ def test_small_model_fits_the_device_budget():
     cost = MaskGenerator(MaskConfig()).cost()
     assert cost["weight_bytes"] + cost["activation_bytes"] < 16 * 1024
     assert cost["macs_per_second"] < 1e6  # < 0.2 % of a 480 MHz core at 1 MAC/cycle
+
+
+def test_feedback_prior_alternates_on_steady_input():
+    """With a constant audio path (logit 1) the initial feedback weight -3 closes every segment
+    that follows an open one: 1, 0, 1, 0, ... The first segment sees 'nothing sent yet'."""
+    model = MaskGenerator(MaskConfig(arch="tiny"))
+    with torch.no_grad():
+        model.net.fc2.weight.zero_()
+    gates = (model(torch.zeros(1, 80, 40)) > 0).int()[0, :, 0].tolist()
+    assert gates == [1, 0] * (len(gates) // 2)
+
+
+def test_inference_feeds_back_binary_gates():
+    model = random_model(dict(arch="small", feedback=2))
+    x = torch.randn(2, 96, 40)
+    a = model.segment_logits(x)
+    w = model.cfg.logit_bound * torch.tanh(model.feedback.weight)
+    prev, expect = torch.zeros(2, 2), []
+    for s in range(a.shape[1]):
+        la = model.cfg.logit_bound * torch.tanh((a[:, s] + prev @ w.T) / model.cfg.logit_bound)
+        expect.append(la)
+        prev = torch.cat([(la > 0).float(), prev[:, :1]], dim=1)
+    torch.testing.assert_close(model(x), torch.stack(expect, 1))
+    assert model(x).abs().max() <= model.cfg.logit_bound  # int8 output range is known
+
+
+def test_training_samples_carry_gradients_to_feedback_and_audio_path():
+    model = random_model(dict(arch="small"))
+    x = torch.randn(3, 96, 40)
+    noise = torch.rand(3, 96 // model.cfg.fps, 1, generator=torch.Generator().manual_seed(0))
+    log_alpha, z = model(x, noise)
+    assert z.shape == log_alpha.shape and ((z >= 0) & (z <= 1)).all()
+    (z.sum() + log_alpha.sum()).backward()
+    assert model.feedback.weight.grad.abs().sum() > 0
+    assert model.net.inp.weight.grad.abs().sum() > 0
+
+
+def test_soft_keep_interpolates_exactly_between_sent_and_withheld():
+    """Mask training feeds the cloud model clean features and a keep weight; for binary keep
+    it must see exactly what the device sends (masked features), mask flag included."""
+    from speechmask.models.gates import expand_gates, floor_value, mask_features
+    from speechmask.models.slu import SLUConfig, SLUModel
+
+    torch.manual_seed(0)
+    for level_norm in ("mean", "max"):
+        slu = SLUModel(SLUConfig(intents=("a", "b"), level_norm=level_norm)).eval()
+        x = torch.randn(2, 64, 40) * 2 - 3
+        lengths = torch.tensor([64, 50])
+        gates = (torch.rand(2, 8, 1) > 0.5).float()
+        keep = expand_gates(gates, 64, 8, [(0, 40)])
+        sent = mask_features(x, keep, floor_value(slu.cfg.frontend))
+        torch.testing.assert_close(slu.prepare(x, lengths, keep), slu.prepare(sent, lengths))
+        half = slu.prepare(x, lengths, keep * 0 + 0.5)
+        assert torch.allclose(half[..., -1][:, :50], torch.tensor(0.5))  # flag in between

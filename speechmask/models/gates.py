@@ -22,7 +22,7 @@ from ..features import FrontendConfig, exact_div
 class GateConfig:
     """Where gates sit and how they are sampled."""
 
-    segment_ms: float = 80.0
+    segment_ms: float = 40.0
     band_groups: int = 1
     beta: float = 2.0 / 3.0  # temperature
     stretch_low: float = -0.1  # l

@@ -72,9 +72,22 @@ class SLUModel(nn.Module):
         self.ctc = nn.Linear(2 * cfg.hidden, CTC_SYMBOLS)
         self.floor = floor_value(cfg.frontend)
 
-    def prepare(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """`(B, T, F)` -> `(B, T, F + 1)`: mean-normalised live frames (0 elsewhere) + mask flag."""
-        live = live_frames(features, lengths, self.floor).unsqueeze(-1).float()
+    def prepare(self, features: torch.Tensor, lengths: torch.Tensor,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """`(B, T, F)` -> `(B, T, F + 1)`: mean-normalised live frames (0 elsewhere) + mask flag.
+
+        `keep` `(B, T, F)` in [0, 1] (mask training): `features` are clean and `keep` says how
+        much of each is sent. The input is then interpolated linearly between what the model
+        sees when a position is sent (keep 1) and when it is withheld (keep 0: floor value,
+        mask flag set), so that gradients measure the effect of withholding, flag included
+        (the flag is a step function of the features and passes no gradient). For binary
+        `keep` this equals `prepare(mask_features(features, keep))` exactly."""
+        if keep is None:
+            live = live_frames(features, lengths, self.floor).unsqueeze(-1).float()
+        else:
+            above = live_frames(features, lengths, self.floor).unsqueeze(-1)
+            features = keep * features + (1 - keep) * self.floor
+            live = (keep * above).amax(-1, keepdim=True)
         if self.cfg.level_norm == "max":  # unchanged when silence is withheld
             ref = features.masked_fill(live == 0, float("-inf")).amax(1, keepdim=True)
             ref = torch.where(torch.isfinite(ref), ref, torch.zeros_like(ref))
@@ -83,11 +96,12 @@ class SLUModel(nn.Module):
         normed = (features - ref) / self.cfg.feature_scale * live
         return torch.cat([normed, 1.0 - live], dim=-1)
 
-    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None):
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
+               keep: torch.Tensor | None = None):
         b, t, _ = features.shape
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=features.device)
-        h = self.conv(self.prepare(features, lengths).transpose(1, 2)).transpose(1, 2)
+        h = self.conv(self.prepare(features, lengths, keep).transpose(1, 2)).transpose(1, 2)
         steps = ((lengths + self.STRIDE - 1) // self.STRIDE).clamp(1, h.shape[1])
         packed = nn.utils.rnn.pack_padded_sequence(h, steps.cpu(), batch_first=True,
                                                    enforce_sorted=False)
@@ -99,8 +113,8 @@ class SLUModel(nn.Module):
         return self.out(self.drop(pooled)), torch.log_softmax(self.ctc(out), -1), steps
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
-                with_ctc: bool = False):
+                with_ctc: bool = False, keep: torch.Tensor | None = None):
         """Intent logits; with `with_ctc`, (logits, CTC log-probs, CTC lengths). Training calls
-        this form so that DDP's hooks see the forward."""
-        out = self.encode(features, lengths)
+        this form so that DDP's hooks see the forward. `keep`: see `prepare`."""
+        out = self.encode(features, lengths, keep)
         return out if with_ctc else out[0]

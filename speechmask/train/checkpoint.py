@@ -18,7 +18,7 @@ from ..atomic import atomic_output
 from ..errors import SpeechmaskError
 
 FORMAT = "speechmask-checkpoint"
-VERSION = 1
+VERSIONS = {"slu": 1, "mask": 2}  # mask 2: gate feedback, tanh-bounded logits
 
 
 class CheckpointError(SpeechmaskError):
@@ -27,7 +27,7 @@ class CheckpointError(SpeechmaskError):
 
 def save_checkpoint(path: str | os.PathLike, payload: dict, *, kind: str) -> Path:
     """Write `payload` (+ format, version, kind) atomically: temp file in the folder, then rename."""
-    blob = {"format": FORMAT, "version": VERSION, "kind": kind,
+    blob = {"format": FORMAT, "version": VERSIONS[kind], "kind": kind,
             "speechmask_version": __version__, **payload}
     with atomic_output(path) as tmp:
         torch.save(blob, tmp)
@@ -52,11 +52,14 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict:
                               "(unreadable pickle)") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a speechmask checkpoint")
-    if blob.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {blob.get('version')} is not supported "
-                              f"(this speechmask reads version {VERSION})")
     if kind is not None and blob.get("kind") != kind:
         raise CheckpointError(f"{path}: is a {blob.get('kind')!r} checkpoint, expected {kind!r}")
+    if blob.get("kind") not in VERSIONS:
+        raise CheckpointError(f"{path}: unknown checkpoint kind {blob.get('kind')!r}")
+    want = VERSIONS[blob["kind"]]
+    if blob.get("version") != want:
+        raise CheckpointError(f"{path}: {blob['kind']} checkpoint version {blob.get('version')} is "
+                              f"not supported (this speechmask reads version {want}; retrain it)")
     for key in ("config", "model"):
         if key not in blob:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")

@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=3, help="small: dilated conv blocks")
     p.add_argument("--kernel", type=int, default=5, help="small: depthwise kernel")
     p.add_argument("--context-segments", type=int, default=1, help="tiny: look-back segments")
+    p.add_argument("--feedback", type=int, default=None,
+                   help="previous gate decisions fed back into the gate (default 2; 0 = off)")
     p.add_argument("--lambda-init", type=float, default=1.0)
     p.add_argument("--lambda-lr", type=float, default=0.05)
     p.add_argument("--lambda-max", type=float, default=50.0)
@@ -136,7 +138,8 @@ def _mask(args: argparse.Namespace) -> int:
     gate = GateConfig(band_groups=args.band_groups, beta=args.temperature,
                       **({"segment_ms": args.segment_ms} if args.segment_ms else {}))
     mask_cfg = MaskConfig(arch=args.arch, hidden=args.hidden, layers=args.layers,
-                          kernel=args.kernel, context_segments=args.context_segments, gate=gate)
+                          kernel=args.kernel, context_segments=args.context_segments,
+                          gate=gate, **({} if args.feedback is None else {"feedback": args.feedback}))
     obj = ObjectiveConfig(gamma=args.gamma, lambda_init=args.lambda_init,
                           lambda_lr=args.lambda_lr, lambda_max=args.lambda_max,
                           speaker_adversary=args.speaker_adversary,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..models.gates import binary_gates, expand_gates, floor_value, mask_features
+from ..masking import mask_batch
+from ..models.gates import floor_value
 from .data import load_features, pad_batch
 
 
@@ -30,16 +31,13 @@ def evaluate(manifest: Path, slu_path: Path, mask_path: Path | None = None, *,
         rows = idx[s:s + batch]
         x, lengths = pad_batch([fs.features[i] for i in rows], floor)
         if mask is not None:
-            gates = binary_gates(mask(x), mask.cfg.gate)
-            n_seg = lengths // mask.cfg.fps
-            valid = torch.arange(gates.shape[1])[None] < n_seg[:, None]
+            xm, gates, valid = mask_batch(mask, x, lengths)
             opened += float((gates.mean(-1) * valid).sum())
-            segments += int(n_seg.sum())
+            segments += int(valid.sum())
             speech = speech_segments_of(x, lengths, mask.cfg.fps)[:, :gates.shape[1]] & valid
             speech_open += float((gates.mean(-1) * speech).sum())
             speech_segments += int(speech.sum())
-            x = mask_features(x, expand_gates(gates, x.shape[1], mask.cfg.fps,
-                                              mask.cfg.gate.band_edges(x.shape[2])), floor)
+            x = xm
         pred = slu(x, lengths).argmax(-1).tolist()
         correct += sum(p == label.get(fs.rows[i]["intent"], -1) for p, i in zip(pred, rows))
     return {"utterances": len(idx), "intent_acc": correct / len(idx),
