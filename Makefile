@@ -26,6 +26,11 @@ test-all: install
 bench: install
 	$(BIN)/python benchmarks/bench_frontend.py
 	$(BIN)/python benchmarks/bench_synth.py
+	$(BIN)/python benchmarks/bench_mask.py --work build/bench_mask
+	$(BIN)/python benchmarks/bench_patterns.py --manifest build/bench_mask/corpus/manifest.jsonl \
+		--slu build/bench_mask/slu.pt --mask build/bench_mask/mask_40ms.pt
+	$(BIN)/python benchmarks/bench_adversary.py --corpus build/bench_mask/corpus \
+		--slu build/bench_mask/slu.pt --work build/bench_adversary
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info
