@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slu", type=Path, required=True, help="the cloud model whose output is kept")
     p.add_argument("--gamma", type=float, default=0.15, help="KL budget in nats (default 0.15)")
     p.add_argument("--arch", choices=("tiny", "small"), default="small")
-    p.add_argument("--segment-ms", type=float, default=None, help="gate segment (default 80 ms)")
+    p.add_argument("--segment-ms", type=float, default=None, help="gate segment (default 40 ms)")
     p.add_argument("--band-groups", type=int, default=1, help="1 = whole-segment gates")
     p.add_argument("--temperature", type=float, default=2 / 3, help="hard-concrete beta")
     p.add_argument("--hidden", type=int, default=32)
