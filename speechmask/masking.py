@@ -67,9 +67,9 @@ class StreamingGates:
 @torch.no_grad()
 def mask_batch(mask: MaskGenerator, x: torch.Tensor, lengths: torch.Tensor):
     """What the device sends for a padded batch `(B, T, n_mels)`: (masked features, binary gates
-    `(B, S, G)`, `(B, S)` bool marking the segments inside each utterance)."""
+    `(B, S, G)`, `(B, S)` bool marking the segments inside each utterance). `mask` in eval mode."""
     cfg = mask.cfg
-    gates = binary_gates(mask.eval()(x), cfg.gate)
+    gates = binary_gates(mask(x), cfg.gate)
     valid = torch.arange(gates.shape[1], device=x.device)[None] < (lengths // cfg.fps)[:, None]
     m = expand_gates(gates, x.shape[1], cfg.fps, cfg.gate.band_edges(x.shape[2]))
     return mask_features(x, m, floor_value(cfg.frontend)), gates, valid
