@@ -122,3 +122,10 @@ def test_soft_keep_interpolates_exactly_between_sent_and_withheld():
         torch.testing.assert_close(slu.prepare(x, lengths, keep), slu.prepare(sent, lengths))
         half = slu.prepare(x, lengths, keep * 0 + 0.5)
         assert torch.allclose(half[..., -1][:, :50], torch.tensor(0.5))  # flag in between
+
+
+@pytest.mark.parametrize("kwargs", ARCH_CASES)
+def test_input_shorter_than_one_segment_gives_no_gates(kwargs):
+    model = random_model(kwargs)
+    short = torch.zeros(1, model.cfg.fps - 1, 40)
+    assert model(short).shape == (1, 0, model.cfg.gate.band_groups)

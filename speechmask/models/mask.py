@@ -149,8 +149,9 @@ class SmallMask(nn.Module):
             pad = (self.cfg.kernel - 1) * dw.dilation[0]
             h = h + torch.relu(pw(dw(F.pad(h, (pad, 0)))))  # causal: pad on the left only
         s = h.shape[-1] // fps
-        pooled = F.avg_pool1d(h[..., : s * fps], fps) if s else h[..., :0]
-        return self.head(pooled).transpose(1, 2)
+        if s == 0:  # shorter than one segment: nothing to gate (conv1d refuses empty input)
+            return h.new_zeros(h.shape[0], 0, self.cfg.gate.band_groups)
+        return self.head(F.avg_pool1d(h[..., : s * fps], fps)).transpose(1, 2)
 
 
 class MaskGenerator(nn.Module):
