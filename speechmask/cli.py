@@ -24,7 +24,17 @@ def get_parser() -> argparse.ArgumentParser:
     corpus_cli.register(sub)
     train_cli.register(sub)
     mask_cli.register(sub)
+    for plugin in _plugins():
+        plugin.load()(sub)
     return parser
+
+
+def _plugins():
+    """Subcommands other packages add (entry point group `speechmask.commands`, e.g. the attack
+    suite's `attack`): the core never imports them by name."""
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group="speechmask.commands"), key=lambda e: e.name)
 
 
 def fatal(message: str, code: int = 1) -> NoReturn:

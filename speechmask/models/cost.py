@@ -31,6 +31,12 @@ def _macs(module: nn.Module, inputs: tuple, output) -> int:
             total += dirs * steps * 3 * (width * module.hidden_size + module.hidden_size ** 2)
             width = module.hidden_size * dirs
         return total
+    if isinstance(module, nn.MultiheadAttention):
+        # input projections, scores and weighted sum, output projection; called functionally
+        # inside the module, so its Linear children never fire their own hooks
+        q = inputs[0]
+        b, t, d = (q.shape if module.batch_first else (q.shape[1], q.shape[0], q.shape[2]))
+        return b * (3 * t * d * d + 2 * t * t * d + t * d * d)
     return 0
 
 
@@ -44,14 +50,21 @@ def count_cost(model: nn.Module, example: torch.Tensor, seconds: float) -> dict:
         macs[0] += _macs(module, inputs, output)
         out = output[0] if isinstance(output, tuple) else output
         held = sum(_numel(t) for t in inputs) + _numel(out)
+        if isinstance(module, nn.MultiheadAttention):  # q, k, v, output + the score matrix
+            t = inputs[0].shape[1 if module.batch_first else 0]
+            held += module.num_heads * t * t * (_numel(inputs[0]) // (t * module.embed_dim))
         peak[0] = max(peak[0], held)
 
-    leaves = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.GRU))]
+    counted = (nn.Linear, nn.Conv1d, nn.GRU, nn.MultiheadAttention)
+    leaves = [m for m in model.modules() if isinstance(m, counted)]
     handles = [m.register_forward_hook(hook) for m in leaves]
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused path skips the modules' hooks
     try:
         with torch.no_grad():
             model.eval()(example)
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         for h in handles:
             h.remove()
     params = sum(p.numel() for p in model.parameters())

@@ -1,0 +1,122 @@
+"""Training every network of the suite: one seeded loop, and a cache of trained weights keyed by
+a hash of the training data and the configuration, so that a rerun reuses what it trained."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from speechmask.atomic import atomic_output
+from speechmask.train.data import batch_indices
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How one network is trained: AdamW, warm-up then cosine decay, gradient clipping."""
+
+    steps: int
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+    def bounded(self, max_steps: int | None) -> "FitConfig":
+        """This config with `steps` capped by the suite's --max-steps."""
+        if max_steps is None:
+            return self
+        return FitConfig(min(self.steps, max_steps), self.batch_size, self.lr, self.weight_decay,
+                         self.seed)
+
+
+def lr_at(step: int, total: int, base: float) -> float:
+    warm = max(1, min(50, total // 10))
+    if step < warm:
+        return base * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def fit(model: nn.Module, loss_fn: Callable[[list[int], torch.Generator], torch.Tensor],
+        n_items: int, cfg: FitConfig, *, desc: str, progress: bool = True,
+        params: Iterable[nn.Parameter] | None = None) -> nn.Module:
+    """Minimise `loss_fn(batch, generator)` over seeded batches of positions `0..n_items-1`.
+    Leaves the model in eval mode."""
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(list(params) if params is not None else model.parameters(),
+                            lr=cfg.lr, weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    model.train()
+    bar = tqdm(range(cfg.steps), desc=desc, dynamic_ncols=True, disable=not progress, leave=False)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg.steps, cfg.lr)
+        batch = batch_indices(n_items, min(cfg.batch_size, n_items), cfg.seed, step)
+        loss = loss_fn(batch, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{float(loss.detach()):.3g}", refresh=False)
+    return model.eval()
+
+
+def digest_arrays(arrays: Iterable[np.ndarray]) -> str:
+    """A short hash of a sequence of arrays (shapes, dtypes and bytes)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+class Cache:
+    """Trained weights under `folder/<name>-<key>.pt` (tensors only; loaded with
+    `weights_only=True`). The key hashes everything the training depends on."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+
+    @staticmethod
+    def key(*parts) -> str:
+        blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def path(self, name: str, key: str) -> Path | None:
+        return self.folder / f"{name}-{key}.pt" if self.folder else None
+
+    def load(self, model: nn.Module, name: str, key: str) -> bool:
+        path = self.path(name, key)
+        if path is None or not path.is_file():
+            return False
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception:  # noqa: BLE001 - a stale or damaged cache entry is retrained
+            return False
+        model.eval()
+        return True
+
+    def save(self, model: nn.Module, name: str, key: str) -> None:
+        path = self.path(name, key)
+        if path is not None:
+            with atomic_output(path) as tmp:
+                torch.save(model.state_dict(), tmp)
+
+    def get_or_fit(self, model: nn.Module, name: str, key: str, train: Callable[[], None]
+                   ) -> nn.Module:
+        """The cached weights of `name` under `key`, or `train()` then cache."""
+        if not self.load(model, name, key):
+            train()
+            self.save(model, name, key)
+        return model.eval()

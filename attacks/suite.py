@@ -1,0 +1,330 @@
+"""The attack suite: every protection through every attacker, one row of metrics and cost each."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechmask.models.cost import count_cost
+from speechmask.models.gates import GateConfig
+from speechmask.models.slu import SLUModel
+from speechmask.train.adversaries import ctc_loss
+from speechmask.train.data import pad_batch
+
+from . import content, speaker, systems
+from .content import ContentConfig
+from .speaker import SpeakerConfig
+from .systems import SYSTEMS, BaselineConfig
+from .data import AttackError, Sent, SuiteData
+from .fit import Cache, FitConfig, digest_arrays, fit
+from .mcadams import mcadams_cost
+
+METRICS = ("intent_acc", "wer_pocketsphinx", "wer_passive", "wer_informed", "wer_inpainting",
+           "entity_error_rate", "eer_ignorant", "eer_lazy_informed", "eer_semi_informed",
+           "speaker_id_acc", "gender_acc", "open_fraction")
+ATTACKS = ("pocketsphinx", "passive", "informed", "inpainting", "speaker")
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Everything the suite's numbers depend on (stored in report.json)."""
+
+    systems: tuple[str, ...] = SYSTEMS
+    attacks: tuple[str, ...] = ATTACKS
+    seed: int = 0
+    max_steps: int | None = None  # bounds every training inside the suite (quick runs)
+    slu_finetune_steps: int = 300  # cloud model fine-tuned on each protection's output
+    pocketsphinx_utterances: int | None = None  # decode at most this many test utterances
+    content: ContentConfig = field(default_factory=ContentConfig)
+    speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)
+
+    def steps(self, n: int) -> int:
+        return n if self.max_steps is None else max(1, min(n, self.max_steps))
+
+
+class Suite:
+    """Runs the configured attacks on the configured systems. `mask` and `slu` are the trained
+    mask generator and clean cloud model; `slu_masked` optionally the cloud model already
+    fine-tuned on the mask's output (otherwise the suite fine-tunes one)."""
+
+    def __init__(self, data: SuiteData, slu: SLUModel, mask, cfg: SuiteConfig, cache: Cache,
+                 *, slu_masked: SLUModel | None = None, progress: bool = True):
+        self.data, self.slu, self.mask, self.cfg, self.cache = data, slu, mask, cfg, cache
+        self.slu_masked, self.progress = slu_masked, progress
+        self.gate = mask.cfg.gate if mask is not None else GateConfig()
+        self._asr = self._embedder = self._trials = None
+        self.details: dict[str, dict] = {}
+        self.lexicon = content.Lexicon([data.rows[i]["transcript"] for i in data.content_train])
+        self.examples: dict[str, dict] = {}
+
+    # shared attackers (trained once on clean speech)
+    def passive_asr(self):
+        if self._asr is None:
+            c = self.cfg.content
+            self._asr = content.train_asr(
+                self.data, self.data.fs.features, stride=1, steps=self.cfg.steps(c.asr_steps),
+                lr=c.asr_lr, cache=self.cache, name="asr-clean", seed=self.cfg.seed,
+                progress=self.progress)
+        return self._asr
+
+    def clean_embedder(self):
+        if self._embedder is None:
+            s = self.cfg.speaker
+            self._embedder = speaker.train_embedder(
+                self.data, self.data.fs.features, cfg=s, steps=self.cfg.steps(s.steps), stride=1,
+                cache=self.cache, name="xvector-clean", seed=self.cfg.seed, progress=self.progress)
+        return self._embedder
+
+    def trials(self) -> speaker.Trials:
+        if self._trials is None:
+            self._trials = speaker.Trials.build(self.data, self.cfg.speaker, self.cfg.seed)
+        return self._trials
+
+    def check(self) -> None:
+        """Fail early on data the suite cannot use (before any training)."""
+        if "speaker" in self.cfg.attacks:
+            self.trials()
+
+    # one system
+    def run_system(self, name: str) -> dict:
+        t0 = time.perf_counter()
+        if name == "on_device":
+            return self._on_device()
+        sent = self.build(name)
+        metrics = dict.fromkeys(METRICS)
+        metrics["open_fraction"] = sent.open_fraction
+        details: dict = {}
+        metrics["intent_acc"], details["utility"] = self.utility(name, sent)
+        self.content_attacks(name, sent, metrics, details)
+        if "speaker" in self.cfg.attacks:
+            self.speaker_attacks(name, sent, metrics, details)
+        details["seconds"] = round(time.perf_counter() - t0, 1)
+        self.details[name] = details
+        self._example(name, sent)
+        return {"name": name, "metrics": metrics, "cost": self.cost(name)}
+
+    def build(self, name: str) -> Sent:
+        d, b, seed = self.data, self.cfg.baselines, self.cfg.seed
+        if name == "all_offload":
+            return systems.all_offload(d)
+        if name == "random":
+            return systems.random_mask(d, self.gate, b.random_open, seed)
+        if name == "mcadams":
+            return systems.mcadams(d, seed, self.cache, self.progress)
+        if name == "vae":
+            self._vae = systems.train_vae(d, b, FitConfig(self.cfg.steps(b.vae_steps), seed=seed),
+                                          self.cache, self.progress)
+            return systems.vae(d, self._vae)
+        if name == "ppslu":
+            self._ppslu, intents = systems.train_ppslu(
+                d, b, FitConfig(self.cfg.steps(b.ppslu_steps), seed=seed), self.cache,
+                self.progress)
+            return systems.ppslu(d, self._ppslu, intents)
+        if name == "speechmask":
+            if self.mask is None:
+                raise AttackError("the speechmask system needs --mask")
+            return systems.speechmask_mask(d, self.mask)
+        raise AttackError(f"unknown system {name!r} (choose from {SYSTEMS})")
+
+    def cost(self, name: str) -> dict:
+        n_mels, fps = self.data.frontend.n_mels, int(self.data.frontend.frames_per_second)
+        example = torch.zeros(1, fps, n_mels)
+        if name in ("all_offload", "random"):
+            return {"params": 0, "macs_per_second": 0, "weight_bytes": 0, "activation_bytes": 0}
+        if name == "mcadams":
+            return mcadams_cost()
+        if name == "vae":
+            return count_cost(self._vae.device_part(), example, 1.0)
+        if name == "ppslu":
+            return count_cost(self._ppslu.device_part(), example, 1.0)
+        if name == "speechmask":
+            c = self.mask.cost()
+            return {k: c[k] for k in ("params", "macs_per_second", "weight_bytes",
+                                      "activation_bytes")}
+        return count_cost(self.slu, example, 1.0)  # on_device: the whole cloud model, local
+
+    # utility
+    def utility(self, name: str, sent: Sent) -> tuple[float, dict]:
+        d = self.data
+        idx = d.content_test
+        truth = [d.rows[i]["intent"] for i in idx]
+        if sent.intent is not None:
+            acc = float(np.mean([p == t for p, t in zip(sent.intent(idx), truth)]))
+            return acc, {"model": "own cloud head"}
+        clean_acc = self._accuracy(self.slu, sent.features, idx)
+        if name == "all_offload":
+            return clean_acc, {"clean_model": clean_acc}
+        if name == "speechmask" and self.slu_masked is not None:
+            tuned, how = self.slu_masked, "given --slu-masked"
+        else:
+            tuned, how = self._finetune_slu(name, sent), "fine-tuned by the suite"
+        return self._accuracy(tuned, sent.features, idx), {"clean_model": clean_acc,
+                                                           "fine_tuned": how}
+
+    def _accuracy(self, model: SLUModel, feats: list[np.ndarray], idx: list[int]) -> float:
+        label = {n: k for k, n in enumerate(model.cfg.intents)}
+        correct = 0
+        with torch.no_grad():
+            for s in range(0, len(idx), 64):
+                rows = idx[s:s + 64]
+                x, lengths = pad_batch([feats[i] for i in rows], self.data.floor)
+                pred = model.eval()(x, lengths).argmax(-1).tolist()
+                correct += sum(p == label.get(self.data.rows[i]["intent"], -1)
+                               for p, i in zip(pred, rows))
+        return correct / len(idx)
+
+    def _finetune_slu(self, name: str, sent: Sent) -> SLUModel:
+        d = self.data
+        idx = [i for i in d.content_train if d.rows[i]["intent"] in self.slu.cfg.intents]
+        model = SLUModel(self.slu.cfg)
+        model.load_state_dict(self.slu.state_dict())
+        label = {n: k for k, n in enumerate(model.cfg.intents)}
+        cfg = FitConfig(self.cfg.steps(self.cfg.slu_finetune_steps), lr=5e-4, seed=self.cfg.seed)
+
+        def loss(batch: list[int], g: torch.Generator) -> torch.Tensor:
+            rows = [idx[p] for p in batch]
+            x, lengths = pad_batch([sent.features[i] for i in rows], d.floor)
+            logits, lp, n = model(x, lengths, with_ctc=True)
+            y = torch.tensor([label[d.rows[i]["intent"]] for i in rows])
+            return (torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.05) +
+                    0.5 * ctc_loss(lp, n, [d.rows[i]["transcript"] for i in rows]).mean())
+
+        key = Cache.key("slu-finetune", name, cfg, digest_arrays(
+            p.detach().numpy() for p in self.slu.parameters()),
+            digest_arrays(sent.features[i] for i in idx))
+        return self.cache.get_or_fit(model, f"slu-{name}", key, lambda: fit(
+            model, loss, len(idx), cfg, desc=f"fine-tune cloud model on {name}",
+            progress=self.progress))
+
+    # content
+    def content_attacks(self, name: str, sent: Sent, metrics: dict, details: dict) -> None:
+        d, c, attacks = self.data, self.cfg.content, self.cfg.attacks
+        idx = d.content_test
+        pad = d.floor if sent.log_mel else 0.0
+        found: dict[str, dict] = {}
+        if "pocketsphinx" in attacks and sent.audio is not None:
+            from .pocketsphinx_asr import transcribe_many
+            pidx = idx[: self.cfg.pocketsphinx_utterances] if self.cfg.pocketsphinx_utterances \
+                else idx
+            hyps = transcribe_many((sent.audio(i) for i in pidx), progress=self.progress,
+                                   desc=f"pocketsphinx on {name}")
+            found["pocketsphinx"] = content.scores(d, hyps, pidx)
+        if "passive" in attacks and sent.log_mel:
+            found["passive"] = content.scores(
+                d, content.transcribe(self.passive_asr(), sent.features, idx, pad, self.lexicon), idx)
+        if "informed" in attacks:
+            if name == "all_offload" and "passive" in found:
+                found["informed"] = found["passive"]  # its training data is the clean data
+            else:
+                asr = content.train_asr(
+                    d, sent.features, stride=sent.frame_stride,
+                    steps=self.cfg.steps(c.informed_steps if sent.log_mel else c.asr_steps),
+                    lr=c.finetune_lr if sent.log_mel else c.asr_lr, cache=self.cache,
+                    name=f"asr-informed-{name}", init=self.passive_asr() if sent.log_mel else None,
+                    seed=self.cfg.seed, progress=self.progress)
+                found["informed"] = content.scores(
+                    d, content.transcribe(asr, sent.features, idx, pad, self.lexicon), idx)
+        if "inpainting" in attacks and sent.withheld is not None:
+            painter = content.train_inpainter(d, sent, steps=self.cfg.steps(c.inpaint_steps),
+                                              cache=self.cache, seed=self.cfg.seed,
+                                              progress=self.progress)
+            rows = d.content_train + d.content_test
+            filled_rows = content.inpaint(painter, d, sent, rows)
+            filled = [filled_rows.get(i, f) for i, f in enumerate(sent.features)]
+            asr = content.train_asr(
+                d, filled, stride=1, steps=self.cfg.steps(c.informed_steps), lr=c.finetune_lr,
+                cache=self.cache, name=f"asr-inpainted-{name}", init=self.passive_asr(),
+                seed=self.cfg.seed, progress=self.progress)
+            found["inpainting"] = content.scores(d, content.transcribe(asr, filled, idx, d.floor, self.lexicon),
+                                                 idx)
+            self.examples.setdefault(name, {})["inpainted"] = filled[idx[0]]
+        for k, v in found.items():
+            metrics[f"wer_{k}"] = v["wer"]
+        enter = [v["entity_error_rate"] for v in found.values()
+                 if v["entity_error_rate"] is not None]
+        metrics["entity_error_rate"] = min(enter) if enter else None  # the strongest attacker
+        details["content"] = found
+
+    # speaker
+    def speaker_attacks(self, name: str, sent: Sent, metrics: dict, details: dict) -> None:
+        d, s = self.data, self.cfg.speaker
+        trials = self.trials()
+        pad = d.floor if sent.log_mel else 0.0
+        clean = d.fs.features
+        found: dict[str, dict] = {}
+        if sent.log_mel:
+            emb = self.clean_embedder()
+            g_clean = speaker.gender_training(d, emb, clean, d.floor)
+            found["ignorant"] = speaker.verify(d, trials, emb, clean, sent.features, d.floor, pad,
+                                               g_clean)
+            found["lazy_informed"] = speaker.verify(
+                d, trials, emb, sent.features, sent.features, pad, pad,
+                speaker.gender_training(d, emb, sent.features, pad))
+        if name == "all_offload" and "lazy_informed" in found:
+            found["semi_informed"] = found["lazy_informed"]  # retraining on clean changes nothing
+        else:
+            emb = speaker.train_embedder(
+                d, sent.features, cfg=s,
+                steps=self.cfg.steps(s.informed_steps if sent.log_mel else s.steps),
+                stride=sent.frame_stride, cache=self.cache, name=f"xvector-{name}",
+                init=self.clean_embedder() if sent.log_mel else None, seed=self.cfg.seed,
+                progress=self.progress)
+            found["semi_informed"] = speaker.verify(
+                d, trials, emb, sent.features, sent.features, pad, pad,
+                speaker.gender_training(d, emb, sent.features, pad))
+        for k, v in found.items():
+            metrics[f"eer_{k}"] = v["eer"]
+        # headline identification and gender: the strongest attacker
+        metrics["speaker_id_acc"] = max(v["speaker_id_acc"] for v in found.values())
+        genders = [v["gender_acc"] for v in found.values() if v["gender_acc"] is not None]
+        metrics["gender_acc"] = max(genders) if genders else None
+        details["speaker"] = found
+
+    def _on_device(self) -> dict:
+        """Nothing leaves the device: the cloud model runs locally on clean features. An
+        attacker that receives nothing outputs an empty transcript (WER 1, EntER 1) and a
+        constant score (EER 0.5), guesses a speaker (chance) and the majority gender."""
+        d = self.data
+        metrics = dict.fromkeys(METRICS)
+        metrics["intent_acc"] = self._accuracy(self.slu, d.fs.features, d.content_test)
+        metrics["open_fraction"] = 0.0
+        for k in ("wer_pocketsphinx", "wer_passive", "wer_informed"):
+            metrics[k] = 1.0
+        has_entities = any(d.rows[i]["entities"] for i in d.content_test)
+        metrics["entity_error_rate"] = 1.0 if has_entities else None
+        if "speaker" in self.cfg.attacks:
+            t = self.trials()
+            for k in ("eer_ignorant", "eer_lazy_informed", "eer_semi_informed"):
+                metrics[k] = 0.5
+            metrics["speaker_id_acc"] = 1.0 / len(t.speakers)
+            genders = [d.rows[i]["gender"] for i in t.utterances]
+            metrics["gender_acc"] = max(genders.count(g) for g in set(genders)) / len(genders)
+        self.details["on_device"] = {"note": "nothing is sent; attack metrics are those of an "
+                                             "attacker with no input"}
+        return {"name": "on_device", "metrics": metrics, "cost": self.cost("on_device")}
+
+    def _example(self, name: str, sent: Sent) -> None:
+        i = self.data.content_test[0]
+        ex = self.examples.setdefault(name, {})
+        ex["id"] = self.data.rows[i]["id"]
+        ex["clean"] = self.data.fs.features[i]
+        ex["sent"] = sent.features[i]
+        ex["log_mel"] = sent.log_mel
+
+
+def config_dict(cfg: SuiteConfig) -> dict:
+    return asdict(cfg)
+
+
+def run_suite(suite: Suite) -> list[dict]:
+    suite.check()
+    return [suite.run_system(name) for name in suite.cfg.systems]
+
+
+def default_cache(out: Path) -> Cache:
+    return Cache(out / "cache")

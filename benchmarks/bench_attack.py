@@ -1,0 +1,58 @@
+"""The whole attack suite on the built-in corpus: wall time (target <= 15 min on 2 cores) and the
+reference numbers (attackers on unprotected speech, our mask, the baselines).
+
+Runs `speechmask attack` with default settings into a fresh folder (no cached attackers), so the
+time includes every training. Needs the models of bench_mask.py:
+  python benchmarks/bench_attack.py --corpus build/bench_mask/corpus --runs build/bench_mask
+Prints one JSON line and a table (rates in %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import report  # noqa: E402
+
+from speechmask.cli import main as speechmask  # noqa: E402
+
+KEYS = ("intent_acc", "open_fraction", "wer_pocketsphinx", "wer_passive", "wer_informed",
+        "wer_inpainting", "entity_error_rate", "eer_ignorant", "eer_lazy_informed",
+        "eer_semi_informed", "speaker_id_acc", "gender_acc")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, required=True, help="built-in corpus folder")
+    ap.add_argument("--runs", type=Path, required=True,
+                    help="folder with slu.pt, mask_40ms.pt, slu_masked_40ms.pt (bench_mask.py)")
+    ap.add_argument("--out", type=Path, default=Path("build/bench_attack"))
+    args = ap.parse_args()
+    if args.out.exists():
+        shutil.rmtree(args.out)  # time the whole suite, trainings included
+    t0 = time.perf_counter()
+    speechmask(["attack", "--manifest", str(args.corpus / "manifest.jsonl"),
+                "--slu", str(args.runs / "slu.pt"), "--mask", str(args.runs / "mask_40ms.pt"),
+                "--slu-masked", str(args.runs / "slu_masked_40ms.pt"), "--out", str(args.out),
+                "--quiet"])
+    seconds = time.perf_counter() - t0
+    result = json.loads((args.out / "report.json").read_text())
+    record = {"seconds": round(seconds, 1), "target_seconds": 900,
+              "systems": {s["name"]: s["metrics"] for s in result["systems"]},
+              "costs": {s["name"]: s["cost"] for s in result["systems"]},
+              "per_system_seconds": {k: v.get("seconds") for k, v in result["details"].items()}}
+    table = [("whole suite", f"{seconds / 60:.1f} min (target <= 15 min on 2 cores)")]
+    for s in result["systems"]:
+        m = s["metrics"]
+        table.append((s["name"], "  ".join(
+            f"{k}={'-' if m[k] is None else f'{100 * m[k]:.1f}'}" for k in KEYS)))
+    report("bench_attack", record, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The attack suite on a small real-TTS corpus: attackers beat chance on unprotected speech, trial
+lists are speaker-disjoint from attacker training, systems send what they claim, the CLI writes
+the report schema, and bad data is refused with clear errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from attacks.content import ContentConfig
+from attacks.data import AttackError, SuiteData
+from attacks.fit import Cache
+from attacks.metrics import word_error_rate
+from attacks.speaker import SpeakerConfig, Trials
+from attacks.suite import METRICS, Suite, SuiteConfig
+from attacks.systems import BaselineConfig, random_mask, speechmask_mask
+from speechmask.api import load_mask, load_slu
+from speechmask.cli import main
+from speechmask.corpus.manifest import read_manifest, write_manifest
+from speechmask.corpus.synth import SynthConfig, synthesize
+from speechmask.corpus.voices import resolve_engines
+from speechmask.features import FrontendConfig
+from speechmask.masking import mask_batch
+from speechmask.models.gates import GateConfig
+from speechmask.train.data import pad_batch
+
+QUICK = SuiteConfig(
+    seed=0, slu_finetune_steps=20,
+    content=ContentConfig(asr_steps=300, informed_steps=20, inpaint_steps=20, asr_lr=3e-3),
+    speaker=SpeakerConfig(steps=120, informed_steps=10, enroll_per_speaker=3),
+    baselines=BaselineConfig(vae_steps=10, ppslu_steps=10))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """12 speakers (6 per gender) x 8 utterances: speaker_split test holds 2 per gender."""
+    out = tmp_path_factory.mktemp("attack_corpus")
+    synthesize(out, SynthConfig(speakers=12, utterances_per_speaker=8, seed=5,
+                                engines=resolve_engines(None)), jobs=2, progress=False)
+    return out / "manifest.jsonl"
+
+
+@pytest.fixture(scope="module")
+def data(corpus, slu_path):
+    return SuiteData.load(corpus, load_slu(slu_path).cfg.frontend, progress=False)
+
+
+def test_trials_are_speaker_disjoint_from_attacker_training_and_gender_balanced(data):
+    trials = Trials.build(data, SpeakerConfig(enroll_per_speaker=3))
+    train_speakers = {data.rows[i]["speaker"] for i in data.speaker_train}
+    trial_speakers = {data.rows[i]["speaker"] for i in trials.utterances}
+    assert trial_speakers and not trial_speakers & train_speakers
+    assert not set(trials.enroll) & train_speakers
+    enrolled = {i for v in trials.enroll.values() for i in v}
+    assert not enrolled & set(trials.utterances)  # enrollment never doubles as a trial
+    gender = {data.rows[i]["speaker"]: data.rows[i]["gender"] for i in range(len(data.rows))}
+    assert all(gender[data.rows[i]["speaker"]] == gender[s] for i, s in trials.pairs)
+    per_gender = [sum(gender[data.rows[i]["speaker"]] == g for i in trials.utterances)
+                  for g in ("f", "m")]
+    assert per_gender[0] == per_gender[1] > 0
+    targets = sum(data.rows[i]["speaker"] == s for i, s in trials.pairs)
+    assert targets == len(trials.utterances) and len(trials.pairs) > targets
+
+
+def test_each_attacker_beats_chance_on_unprotected_speech(data, slu_path, tmp_path):
+    cfg = replace(QUICK, systems=("all_offload",))
+    suite = Suite(data, load_slu(slu_path), None, cfg, Cache(tmp_path / "cache"), progress=False)
+    m = suite.run_system("all_offload")["metrics"]
+    # chance for content: the best constant guess, the most frequent training transcript
+    train = [data.rows[i]["transcript"] for i in data.content_train]
+    guess = max(set(train), key=train.count)
+    refs = [data.rows[i]["transcript"] for i in data.content_test]
+    chance = min(1.0, word_error_rate(refs, [guess] * len(refs)))
+    assert m["wer_passive"] < chance - 0.05
+    assert m["wer_informed"] == m["wer_passive"]
+    assert m["wer_pocketsphinx"] < 0.97  # generic LM, TTS voices: weak, but not deaf
+    n_spk = len(suite.trials().speakers)
+    assert m["eer_ignorant"] < 0.3  # chance is 0.5
+    assert m["speaker_id_acc"] > 1.0 / n_spk + 0.2
+    # gender: 3 training speakers per gender are too few to generalise to unseen voices here;
+    # at full scale (bench_attack.py, 22 training speakers) it is near perfect
+    assert m["gender_acc"] is not None
+    assert m["open_fraction"] == 1.0 and m["wer_inpainting"] is None
+
+
+def test_random_mask_withholds_half_and_matches_its_audio(data):
+    gate = GateConfig(segment_ms=40.0)
+    sent = random_mask(data, gate, 0.5, seed=1)
+    assert 0.4 < sent.open_fraction < 0.6
+    i = data.content_test[0]
+    withheld = sent.withheld[i]
+    assert np.all(sent.features[i][withheld] == np.float32(data.floor))
+    assert np.array_equal(sent.features[i][~withheld], data.fs.features[i][~withheld])
+    audio = sent.audio(i)
+    spf = gate.samples_per_segment(data.frontend)
+    fps = gate.frames_per_segment(data.frontend)
+    for s in range(min(20, withheld.shape[0] // fps)):
+        closed = withheld[s * fps, 0]
+        assert np.all(audio[s * spf:(s + 1) * spf] == 0) == closed or not closed
+    # seeded: the same seed gives the same gates, another seed other gates
+    assert np.array_equal(random_mask(data, gate, 0.5, seed=1).withheld[i], withheld)
+    assert not np.array_equal(random_mask(data, gate, 0.5, seed=2).withheld[i], withheld)
+
+
+def test_speechmask_system_sends_what_the_device_sends(data, mask_path):
+    mask = load_mask(mask_path)
+    sent = speechmask_mask(data, mask)
+    i = data.content_test[0]
+    x, lengths = pad_batch([data.fs.features[i]], data.floor)
+    masked, gates, _ = mask_batch(mask, x, lengths)
+    assert np.allclose(sent.features[i], masked[0].numpy(), atol=1e-5)
+    assert sent.withheld[i].mean() == pytest.approx(1 - float(
+        (masked[0] > data.floor + 1e-4).any(-1).float().mean()), abs=0.02)
+
+
+def test_cli_writes_the_report_schema_and_reuses_trained_attackers(corpus, slu_path, mask_path,
+                                                                   tmp_path, capsys):
+    out = tmp_path / "attack"
+    args = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--mask", str(mask_path),
+            "--out", str(out), "--max-steps", "2", "--quiet", "--pocketsphinx-max", "3"]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    names = [s["name"] for s in report["systems"]]
+    assert names == ["all_offload", "random", "mcadams", "vae", "ppslu", "speechmask",
+                     "on_device"]
+    for row in report["systems"]:
+        assert set(row["metrics"]) == set(METRICS)
+        assert set(row["cost"]) == {"params", "macs_per_second", "weight_bytes",
+                                    "activation_bytes"}
+        for v in row["metrics"].values():
+            assert v is None or 0.0 <= v <= 1.5  # WER may exceed 1 (insertions)
+    by = {s["name"]: s for s in report["systems"]}
+    assert by["ppslu"]["metrics"]["wer_passive"] is None  # not log-mel: clean ASR cannot read it
+    assert by["speechmask"]["cost"]["params"] == load_mask(mask_path).cost()["params"]
+    assert by["vae"]["cost"]["macs_per_second"] > 50 * by["speechmask"]["cost"]["macs_per_second"]
+    assert report["versions"]["torch"] and report["config"]["max_steps"] == 2
+    md = (out / "report.md").read_text()
+    assert all(f"| {n} |" in md for n in names)
+    for png in ("det.png", "examples.png"):
+        assert (out / png).stat().st_size > 10_000
+
+
+def test_cli_refuses_to_overwrite_and_reuses_cache(corpus, slu_path, tmp_path):
+    out = tmp_path / "attack"
+    args = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
+            "--baselines", "all_offload", "random", "--attacks", "passive", "inpainting",
+            "--max-steps", "2", "--quiet"]
+    assert main(args) == 0
+    cached = {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
+    assert any(n.startswith("inpainter-") for n in cached)
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 1
+    assert main(args + ["--force"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()} == cached
+
+
+def test_missing_split_is_refused(corpus, slu_path, tmp_path):
+    rows = read_manifest(corpus)
+    for r in rows:
+        if r["speaker_split"] == "test":
+            r["speaker_split"] = "dev"
+    bad = tmp_path / "manifest.jsonl"
+    for r in rows:
+        r["path"] = str(corpus.parent / r["path"])
+    write_manifest(bad, rows)
+    with pytest.raises(AttackError, match=r"manifest.jsonl: no utterances with speaker_split == 'test'"):
+        SuiteData.load(bad, load_slu(slu_path).cfg.frontend, progress=False)
+
+
+def test_too_few_speakers_for_trials_is_refused(data):
+    with pytest.raises(AttackError, match="too few speakers for verification trials"):
+        Trials.build(data, SpeakerConfig(enroll_per_speaker=50))
+
+
+def test_mismatched_sample_rate_is_refused(corpus, slu_path, mask_path, tmp_path):
+    with pytest.raises(AttackError, match="8000 Hz"):
+        SuiteData.load(corpus, FrontendConfig(sample_rate=8000, fmax=4000.0), progress=False)
