@@ -29,8 +29,10 @@ bench: install
 	$(BIN)/python benchmarks/bench_mask.py --work build/bench_mask
 	$(BIN)/python benchmarks/bench_patterns.py --manifest build/bench_mask/corpus/manifest.jsonl \
 		--slu build/bench_mask/slu.pt --mask build/bench_mask/mask_40ms.pt
+	$(BIN)/python benchmarks/bench_attack.py --corpus build/bench_mask/corpus \
+		--runs build/bench_mask --out build/bench_attack
 	$(BIN)/python benchmarks/bench_adversary.py --corpus build/bench_mask/corpus \
-		--slu build/bench_mask/slu.pt --work build/bench_adversary
+		--slu build/bench_mask/slu.pt --work build/bench_adversary --cache build/bench_attack/cache
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info

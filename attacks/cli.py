@@ -12,10 +12,13 @@ BASELINES = ("all_offload", "random", "mcadams", "vae", "ppslu", "on_device")
 ATTACK_NAMES = ("pocketsphinx", "passive", "informed", "inpainting", "speaker")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", type=Path, required=True)
-    p.add_argument("--slu", type=Path, required=True, help="clean cloud model")
-    p.add_argument("--out", type=Path, required=True, help="folder for the report and plots")
+def _common(p: argparse.ArgumentParser, required: bool = True) -> None:
+    # `attack` itself checks these in its handler: argparse would otherwise demand them before
+    # the `sweep` subcommand too
+    p.add_argument("--manifest", type=Path, required=required, help="(required)")
+    p.add_argument("--slu", type=Path, required=required, help="clean cloud model (required)")
+    p.add_argument("--out", type=Path, required=required,
+                   help="folder for the report and plots (required)")
     p.add_argument("--attacks", nargs="+", choices=ATTACK_NAMES, default=list(ATTACK_NAMES),
                    help="attackers to run (default: all)")
     p.add_argument("--max-steps", type=int, default=None,
@@ -35,14 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run the attack suite: every system (the mask and the "
                                    "baselines) through every attacker; writes report.json, "
                                    "report.md, det.png, examples.png.")
-    _common(p)
+    _common(p, required=False)
     p.add_argument("--mask", type=Path, default=None, help="trained mask generator")
     p.add_argument("--slu-masked", type=Path, default=None,
                    help="cloud model fine-tuned on the mask's output (default: the suite "
                         "fine-tunes one)")
     p.add_argument("--baselines", nargs="+", default=list(BASELINES),
                    choices=list(BASELINES) + ["none"], help="baseline systems (default: all)")
-    p.set_defaults(handler=_attack)
+    p.set_defaults(handler=_attack, attack_parser=p)
     sp = p.add_subparsers(dest="attack_command", metavar="sweep")
     s = sp.add_parser("sweep", help="privacy-utility curve: train a mask per gamma, attack each")
     _common(s)
@@ -96,6 +99,9 @@ def _attack(args: argparse.Namespace) -> int:
     from .report import markdown, plot_det, plot_examples, versions, write_report
     from .suite import config_dict, run_suite
 
+    missing = [f"--{k}" for k in ("manifest", "slu", "out") if getattr(args, k) is None]
+    if missing:
+        args.attack_parser.error(f"the following arguments are required: {', '.join(missing)}")
     _check_out(args.out, "report.json", args.force)
     baselines = [] if "none" in args.baselines else args.baselines
     systems_ = [b for b in BASELINES if b in baselines and b != "on_device"]

@@ -293,10 +293,11 @@ class Suite:
         metrics = dict.fromkeys(METRICS)
         metrics["intent_acc"] = self._accuracy(self.slu, d.fs.features, d.content_test)
         metrics["open_fraction"] = 0.0
-        for k in ("wer_pocketsphinx", "wer_passive", "wer_informed"):
-            metrics[k] = 1.0
+        content_run = [k for k in ("pocketsphinx", "passive", "informed") if k in self.cfg.attacks]
+        for k in content_run:
+            metrics[f"wer_{k}"] = 1.0
         has_entities = any(d.rows[i]["entities"] for i in d.content_test)
-        metrics["entity_error_rate"] = 1.0 if has_entities else None
+        metrics["entity_error_rate"] = 1.0 if has_entities and content_run else None
         if "speaker" in self.cfg.attacks:
             t = self.trials()
             for k in ("eer_ignorant", "eer_lazy_informed", "eer_semi_informed"):

@@ -7,6 +7,7 @@ anonymises the waveform (VoicePrivacy B2); `vae` and `ppslu` send learned encode
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Callable
@@ -84,10 +85,10 @@ def _gated(data: SuiteData, gates: list[np.ndarray], gate: GateConfig) -> Sent:
             if keep.shape[0] < f.shape[0] else keep[: f.shape[0]]
         feats.append(np.where(keep, f, np.float32(floor)).astype(np.float32))
         withheld.append(~keep)
-    audio = None
-    if gate.band_groups == 1:
-        def audio(i: int) -> np.ndarray:
-            return mask_waveform(data.wave(i), gates[i][:, 0], gate.samples_per_segment(fe))
+    def masked_audio(i: int) -> np.ndarray:
+        return mask_waveform(data.wave(i), gates[i][:, 0], gate.samples_per_segment(fe))
+
+    audio = masked_audio if gate.band_groups == 1 else None  # band gates: features only
     test = data.content_test
     open_fraction = float(np.concatenate([gates[i].ravel() for i in test]).mean())
     return Sent(feats, withheld=withheld, audio=audio, open_fraction=open_fraction)
@@ -195,15 +196,22 @@ def train_ppslu(data: SuiteData, cfg: BaselineConfig, fit_cfg: FitConfig, cache:
     spk = {s: k for k, s in enumerate(speakers)}
     lab = {s: k for k, s in enumerate(intents)}
 
+    calls = [0]
+
     def loss(batch: list[int], g: torch.Generator) -> torch.Tensor:
         rows = [idx[p] for p in batch]
         x, lengths = pad_batch([data.fs.features[i] for i in rows], data.floor)
+        # adversary weight ramped up as in Ganin & Lempitsky (2015): 2 / (1 + e^(-10 p)) - 1;
+        # full strength from the first step left the encoder at chance intent accuracy
+        progress_ = calls[0] / max(1, fit_cfg.steps)
+        calls[0] += 1
+        weight = cfg.adversary * (2 / (1 + math.exp(-10 * progress_)) - 1)
         rep = model.represent(x, lengths)
         steps = model.steps(lengths).clamp_max(rep.shape[1])
         y = torch.tensor([lab.get(data.rows[i]["intent"], -100) for i in rows])
         task = F.cross_entropy(model.classify(rep, steps), y, label_smoothing=0.05,
                                ignore_index=-100)
-        hidden = grad_reverse(rep, cfg.adversary)
+        hidden = grad_reverse(rep, weight)
         s = torch.tensor([spk[data.rows[i]["speaker"]] for i in rows])
         adv_spk = F.cross_entropy(model.speaker(stats_pool(hidden.transpose(1, 2), steps)), s)
         adv_ctc = ctc_loss(F.log_softmax(model.ctc(hidden), -1), steps,

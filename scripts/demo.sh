@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on the built-in corpus (about 8 minutes on 2 cores).
+# `make demo`: the main job end to end on the built-in corpus (about 15 minutes on 2 cores).
 # Re-running resumes the corpus and retrains the models.
 set -euo pipefail
 OUT=${1:-demo_out}
@@ -40,5 +40,12 @@ print(resolve_audio(sys.argv[1], rows[0]))" "$M")
 $SM mask --model "$R/mask.pt" "$WAV" --out "$OUT/masked.wav" --features "$OUT/masked.npy" \
   --plot "$OUT/mask.png" --stats "$OUT/mask.json" --force
 
+step "9. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
+echo "(a quick run: every training inside the suite bounded to 150 steps; drop --max-steps for"
+echo " the full-strength attackers, about 25 minutes on 2 cores)"
+$SM attack --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --slu-masked "$R/slu_masked.pt" \
+  --out "$OUT/attack" --max-steps 150 --pocketsphinx-max 60 --quiet --force
+
 printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (models), masked.wav,\n' "$OUT"
-printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json.\n'
+printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json,\n'
+printf 'attack/ (report.json, report.md, det.png, examples.png).\n'

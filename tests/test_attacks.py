@@ -5,6 +5,7 @@ the report schema, and bad data is refused with clear errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -178,3 +179,16 @@ def test_too_few_speakers_for_trials_is_refused(data):
 def test_mismatched_sample_rate_is_refused(corpus, slu_path, mask_path, tmp_path):
     with pytest.raises(AttackError, match="8000 Hz"):
         SuiteData.load(corpus, FrontendConfig(sample_rate=8000, fmax=4000.0), progress=False)
+
+
+def test_sweep_trains_a_mask_per_gamma_and_plots_the_curve(corpus, slu_path, tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["attack", "sweep", "--manifest", str(corpus), "--slu", str(slu_path),
+                 "--out", str(out), "--gammas", "0.05", "2.0", "--max-steps", "2",
+                 "--attacks", "passive", "speaker", "--quiet"]) == 0
+    points = json.loads((out / "sweep.json").read_text())["points"]
+    assert [p["gamma"] for p in points] == [0.05, 2.0]
+    assert all(p["name"] == "speechmask" and (out / Path(p["mask"]).name).exists()
+               for p in points)
+    assert all(p["metrics"]["wer_passive"] is not None for p in points)
+    assert (out / "sweep.png").stat().st_size > 10_000

@@ -110,7 +110,8 @@ class PPSLUEncoder(nn.Module):
         self.norm = Normalizer(n_mels)
         self.subsample = nn.Sequential(nn.Conv1d(n_mels, d, 5, stride=2, padding=2), nn.ReLU(),
                                        nn.Conv1d(d, d, 5, stride=2, padding=2), nn.ReLU())
-        layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.1, batch_first=True)
+        layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.1, batch_first=True,
+                                           norm_first=True)  # pre-LN: trains from scratch
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.pos = nn.Parameter(torch.zeros(1, 1024, d))
         # cloud side
