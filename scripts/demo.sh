@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on the built-in corpus (about 15 minutes on 2 cores).
+# `make demo`: the main job end to end on the built-in corpus (about 23 minutes on 2 cores).
 # Re-running resumes the corpus and retrains the models.
 set -euo pipefail
 OUT=${1:-demo_out}
@@ -41,8 +41,10 @@ $SM mask --model "$R/mask.pt" "$WAV" --out "$OUT/masked.wav" --features "$OUT/ma
   --plot "$OUT/mask.png" --stats "$OUT/mask.json" --force
 
 step "9. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
-echo "(a quick run: every training inside the suite bounded to 150 steps; drop --max-steps for"
-echo " the full-strength attackers, about 25 minutes on 2 cores)"
+echo "(a quick run, about 15 minutes: every training inside the suite bounded to 150 steps, so the"
+echo " trained ASR attackers are far from converged: their WER is near 100 % even on unprotected"
+echo " speech. Speaker attackers and utility are already meaningful. Drop --max-steps and"
+echo " --pocketsphinx-max for the full-strength suite, about 37 minutes; README has its figures.)"
 $SM attack --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --slu-masked "$R/slu_masked.pt" \
   --out "$OUT/attack" --max-steps 150 --pocketsphinx-max 60 --quiet --force
 
