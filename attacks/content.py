@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from speechmask.train.adversaries import ctc_loss
-from speechmask.train.data import feature_stats, pad_batch
+from speechmask.train.data import array_stats, feature_stats, pad_batch
 
 from .data import Sent, SuiteData
 from .fit import Cache, FitConfig, digest_arrays, fit
@@ -27,12 +27,6 @@ class ContentConfig:
     finetune_lr: float = 7e-4
 
 
-def _stats(feats: list[np.ndarray], idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    frames = np.concatenate([feats[i] for i in idx]).astype(np.float64)
-    return (torch.tensor(frames.mean(0), dtype=torch.float32),
-            torch.tensor(frames.std(0), dtype=torch.float32))
-
-
 def train_asr(data: SuiteData, feats: list[np.ndarray], *, stride: int, steps: int, lr: float,
               cache: Cache, name: str, init: CTCASR | None = None, seed: int = 0,
               progress: bool = True) -> CTCASR:
@@ -42,7 +36,7 @@ def train_asr(data: SuiteData, feats: list[np.ndarray], *, stride: int, steps: i
     if init is not None:
         model.load_state_dict(init.state_dict())
     else:
-        model.norm.fit(*_stats(feats, idx))
+        model.norm.fit(*array_stats(feats, idx))
     pad = data.floor if stride == 1 else 0.0
     texts = [data.rows[i]["transcript"] for i in idx]
     if not any(texts):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 
 from speechmask.atomic import atomic_output
 from speechmask.train.data import batch_indices
+from speechmask.train.loop import cosine_lr
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,6 @@ class FitConfig:
                          self.seed)
 
 
-def lr_at(step: int, total: int, base: float) -> float:
-    warm = max(1, min(50, total // 10))
-    if step < warm:
-        return base * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-
 def fit(model: nn.Module, loss_fn: Callable[[list[int], torch.Generator], torch.Tensor],
         n_items: int, cfg: FitConfig, *, desc: str, progress: bool = True,
         params: Iterable[nn.Parameter] | None = None) -> nn.Module:
@@ -58,7 +50,7 @@ def fit(model: nn.Module, loss_fn: Callable[[list[int], torch.Generator], torch.
     bar = tqdm(range(cfg.steps), desc=desc, dynamic_ncols=True, disable=not progress, leave=False)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.steps, cfg.lr)
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, warmup=max(1, min(50, cfg.steps // 10)))
         batch = batch_indices(n_items, min(cfg.batch_size, n_items), cfg.seed, step)
         loss = loss_fn(batch, g)
         opt.zero_grad(set_to_none=True)

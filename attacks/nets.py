@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechmask.models.baselines import valid_mask
+from speechmask.models.baselines import stats_pool
 from speechmask.models.mask import Normalizer as Standardize
 from speechmask.train.adversaries import ALPHABET
 
@@ -80,12 +80,7 @@ class SpeakerEmbedder(nn.Module):
         self.head = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(emb), nn.Linear(emb, n_speakers))
 
     def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h = self.tdnn(self.norm(x).transpose(1, 2))
-        valid = valid_mask(lengths.clamp_max(h.shape[-1]), h.shape[-1]).float()[:, None]
-        n = valid.sum(-1).clamp_min(1)
-        mean = (h * valid).sum(-1) / n
-        std = (((h - mean[..., None]) ** 2) * valid).sum(-1).div(n).clamp_min(1e-5).sqrt()
-        return self.embedding(torch.cat([mean, std], dim=1))
+        return self.embedding(stats_pool(self.tdnn(self.norm(x).transpose(1, 2)), lengths))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x, lengths))

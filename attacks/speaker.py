@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from speechmask.train.data import pad_batch
+from speechmask.train.data import array_stats, pad_batch
 
 from .data import AttackError, SuiteData
 from .fit import Cache, FitConfig, digest_arrays, fit
@@ -81,9 +81,7 @@ def train_embedder(data: SuiteData, feats: list[np.ndarray], *, cfg: SpeakerConf
     if init is not None:
         model.load_state_dict(init.state_dict())
     else:
-        frames = np.concatenate([feats[i] for i in idx]).astype(np.float64)
-        model.norm.fit(torch.tensor(frames.mean(0), dtype=torch.float32),
-                       torch.tensor(frames.std(0), dtype=torch.float32))
+        model.norm.fit(*array_stats(feats, idx))
     crop = max(8, cfg.crop_frames // stride)
     pad = data.floor if stride == 1 else 0.0
     fcfg = FitConfig(steps, lr=cfg.lr if init is None else cfg.lr / 2, seed=seed)

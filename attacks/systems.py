@@ -21,7 +21,7 @@ from speechmask.corpus.manifest import resolve_audio
 from speechmask.features import log_mel_numpy
 from speechmask.masking import mask_batch
 from speechmask.models.baselines import DisentanglingVAE, PPSLUEncoder, stats_pool
-from speechmask.models.gates import GateConfig, mask_waveform
+from speechmask.models.gates import GateConfig, expand_gates, mask_waveform
 from speechmask.models.mask import MaskGenerator
 from speechmask.parallel import default_jobs, progress_map
 from speechmask.train.adversaries import ctc_loss, grad_reverse
@@ -76,15 +76,14 @@ def _gated(data: SuiteData, gates: list[np.ndarray], gate: GateConfig) -> Sent:
     fe, floor = data.frontend, data.floor
     fps = gate.frames_per_segment(fe)
     edges = gate.band_edges(fe.n_mels)
-    widths = [b - a for a, b in edges]
     feats, withheld = [], []
     for f, g in zip(data.fs.features, gates):
-        # binary gates: a feature is sent as is or replaced by the floor value (mask_features)
-        keep = np.repeat(np.repeat(g.astype(bool), fps, axis=0), widths, axis=1)
-        keep = np.concatenate([keep, np.zeros((f.shape[0] - keep.shape[0], f.shape[1]), bool)]) \
-            if keep.shape[0] < f.shape[0] else keep[: f.shape[0]]
+        keep = expand_gates(torch.from_numpy(g)[None], f.shape[0], fps, edges)[0].numpy() > 0
+        # binary gates: a feature is sent as is or replaced by the floor value, which is what
+        # mask_features computes, without its exp/log over every value
         feats.append(np.where(keep, f, np.float32(floor)).astype(np.float32))
         withheld.append(~keep)
+
     def masked_audio(i: int) -> np.ndarray:
         return mask_waveform(data.wave(i), gates[i][:, 0], gate.samples_per_segment(fe))
 

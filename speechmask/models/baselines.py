@@ -82,18 +82,19 @@ class DisentanglingVAE(nn.Module):
         return self.decode(mu, self.neutral[None].expand(x.shape[0], -1))
 
     def device_part(self) -> nn.Module:
-        return _Encoder(self)
+        return DevicePart(self, lambda vae, x: vae.encode(x)[0])
 
 
-class _Encoder(nn.Module):
-    """The part of the VAE that runs on the device (for cost counting)."""
+class DevicePart(nn.Module):
+    """The part of a baseline that runs on the device, as a module `(1, T, F) -> output` (for
+    cost counting and export): `forward` calls `fn(model, x)`."""
 
-    def __init__(self, vae: DisentanglingVAE):
+    def __init__(self, model: nn.Module, fn):
         super().__init__()
-        self.vae = vae
+        self.model, self.fn = model, fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vae.encode(x)[0]
+        return self.fn(self.model, x)
 
 
 class PPSLUEncoder(nn.Module):
@@ -137,13 +138,4 @@ class PPSLUEncoder(nn.Module):
         return self.intent((torch.softmax(scores, 1).unsqueeze(-1) * rep).sum(1))
 
     def device_part(self) -> nn.Module:
-        return _PPSLUDevice(self)
-
-
-class _PPSLUDevice(nn.Module):
-    def __init__(self, model: PPSLUEncoder):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.represent(x, torch.tensor([x.shape[1]]))
+        return DevicePart(self, lambda m, x: m.represent(x, torch.tensor([x.shape[1]])))

@@ -90,7 +90,12 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 def feature_stats(fs: FeatureSet, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-band mean and std over every frame of the selected utterances."""
-    frames = np.concatenate([fs.features[i] for i in idx]).astype(np.float64)
+    return array_stats(fs.features, idx)
+
+
+def array_stats(arrays: list[np.ndarray], idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std over every row of `arrays[i]` for i in idx."""
+    frames = np.concatenate([arrays[i] for i in idx]).astype(np.float64)
     return (torch.tensor(frames.mean(0), dtype=torch.float32),
             torch.tensor(frames.std(0), dtype=torch.float32))
 
