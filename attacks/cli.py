@@ -28,6 +28,10 @@ def _common(p: argparse.ArgumentParser, required: bool = True) -> None:
                         "cloud model was trained on)")
     p.add_argument("--pocketsphinx-max", type=int, default=None,
                    help="decode at most this many test utterances with PocketSphinx")
+    p.add_argument("--pocketsphinx-lm", choices=("domain", "generic"), default="domain",
+                   help="PocketSphinx's language model: a bigram of the training transcripts "
+                        "(default; an attacker who knows the application) or the wheel's "
+                        "general en-US model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing report")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
@@ -79,7 +83,8 @@ def _suite(args, mask, systems_: tuple[str, ...], slu_masked=None):
     data = SuiteData.load(args.manifest, slu.cfg.frontend, _split_field(args, args.slu),
                           progress=args.progress)
     cfg = SuiteConfig(systems=systems_, attacks=tuple(args.attacks), seed=args.seed,
-                      max_steps=args.max_steps, pocketsphinx_utterances=args.pocketsphinx_max)
+                      max_steps=args.max_steps, pocketsphinx_utterances=args.pocketsphinx_max,
+                      pocketsphinx_lm=args.pocketsphinx_lm)
     return Suite(data, slu, mask, cfg, default_cache(args.out), slu_masked=slu_masked,
                  progress=args.progress), data
 

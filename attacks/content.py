@@ -13,29 +13,34 @@ from speechmask.train.adversaries import ctc_loss
 from speechmask.train.data import array_stats, feature_stats, pad_batch
 
 from .data import Sent, SuiteData
-from .fit import Cache, FitConfig, digest_arrays, fit
+from .fit import Cache, FitConfig, digest_arrays, fit, warm_start
 from .metrics import entity_error_rate, normalize_words, word_error_rate
 from .nets import CTCASR, Inpainter, greedy_decode
 
 
 @dataclass(frozen=True)
 class ContentConfig:
-    asr_steps: int = 1000  # passive ASR on clean training speech (and PPSLU's, from scratch)
-    informed_steps: int = 200  # fine-tuning on what the protection sends
-    inpaint_steps: int = 200
+    asr_steps: int = 1000  # passive ASR on clean training speech
+    informed_steps: int = 200  # fine-tuning on what the protection sends (log-mel)
+    transfer_steps: int = 300  # the same for another representation (a new input layer)
+    inpaint_steps: int = 150
     asr_lr: float = 2e-3
     finetune_lr: float = 7e-4
+    # the ASR's width: 160 / 128 gives clean test WER 0.41 after 1000 steps (262 s on 2 cores)
+    # on the built-in corpus, against 0.36 (400 s) for 192 / 160; the suite trains six
+    asr_channels: int = 160
+    asr_hidden: int = 128
 
 
 def train_asr(data: SuiteData, feats: list[np.ndarray], *, stride: int, steps: int, lr: float,
               cache: Cache, name: str, init: CTCASR | None = None, seed: int = 0,
-              progress: bool = True) -> CTCASR:
-    """A CTC ASR trained on `feats` of the content training rows (from `init` when given)."""
+              progress: bool = True, width: tuple[int, int] = (160, 128)) -> CTCASR:
+    """A CTC ASR trained on `feats` of the content training rows, starting from `init` when
+    given (every layer whose shape matches: all of them for log-mel input; all but the input
+    layer and its standardisation for another representation)."""
     idx = data.content_train
-    model = CTCASR(feats[idx[0]].shape[1], stride)
-    if init is not None:
-        model.load_state_dict(init.state_dict())
-    else:
+    model = CTCASR(feats[idx[0]].shape[1], stride, *width)
+    if init is None or "norm.mean" in warm_start(model, init):
         model.norm.fit(*array_stats(feats, idx))
     pad = data.floor if stride == 1 else 0.0
     texts = [data.rows[i]["transcript"] for i in idx]
@@ -51,7 +56,7 @@ def train_asr(data: SuiteData, feats: list[np.ndarray], *, stride: int, steps: i
         return ctc_loss(lp, n, [texts[p] for p in batch]).mean()
 
     init_key = digest_arrays(p.detach().numpy() for p in init.parameters()) if init else None
-    key = Cache.key(name, cfg, stride, init_key, digest_arrays(feats[i] for i in idx),
+    key = Cache.key(name, cfg, stride, width, init_key, digest_arrays(feats[i] for i in idx),
                     texts)
     return cache.get_or_fit(model, name, key, lambda: fit(
         model, loss, len(idx), cfg, desc=f"train {name}", progress=progress))

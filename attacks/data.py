@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from speechmask.audio import SAMPLE_RATE, from_pcm16, read_audio, to_pcm16
+from speechmask.audio import SAMPLE_RATE, read_adc
 from speechmask.corpus.manifest import resolve_audio
 from speechmask.errors import ManifestError
 from speechmask.features import FrontendConfig
@@ -66,7 +66,7 @@ class SuiteData:
 
     def wave(self, i: int) -> np.ndarray:
         """The utterance as the device's ADC delivers it: 16 kHz, 16-bit."""
-        return from_pcm16(to_pcm16(read_audio(resolve_audio(self.fs.manifest, self.rows[i]))))
+        return read_adc(resolve_audio(self.fs.manifest, self.rows[i]))
 
     def speakers(self, idx: list[int]) -> list[str]:
         return sorted({self.rows[i]["speaker"] for i in idx})

@@ -62,6 +62,17 @@ def fit(model: nn.Module, loss_fn: Callable[[list[int], torch.Generator], torch.
     return model.eval()
 
 
+def warm_start(model: nn.Module, init: nn.Module) -> list[str]:
+    """Copy every parameter and buffer of `init` whose name and shape match `model`'s; returns
+    the names left as initialised (an input layer of another width, for instance)."""
+    own = model.state_dict()
+    theirs = init.state_dict()
+    fresh = [k for k, v in own.items() if k not in theirs or theirs[k].shape != v.shape]
+    model.load_state_dict({**own, **{k: v for k, v in theirs.items()
+                                     if k in own and k not in fresh}})
+    return fresh
+
+
 def digest_arrays(arrays: Iterable[np.ndarray]) -> str:
     """A short hash of a sequence of arrays (shapes, dtypes and bytes)."""
     h = hashlib.sha256()

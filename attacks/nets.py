@@ -23,7 +23,7 @@ class CTCASR(nn.Module):
     """`(B, T, D)` -> character log-probabilities `(B, T', 29)` at 40 ms per step, and T'.
     Two strided convolutions (BN), a two-layer BiGRU, a linear CTC head (blank = 0)."""
 
-    def __init__(self, dim: int, in_stride: int = 1, channels: int = 192, hidden: int = 160):
+    def __init__(self, dim: int, in_stride: int = 1, channels: int = 160, hidden: int = 128):
         super().__init__()
         self.norm = Standardize(dim)
         stride = max(1, ASR_STRIDE // in_stride)

@@ -14,15 +14,16 @@ import torch.nn.functional as F
 from speechmask.train.data import array_stats, pad_batch
 
 from .data import AttackError, SuiteData
-from .fit import Cache, FitConfig, digest_arrays, fit
+from .fit import Cache, FitConfig, digest_arrays, fit, warm_start
 from .metrics import det_points, eer
 from .nets import SpeakerEmbedder
 
 
 @dataclass(frozen=True)
 class SpeakerConfig:
-    steps: int = 600  # embedder on clean training speakers (and PPSLU's, from scratch)
-    informed_steps: int = 200  # semi-informed: fine-tuned on what the protection sends
+    steps: int = 400  # embedder on clean training speakers
+    informed_steps: int = 150  # semi-informed: fine-tuned on what the protection sends (log-mel)
+    transfer_steps: int = 200  # the same for another representation (a new input layer)
     crop_frames: int = 200  # training crops of 2 s
     enroll_per_speaker: int = 5  # enrollment utterances per test speaker
     lr: float = 2e-3
@@ -73,14 +74,13 @@ class Trials:
 def train_embedder(data: SuiteData, feats: list[np.ndarray], *, cfg: SpeakerConfig, steps: int,
                    stride: int, cache: Cache, name: str, init: SpeakerEmbedder | None = None,
                    seed: int = 0, progress: bool = True) -> SpeakerEmbedder:
-    """Speaker classifier over the speaker_split training speakers, on `feats`."""
+    """Speaker classifier over the speaker_split training speakers, on `feats`, starting from
+    `init` when given (every layer whose shape matches, as in `content.train_asr`)."""
     idx = data.speaker_train
     speakers = data.speakers(idx)
     label = {s: k for k, s in enumerate(speakers)}
     model = SpeakerEmbedder(feats[idx[0]].shape[1], len(speakers))
-    if init is not None:
-        model.load_state_dict(init.state_dict())
-    else:
+    if init is None or "norm.mean" in warm_start(model, init):
         model.norm.fit(*array_stats(feats, idx))
     crop = max(8, cfg.crop_frames // stride)
     pad = data.floor if stride == 1 else 0.0

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from speechmask.audio import from_pcm16, read_audio, to_pcm16
+from speechmask.audio import read_adc
 from speechmask.corpus.manifest import resolve_audio
 from speechmask.features import log_mel_numpy
 from speechmask.masking import mask_batch
@@ -25,7 +25,7 @@ from speechmask.models.gates import GateConfig, expand_gates, mask_waveform
 from speechmask.models.mask import MaskGenerator
 from speechmask.parallel import default_jobs, progress_map
 from speechmask.train.adversaries import ctc_loss, grad_reverse
-from speechmask.train.data import feature_stats, pad_batch
+from speechmask.train.data import feature_stats, load_ragged, pad_batch, save_ragged
 
 from .data import Sent, SuiteData
 from .fit import Cache, FitConfig, digest_arrays, fit
@@ -39,10 +39,15 @@ class BaselineConfig:
     """Training of the learned baselines and the random mask's rate."""
 
     random_open: float = 0.5
-    vae_steps: int = 500
-    ppslu_steps: int = 600
+    vae_steps: int = 300
+    ppslu_steps: int = 500
     crop_frames: int = 160  # VAE training crops (1.6 s)
-    adversary: float = 0.5  # gradient-reversal weight of the baselines' adversaries
+    adversary: float = 0.5  # gradient-reversal weight of the VAE's speaker adversary
+    # PPSLU: share of its steps trained with a forward CTC auxiliary and no adversary, then the
+    # final weight of its (speaker and CTC) adversaries: with 0.5 its intent accuracy fell to
+    # 21 % on the built-in corpus, with 0.2 it keeps 38 %
+    ppslu_warmup: float = 0.5
+    ppslu_adversary: float = 0.2
 
 
 def map_rows(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], feats: list[np.ndarray],
@@ -122,29 +127,25 @@ def speechmask_mask(data: SuiteData, mask: MaskGenerator) -> Sent:
 
 def _mcadams_features(args: tuple) -> tuple[int, np.ndarray]:
     i, path, utt_id, seed, cfg, frontend = args
-    wave = anonymise(from_pcm16(to_pcm16(read_audio(path))), utt_id, seed, cfg)
+    wave = anonymise(read_adc(path), utt_id, seed, cfg)
     return i, log_mel_numpy(wave.astype(np.float64), frontend).astype(np.float32)
 
 
-def mcadams(data: SuiteData, seed: int, cache: Cache, progress: bool, cfg=McAdamsConfig()
-            ) -> Sent:
+def mcadams(data: SuiteData, seed: int, cache: Cache, progress: bool, cfg=McAdamsConfig(),
+            jobs: int | None = None) -> Sent:
     """VoicePrivacy B2 on every waveform (alpha ~ U[0.5, 0.9] per utterance), then log-mel."""
     key = Cache.key("mcadams", cfg, seed, digest_arrays(data.fs.features[:50]),
                     [r["id"] for r in data.rows])
     path = cache.path("mcadams-features", key)
-    if path is not None and path.with_suffix(".npz").is_file():
-        with np.load(path.with_suffix(".npz"), allow_pickle=False) as z:
-            feats = np.split(z["data"], z["offsets"][1:-1])
-    else:
+    feats = load_ragged(path.with_suffix(".npz"), len(data.rows)) if path is not None else None
+    if feats is None:
         items = [(i, str(resolve_audio(data.fs.manifest, r)), r["id"], seed, cfg, data.frontend)
                  for i, r in enumerate(data.rows)]
-        done = dict(progress_map(_mcadams_features, items, jobs=default_jobs(),
+        done = dict(progress_map(_mcadams_features, items, jobs=jobs or default_jobs(),
                                  desc="mcadams", disable=not progress))
         feats = [done[i] for i in range(len(data.rows))]
         if path is not None:
-            from speechmask.train.data import _save_npz
-            _save_npz(path.with_suffix(".npz"), data=np.concatenate(feats),
-                      offsets=np.cumsum([0] + [f.shape[0] for f in feats]))
+            save_ragged(path.with_suffix(".npz"), feats)
 
     def audio(i: int) -> np.ndarray:
         return anonymise(data.wave(i), data.rows[i]["id"], seed, cfg)
@@ -196,25 +197,32 @@ def train_ppslu(data: SuiteData, cfg: BaselineConfig, fit_cfg: FitConfig, cache:
     lab = {s: k for k, s in enumerate(intents)}
 
     calls = [0]
+    warm = int(cfg.ppslu_warmup * fit_cfg.steps)
 
     def loss(batch: list[int], g: torch.Generator) -> torch.Tensor:
         rows = [idx[p] for p in batch]
         x, lengths = pad_batch([data.fs.features[i] for i in rows], data.floor)
-        # adversary weight ramped up as in Ganin & Lempitsky (2015): 2 / (1 + e^(-10 p)) - 1;
-        # full strength from the first step left the encoder at chance intent accuracy
-        progress_ = calls[0] / max(1, fit_cfg.steps)
+        step = calls[0]
         calls[0] += 1
-        weight = cfg.adversary * (2 / (1 + math.exp(-10 * progress_)) - 1)
         rep = model.represent(x, lengths)
         steps = model.steps(lengths).clamp_max(rep.shape[1])
         y = torch.tensor([lab.get(data.rows[i]["intent"], -100) for i in rows])
         task = F.cross_entropy(model.classify(rep, steps), y, label_smoothing=0.05,
                                ignore_index=-100)
+        texts = [data.rows[i]["transcript"] for i in rows]
+        if step < warm:
+            # phase 1: intent with a (forward) CTC auxiliary, as the cloud SLU trains; intent
+            # alone from a few hundred utterances memorises the training set (test accuracy
+            # 52% against 100% on training in 600 steps)
+            return task + ctc_loss(F.log_softmax(model.ctc(rep), -1), steps, texts).mean()
+        # phase 2: the adversaries, through gradient reversal, with the weight ramped as in
+        # Ganin & Lempitsky (2015), 2 / (1 + e^(-10 p)) - 1, so the encoder is not torn apart
+        p = (step - warm) / max(1, fit_cfg.steps - warm)
+        weight = cfg.ppslu_adversary * (2 / (1 + math.exp(-10 * p)) - 1)
         hidden = grad_reverse(rep, weight)
         s = torch.tensor([spk[data.rows[i]["speaker"]] for i in rows])
         adv_spk = F.cross_entropy(model.speaker(stats_pool(hidden.transpose(1, 2), steps)), s)
-        adv_ctc = ctc_loss(F.log_softmax(model.ctc(hidden), -1), steps,
-                           [data.rows[i]["transcript"] for i in rows]).mean()
+        adv_ctc = ctc_loss(F.log_softmax(model.ctc(hidden), -1), steps, texts).mean()
         return task + adv_spk + adv_ctc
 
     key = Cache.key("ppslu", cfg, fit_cfg, intents,

@@ -41,12 +41,10 @@ $SM mask --model "$R/mask.pt" "$WAV" --out "$OUT/masked.wav" --features "$OUT/ma
   --plot "$OUT/mask.png" --stats "$OUT/mask.json" --force
 
 step "9. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
-echo "(a quick run, about 15 minutes: every training inside the suite bounded to 150 steps, so the"
-echo " trained ASR attackers are far from converged: their WER is near 100 % even on unprotected"
-echo " speech. Speaker attackers and utility are already meaningful. Drop --max-steps and"
-echo " --pocketsphinx-max for the full-strength suite, about 37 minutes; README has its figures.)"
+echo "(the full-strength suite with default settings, about 15 minutes on 2 cores; it trains every"
+echo " attacker and baseline encoder and caches them in $OUT/attack/cache/, so a rerun is quick)"
 $SM attack --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --slu-masked "$R/slu_masked.pt" \
-  --out "$OUT/attack" --max-steps 150 --pocketsphinx-max 60 --quiet --force
+  --out "$OUT/attack" --quiet --force
 
 printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (models), masked.wav,\n' "$OUT"
 printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json,\n'

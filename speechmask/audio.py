@@ -87,6 +87,11 @@ def from_pcm16(pcm: np.ndarray) -> np.ndarray:
     return (np.asarray(pcm, dtype=np.float32) / PCM_SCALE).astype(np.float32)
 
 
+def read_adc(path: str | os.PathLike) -> np.ndarray:
+    """A file as the device's ADC delivers it: 16 kHz mono, rounded to 16-bit, as float32."""
+    return from_pcm16(to_pcm16(read_audio(path)))
+
+
 def write_wav(path: str | os.PathLike, data: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV atomically: a temp file in the same folder, then rename.
 

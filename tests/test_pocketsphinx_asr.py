@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("pocketsphinx", reason="pocketsphinx not installed (pip install -e .[attacks])")
 jiwer = pytest.importorskip("jiwer", reason="jiwer not installed (pip install -e .[attacks])")
 
-from attacks.pocketsphinx_asr import _base_word, _is_word, transcribe, transcribe_many  # noqa: E402
+from attacks.pocketsphinx_asr import (  # noqa: E402
+    _base_word, _is_word, domain_lm, transcribe, transcribe_many)
 from speechmask.audio import read_audio  # noqa: E402
 
 COMMANDS = ("turn off the kitchen lights", "set an alarm for seven thirty", "call john smith",
@@ -104,3 +105,27 @@ def test_decoder_logs_nothing(capfd):
     click = np.tile(np.float32([0.0, 0.3, -0.3]), 107)
     assert transcribe(click) == ""
     assert capfd.readouterr().err == ""
+
+
+def test_domain_language_model_helps_and_is_valid_arpa(commands, transcripts, tmp_path):
+    """A bigram of the application's sentences (here COMMANDS plus sentences of the same kind)
+    is what an attacker who knows the application decodes with: it must load in PocketSphinx
+    and transcribe the commands better than the general model; the general model stays the
+    default of `transcribe`."""
+    extra = ["turn on the kitchen lights", "set an alarm for six", "call my mother",
+             "play some music", "what is the time"]
+    lm = domain_lm([*COMMANDS, *extra, "zzqx unknownword"], tmp_path / "domain.arpa")
+    text = lm.read_text()
+    assert text.startswith("\\data\\") and text.rstrip().endswith("\\end\\")
+    assert "zzqx" not in text  # words the dictionary cannot say are dropped
+    domain = transcribe_many(commands, jobs=2, progress=False, lm=lm)
+    generic_wer = jiwer.wer(list(COMMANDS), transcripts)
+    domain_wer = jiwer.wer(list(COMMANDS), domain)
+    assert domain_wer < min(0.3, generic_wer - 0.1), list(zip(COMMANDS, domain))
+    assert [transcribe(w) for w in commands[:2]] == transcripts[:2]  # default model restored
+
+
+def test_domain_language_model_needs_known_words(tmp_path):
+    with pytest.raises(ValueError, match="dictionary"):
+        domain_lm(["zzqx qqzz"], tmp_path / "x.arpa")
+    assert not (tmp_path / "x.arpa").exists()

@@ -39,13 +39,12 @@ class FeatureSet:
 
 
 def _features_of(args: tuple[str, dict]) -> tuple[str, np.ndarray]:
-    from ..audio import from_pcm16, read_audio, to_pcm16
+    from ..audio import read_adc
     from ..features import log_mel_numpy
 
     path, fe = args
-    # round-trip through int16 PCM: the features of exactly what the device's ADC path delivers
-    pcm = to_pcm16(read_audio(path))
-    return path, log_mel_numpy(from_pcm16(pcm).astype(np.float64),
+    # the features of exactly what the device's ADC path delivers (16-bit PCM)
+    return path, log_mel_numpy(read_adc(path).astype(np.float64),
                                FrontendConfig.from_dict(fe)).astype(np.float32)
 
 
@@ -65,27 +64,35 @@ def load_features(manifest: str | os.PathLike, fe: FrontendConfig = FrontendConf
                          ).hexdigest()[:20]
     folder = Path(cache_dir) if cache_dir else manifest.resolve().parent / CACHE_DIR_NAME
     path = folder / f"features-{key}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data, offsets = z["data"], z["offsets"]
-            if offsets.size == len(rows) + 1:
-                return FeatureSet(manifest, rows, np.split(data, offsets[1:-1]), fe)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: recompute it
+    cached = load_ragged(path, len(rows))
+    if cached is not None:
+        return FeatureSet(manifest, rows, cached, fe)
     paths = [str(resolve_audio(manifest, r)) for r in rows]
     # results arrive in completion order (several workers): key them by the path they carry
     by_path = dict(progress_map(_features_of, [(p, fe.to_dict()) for p in dict.fromkeys(paths)],
                                 jobs=jobs or default_jobs(), desc="caching features",
                                 disable=progress is False))
     feats = [by_path[p] for p in paths]
-    _save_npz(path, data=np.concatenate(feats), offsets=np.cumsum([0] + [f.shape[0] for f in feats]))
+    save_ragged(path, feats)
     return FeatureSet(manifest, rows, feats, fe)
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def save_ragged(path: Path, arrays: list[np.ndarray]) -> None:
+    """Arrays `(T_i, F)` of one width to one .npz (`data` `(sum T, F)`, `offsets`), atomically."""
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, data=np.concatenate(arrays),
+                 offsets=np.cumsum([0] + [a.shape[0] for a in arrays]))
+
+
+def load_ragged(path: Path, count: int) -> list[np.ndarray] | None:
+    """The `count` arrays `save_ragged` wrote to `path`; None if the file is missing, unreadable
+    or holds another number of arrays (the caller recomputes)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data, offsets = z["data"], z["offsets"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return np.split(data, offsets[1:-1]) if offsets.size == count + 1 else None
 
 
 def feature_stats(fs: FeatureSet, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
