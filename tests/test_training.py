@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +161,22 @@ def test_feature_cache_keeps_each_utterance_with_its_own_features(tiny_corpus, t
         for row, feats in zip(read_manifest(tiny_corpus), fs.features):
             _, direct = _features_of((str(resolve_audio(tiny_corpus, row)), fs.frontend.to_dict()))
             assert feats.shape == direct.shape and (feats == direct).all(), (attempt, row["id"])
+
+
+def test_feature_cache_of_another_version_is_not_reused(tiny_corpus, tmp_path, monkeypatch):
+    """A cache written under an older FEATURE_CACHE_VERSION (possibly with wrong contents) is
+    ignored even when manifest and front-end are byte-identical."""
+    import speechmask.train.data as data
+
+    first = load_features(tiny_corpus, cache_dir=tmp_path, progress=False)
+    old = sorted(tmp_path.glob("features-*.npz"))
+    assert len(old) == 1
+    # corrupt the rows' order in the old cache, as version 1 could
+    with np.load(old[0]) as z:
+        scrambled = np.ascontiguousarray(z["data"][::-1])
+        offsets = z["offsets"]
+    np.savez(old[0], data=scrambled, offsets=offsets)
+    monkeypatch.setattr(data, "FEATURE_CACHE_VERSION", data.FEATURE_CACHE_VERSION + 1)
+    again = load_features(tiny_corpus, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("features-*.npz"))) == 2
+    assert all((a == b).all() for a, b in zip(first.features, again.features))

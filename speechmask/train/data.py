@@ -17,6 +17,10 @@ from ..features import FrontendConfig
 from ..parallel import default_jobs, progress_map
 
 CACHE_DIR_NAME = ".speechmask-cache"
+# part of every feature-cache key: bump it when the cached content changes meaning, so caches an
+# older version wrote are recomputed (version 1 could hold features in the wrong rows, fixed in
+# 3d3bc56; a corpus re-synthesized into the same manifest bytes used to pick them up again)
+FEATURE_CACHE_VERSION = 2
 
 
 @dataclass
@@ -60,7 +64,8 @@ def load_features(manifest: str | os.PathLike, fe: FrontendConfig = FrontendConf
 
     manifest = Path(manifest)
     rows = read_manifest(manifest)
-    key = hashlib.sha256(manifest.read_bytes() + json.dumps(fe.to_dict(), sort_keys=True).encode()
+    key = hashlib.sha256(f"v{FEATURE_CACHE_VERSION}".encode() + manifest.read_bytes() +
+                         json.dumps(fe.to_dict(), sort_keys=True).encode()
                          ).hexdigest()[:20]
     folder = Path(cache_dir) if cache_dir else manifest.resolve().parent / CACHE_DIR_NAME
     path = folder / f"features-{key}.npz"
