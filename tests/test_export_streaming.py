@@ -79,3 +79,24 @@ def test_int8_model_agrees_in_litert_and_tflite_micro(masks):
     # the int8 logits are the float ones up to a few quantization steps
     scale = litert.output["quantization"][0]
     assert np.abs(litert.dequantize(a.astype(np.int8)) - logits).max() < 8 * scale + 0.1
+
+
+@pytest.mark.parametrize("arch", ["trained", "tiny"])
+def test_onnx_float_and_qdq_int8_run_in_onnxruntime(masks, arch, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from firmware_export.onnx_export import export_onnx, quantize_onnx, run_onnx
+
+    mask = masks[arch]
+    calib = [windows(mask, _features(mask, 160, s)) for s in range(3)]
+    calls = [(f[k], v[k], s[k]) for f, v, s, _, _ in calib for k in range(len(f))]
+    fp = export_onnx(mask, tmp_path / "mask.onnx")
+    q = quantize_onnx(fp, tmp_path / "mask_int8.onnx", calls)
+    frames, valid, state, logits, gates = windows(mask, _features(mask, 160, 9))
+    test = [(frames[k], valid[k], state[k]) for k in range(len(frames))]
+    np.testing.assert_allclose(run_onnx(fp, test), logits, atol=1e-4)
+    int8 = run_onnx(q, test)
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(q).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert np.abs(int8 - logits).max() < 0.25 * mask.cfg.logit_bound
