@@ -100,3 +100,57 @@ def test_onnx_float_and_qdq_int8_run_in_onnxruntime(masks, arch, tmp_path):
     ops = {n.op_type for n in onnx.load(q).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert np.abs(int8 - logits).max() < 0.25 * mask.cfg.logit_bound
+
+
+def test_generated_headers_compile_and_hold_the_configs(masks, tmp_path):
+    """model_data.h/.c, speechmask_frontend.h and speechmask_gates.h compile with the host C
+    compiler (-Wall -Werror), and a C program reads back the values Python generated."""
+    import shutil
+    import subprocess
+
+    from speechmask.features_int import tables
+
+    from firmware_export.headers import frontend_header, gates_header, model_data
+
+    if shutil.which("gcc") is None:
+        pytest.skip("no host gcc")
+    mask = masks["trained"]
+    cfg = mask.cfg
+    model = bytes(range(256)) * 3 + b"\x01"
+    h, c = model_data(model)
+    (tmp_path / "model_data.h").write_text(h)
+    (tmp_path / "model_data.c").write_text(c)
+    (tmp_path / "speechmask_frontend.h").write_text(frontend_header(cfg.frontend))
+    gates = gates_header(cfg, {"frames": (0.08, 19), "valid": (1 / 255, -128),
+                               "state": (1 / 255, -128)}, (0.0266, -4))
+    (tmp_path / "speechmask_gates.h").write_text(gates)
+    t = tables(cfg.frontend)
+    (tmp_path / "main.c").write_text(f"""
+#include <stdio.h>
+#include <stdint.h>
+#include "model_data.h"
+#include "speechmask_frontend.h"
+#include "speechmask_gates.h"
+int main(void) {{
+  if (g_speechmask_model_len != {len(model)}u || g_speechmask_model[{len(model) - 1}] != 1) return 1;
+  if (((uintptr_t)g_speechmask_model) % 16 != 0) return 2;
+  if (sm_window_q15[100] != {int(t['window_q15'][100])}) return 3;
+  if (sm_mel_q15[{cfg.frontend.n_bins} * 5 + 20] != {int(t['mel_q15'][5, 20])}) return 4;
+  if (SM_N_MELS != {cfg.frontend.n_mels} || SM_WINDOW_FRAMES != {cfg.window_frames}) return 5;
+  if (SM_FRAMES_PER_SEGMENT != {cfg.fps} || SM_FRAMES_ZERO_POINT != 19) return 6;
+  if (sm_twiddle_im_q31[1] != {int(t['twiddle_im_q31'][1])}) return 7;
+  printf("%d\\n", SM_GATE_OPEN_ABOVE);
+  return 0;
+}}
+""")
+    exe = tmp_path / "check"
+    subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
+                    str(tmp_path / "main.c"), str(tmp_path / "model_data.c")], check=True,
+                   capture_output=True, text=True)
+    done = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert done.returncode == 0, done.returncode
+    # the gate opens above this int8 value exactly where the float rule opens
+    thr = cfg.gate.threshold_logit
+    open_above = int(done.stdout)
+    for q in range(-128, 128):
+        assert (q > open_above) == ((q + 4) * 0.0266 > thr), q
