@@ -125,3 +125,38 @@ def arena_bytes(model: bytes, limit: int = 1 << 20) -> int:
         raise ExportError(f"TFLite Micro could not allocate the model in {limit} bytes: "
                           + " | ".join(tail))
     return int(found.group(1))
+
+
+def operators(model: bytes) -> list[str]:
+    """The TFLite builtin operators the model uses, sorted."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    return sorted({d["op_name"] for d in interpreter._get_ops_details()})
+
+
+def int8_gates(litert: LiteRT, mask, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The device's closed loop for one utterance `(T, n_mels)`, in int8: each call's input
+    window, and the gates the int8 model itself decided fed back as state. Returns (int8 outputs
+    `(S, G)`, binary gates `(S, G)`)."""
+    cfg = mask.cfg
+    fps, w, g = cfg.fps, cfg.window_frames, cfg.gate.band_groups
+    scale, zp = litert.output["quantization"]
+    open_above = np.floor(zp + cfg.gate.threshold_logit / scale)
+    width = max(1, cfg.feedback * g)
+    history = np.zeros((max(1, cfg.feedback), g), np.float32)
+    outs, gates = [], []
+    for s in range(features.shape[0] // fps):
+        end = (s + 1) * fps
+        start = max(0, end - w)
+        frames = np.zeros((w, features.shape[1]), np.float32)
+        valid = np.zeros((w, 1), np.float32)
+        frames[w - (end - start):] = features[start:end]
+        valid[w - (end - start):] = 1.0
+        state = history[: cfg.feedback].reshape(-1) if cfg.feedback else np.zeros(width, np.float32)
+        q = litert.run((frames, valid, state))
+        z = (q.astype(np.int32) > open_above).astype(np.float32)
+        outs.append(q)
+        gates.append(z)
+        history = np.concatenate([z[None], history[:-1]])
+    return np.array(outs), np.array(gates)

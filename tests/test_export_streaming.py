@@ -79,6 +79,17 @@ def test_int8_model_agrees_in_litert_and_tflite_micro(masks):
     # the int8 logits are the float ones up to a few quantization steps
     scale = litert.output["quantization"][0]
     assert np.abs(litert.dequantize(a.astype(np.int8)) - logits).max() < 8 * scale + 0.1
+    # closed loop (the int8 model's own gates fed back) against the float model's gates
+    from firmware_export.tflite_int8 import int8_gates, operators
+
+    agree = []
+    for seed in range(10, 14):
+        feats = _features(mask, 200, seed)
+        _, float_gates = windows(mask, feats)[3:]
+        agree.append(int8_gates(litert, mask, feats)[1] == float_gates)
+    assert np.concatenate(agree).mean() >= 0.98
+    ops = operators(model)
+    assert "DEPTHWISE_CONV_2D" in ops and "TANH" in ops and not any("FLEX" in o for o in ops)
 
 
 @pytest.mark.parametrize("arch", ["trained", "tiny"])
