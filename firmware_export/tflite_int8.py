@@ -61,9 +61,12 @@ class LiteRT:
     the model's own input parameters) and returns the int8 output of each call."""
 
     def __init__(self, model: bytes):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        self.interpreter = Interpreter(model_content=model)
+        # the reference kernels: the default XNNPACK delegate rounds int8 differently from the
+        # kernels TFLite Micro runs
+        self.interpreter = Interpreter(model_content=model,
+                                       experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
         self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
         self.output = self.interpreter.get_output_details()[0]
@@ -160,3 +163,4 @@ def int8_gates(litert: LiteRT, mask, features: np.ndarray) -> tuple[np.ndarray, 
         gates.append(z)
         history = np.concatenate([z[None], history[:-1]])
     return np.array(outs), np.array(gates)
+

@@ -59,6 +59,9 @@ def test_keras_twin_matches_pytorch_in_float(masks, arch):
 
 
 def test_int8_model_agrees_in_litert_and_tflite_micro(masks):
+    """On random features. On real speech features the default mask is not there yet:
+    `speechmask export` measured 27 LSB between the runtimes and 95.6 % gate agreement on the
+    built-in corpus (issue 5, open)."""
     from firmware_export.keras_mask import build_keras
     from firmware_export.tflite_int8 import TFLM, LiteRT, arena_bytes, convert_int8
 
@@ -165,3 +168,28 @@ int main(void) {{
     open_above = int(done.stdout)
     for q in range(-128, 128):
         assert (q > open_above) == ((q + 4) * 0.0266 > thr), q
+
+
+def test_export_command_writes_everything_and_refuses_clearly(tiny_corpus, mask_path, tmp_path):
+    import json
+
+    from speechmask.cli import main
+    from speechmask.errors import SpeechmaskError
+
+    from firmware_export.pipeline import OUTPUTS, export
+    from firmware_export.tflite_int8 import ExportError
+
+    out = tmp_path / "fw"
+    assert main(["export", "--mask", str(mask_path), "--calib", str(tiny_corpus),
+                 "--out", str(out)]) == 0
+    assert all((out / n).is_file() for n in OUTPUTS)
+    report = json.loads((out / "report.json").read_text())
+    for key in ("ops", "params", "macs_per_second", "flash_bytes", "arena_bytes", "parity"):
+        assert key in report
+    assert report["flash_bytes"] == (out / "mask.tflite").stat().st_size
+    assert set(report["parity"]) >= {"litert_vs_tflm_max_lsb", "gate_agreement"}
+    with pytest.raises(SpeechmaskError, match="already exists"):
+        export(mask_path, tiny_corpus, out)
+    with pytest.raises(ExportError, match="RAM budget"):
+        export(mask_path, tiny_corpus, tmp_path / "small", ram_budget=1024)
+    assert not (tmp_path / "small" / "mask.tflite").exists()  # nothing half-written
