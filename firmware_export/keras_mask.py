@@ -33,9 +33,9 @@ def build_keras(mask: MaskGenerator):
     g = cfg.gate.band_groups
     state_width = StreamingCall(mask).state_width()
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in mask.state_dict().items()}
-    frames = keras.Input((w, n_mels), name="frames")
-    valid = keras.Input((w, 1), name="valid")
-    state = keras.Input((state_width,), name="state")
+    frames = keras.Input((w, n_mels), batch_size=1, name="frames")
+    valid = keras.Input((w, 1), batch_size=1, name="valid")
+    state = keras.Input((state_width,), batch_size=1, name="state")
     weights: list[tuple[layers.Layer, list[np.ndarray]]] = []
 
     def use(layer, *arrays):
