@@ -34,10 +34,11 @@ class ContentConfig:
 
 def train_asr(data: SuiteData, feats: list[np.ndarray], *, stride: int, steps: int, lr: float,
               cache: Cache, name: str, init: CTCASR | None = None, seed: int = 0,
-              progress: bool = True, width: tuple[int, int] = (160, 128)) -> CTCASR:
-    """A CTC ASR trained on `feats` of the content training rows, starting from `init` when
-    given (every layer whose shape matches: all of them for log-mel input; all but the input
-    layer and its standardisation for another representation)."""
+              width: tuple[int, int], progress: bool = True) -> CTCASR:
+    """A CTC ASR of `width` (channels, hidden units; from `ContentConfig`) trained on `feats` of
+    the content training rows, starting from `init` when given (every layer whose shape
+    matches: all of them for log-mel input; all but the input layer and its standardisation for
+    another representation)."""
     idx = data.content_train
     model = CTCASR(feats[idx[0]].shape[1], stride, *width)
     if init is None or "norm.mean" in warm_start(model, init):

@@ -101,13 +101,14 @@ class Suite:
             from .pocketsphinx_asr import domain_lm
 
             texts = [self.data.rows[i]["transcript"] for i in self.data.content_train]
-            path = self.cache.path("pocketsphinx-domain", Cache.key("lm", texts))
-            if path is None:
+            cached = self.cache.path("pocketsphinx-domain", Cache.key("lm", texts))
+            if cached is None:
                 import tempfile
 
                 self._tmp = tempfile.TemporaryDirectory(prefix="speechmask-lm-")
-                path = Path(self._tmp.name) / "domain.pt"
-            path = path.with_suffix(".arpa")
+                path = Path(self._tmp.name) / "domain.arpa"
+            else:
+                path = cached.with_suffix(".arpa")
             self._lm = path if path.is_file() else domain_lm(texts, path)
         return self._lm
 

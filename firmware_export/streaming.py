@@ -8,8 +8,8 @@ gate feedback). It returns the segment's gate logits log_alpha `(G,)`; the devic
 where log_alpha > `GateConfig.threshold_logit`.
 
 `StreamingCall` is the PyTorch reference of that call (it is what `mask.onnx` exports);
-`windows` cuts real utterances into the calls the device would make, with the float model's
-own gate decisions fed back. Feeding these calls one by one reproduces
+`closed_loop` cuts an utterance into the calls the device would make, feeding back whatever
+decides the gates (`windows`: the float model; `tflite_int8.int8_gates`: the int8 model). Feeding these calls one by one reproduces
 `speechmask.masking.gate_logits` offline exactly (tested).
 """
 
@@ -53,34 +53,50 @@ class StreamingCall(nn.Module):
         return bound * torch.tanh(a / bound)
 
     def state_width(self) -> int:
-        return max(1, self.cfg.feedback * self.cfg.gate.band_groups)
+        return state_width(self.cfg)
 
 
-@torch.no_grad()
-def windows(mask: MaskGenerator, features: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The device's calls for one utterance `(T, n_mels)`: frames `(S, W, n_mels)`, valid
-    `(S, W, 1)`, state `(S, state_width)`, and the float model's log_alpha `(S, G)` and gates,
-    the gates fed back being the float model's own binary decisions."""
-    cfg = mask.cfg
+def closed_loop(cfg, features: np.ndarray, decide) -> tuple[np.ndarray, ...]:
+    """The device's calls for one utterance `(T, n_mels)`, each call's gates fed back into the
+    next: `decide(frames (W, n_mels), valid (W, 1), state (state_width,))` returns (output
+    `(G,)`, binary gates `(G,)`). Returns frames `(S, W, n_mels)`, valid `(S, W, 1)`, state
+    `(S, state_width)`, outputs `(S, G)` and gates `(S, G)`."""
     fps, w, g = cfg.fps, cfg.window_frames, cfg.gate.band_groups
-    call = StreamingCall(mask)
     s_count = features.shape[0] // fps
-    frames = np.full((s_count, w, features.shape[1]), 0.0, np.float32)
+    frames = np.zeros((s_count, w, features.shape[1]), np.float32)
     valid = np.zeros((s_count, w, 1), np.float32)
-    states = np.zeros((s_count, call.state_width()), np.float32)
-    logits = np.zeros((s_count, g), np.float32)
+    states = np.zeros((s_count, state_width(cfg)), np.float32)
+    outputs, gates = [], []
     history = np.zeros((max(1, cfg.feedback), g), np.float32)  # newest first
     for s in range(s_count):
         end = (s + 1) * fps
         start = max(0, end - w)
+        # frames before the utterance start stay 0; their validity flag is 0 too
         frames[s, w - (end - start):] = features[start:end]
         valid[s, w - (end - start):] = 1.0
         if cfg.feedback:
             states[s] = history[: cfg.feedback].reshape(-1)
-        la = call(torch.from_numpy(frames[s:s + 1]), torch.from_numpy(valid[s:s + 1]),
-                  torch.from_numpy(states[s:s + 1]))[0]
-        logits[s] = la.numpy()
-        history = np.concatenate([binary_gates(la, cfg.gate).numpy()[None], history[:-1]])
-    # frames before the start hold the floor-free value 0: the validity flag zeroes them anyway
-    gates = (logits > cfg.gate.threshold_logit).astype(np.float32)
-    return frames, valid, states, logits, gates
+        out, z = decide(frames[s], valid[s], states[s])
+        outputs.append(out)
+        gates.append(z)
+        history = np.concatenate([np.asarray(z, np.float32)[None], history[:-1]])
+    return (frames, valid, states, np.array(outputs).reshape(-1, g),
+            np.array(gates, np.float32).reshape(-1, g))
+
+
+def state_width(cfg) -> int:
+    """Width of the state input: the fed-back gates, or one unused zero without feedback."""
+    return max(1, cfg.feedback * cfg.gate.band_groups)
+
+
+@torch.no_grad()
+def windows(mask: MaskGenerator, features: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The device's calls for one utterance `(T, n_mels)` with the float model deciding (see
+    `closed_loop`): frames, valid, state, the float log_alpha `(S, G)` and its gates."""
+    call = StreamingCall(mask)
+
+    def decide(frames, valid, state):
+        la = call(*(torch.from_numpy(a)[None] for a in (frames, valid, state)))[0]
+        return la.numpy(), binary_gates(la, mask.cfg.gate).numpy()
+
+    return closed_loop(mask.cfg, features, decide)

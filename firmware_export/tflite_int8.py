@@ -4,6 +4,7 @@ firmware's kernels, compiled for the host)."""
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
@@ -138,29 +139,24 @@ def operators(model: bytes) -> list[str]:
     return sorted({d["op_name"] for d in interpreter._get_ops_details()})
 
 
-def int8_gates(litert: LiteRT, mask, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The device's closed loop for one utterance `(T, n_mels)`, in int8: each call's input
-    window, and the gates the int8 model itself decided fed back as state. Returns (int8 outputs
-    `(S, G)`, binary gates `(S, G)`)."""
-    cfg = mask.cfg
-    fps, w, g = cfg.fps, cfg.window_frames, cfg.gate.band_groups
-    scale, zp = litert.output["quantization"]
-    open_above = np.floor(zp + cfg.gate.threshold_logit / scale)
-    width = max(1, cfg.feedback * g)
-    history = np.zeros((max(1, cfg.feedback), g), np.float32)
-    outs, gates = [], []
-    for s in range(features.shape[0] // fps):
-        end = (s + 1) * fps
-        start = max(0, end - w)
-        frames = np.zeros((w, features.shape[1]), np.float32)
-        valid = np.zeros((w, 1), np.float32)
-        frames[w - (end - start):] = features[start:end]
-        valid[w - (end - start):] = 1.0
-        state = history[: cfg.feedback].reshape(-1) if cfg.feedback else np.zeros(width, np.float32)
-        q = litert.run((frames, valid, state))
-        z = (q.astype(np.int32) > open_above).astype(np.float32)
-        outs.append(q)
-        gates.append(z)
-        history = np.concatenate([z[None], history[:-1]])
-    return np.array(outs), np.array(gates)
+def gate_open_above(threshold_logit: float, output_quantization: tuple[float, int]) -> int:
+    """The int8 output value above which a gate opens: `q > this` exactly where the float rule
+    `(q - zero_point) * scale > threshold_logit` holds."""
+    scale, zp = output_quantization
+    return math.floor(zp + threshold_logit / scale)
 
+
+def int8_gates(litert: LiteRT, mask, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The device's closed loop for one utterance `(T, n_mels)` in int8: the gates the int8
+    model itself decided are fed back as state. Returns (int8 outputs `(S, G)`, binary gates
+    `(S, G)`)."""
+    from .streaming import closed_loop
+
+    open_above = gate_open_above(mask.cfg.gate.threshold_logit, litert.output["quantization"])
+
+    def decide(frames, valid, state):
+        q = litert.run((frames, valid, state))
+        return q, (q.astype(np.int32) > open_above).astype(np.float32)
+
+    outputs, gates = closed_loop(mask.cfg, features, decide)[3:]
+    return outputs.astype(np.int8), gates
