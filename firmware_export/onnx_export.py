@@ -12,8 +12,7 @@ import torch
 from speechmask.atomic import atomic_output
 from speechmask.models.mask import MaskGenerator
 
-from .keras_mask import INPUTS
-from .streaming import StreamingCall
+from .streaming import StreamingCall, input_names, input_shapes, output_names
 from .tflite_int8 import ExportError
 
 OPSET = 17
@@ -25,25 +24,25 @@ def export_onnx(mask: MaskGenerator, path: Path) -> Path:
 
     call = StreamingCall(mask).eval()
     cfg = mask.cfg
-    example = (torch.zeros(1, cfg.window_frames, cfg.frontend.n_mels),
-               torch.ones(1, cfg.window_frames, 1), torch.zeros(1, call.state_width()))
+    example = tuple(torch.zeros(1, *s) for s in input_shapes(cfg))
     with atomic_output(path) as tmp:
         # TorchScript exporter (dynamo=False): the default dynamo exporter needs onnxscript's
         # optimiser and gives the same graph for this small static model
-        torch.onnx.export(call, example, tmp, input_names=list(INPUTS),
-                          output_names=["log_alpha"], opset_version=OPSET, dynamo=False)
+        torch.onnx.export(call, example, tmp, input_names=input_names(cfg),
+                          output_names=output_names(cfg), opset_version=OPSET, dynamo=False)
         onnx.checker.check_model(onnx.load(tmp), full_check=True)
     return Path(path)
 
 
 def quantize_onnx(float_path: Path, int8_path: Path,
-                  calibration: Iterable[tuple[np.ndarray, ...]]) -> Path:
+                  calibration: Iterable[list[np.ndarray]]) -> Path:
     """QDQ int8 (per-channel weights, int8 activations) by onnxruntime's static quantization."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
-    calls = [{n: np.asarray(a, np.float32)[None] for n, a in zip(INPUTS, c)} for c in calibration]
+    names = _input_names(float_path)
+    calls = [_feed(names, c) for c in calibration]
     if not calls:
         raise ExportError("no calibration data: the int8 ranges need real features")
 
@@ -62,11 +61,24 @@ def quantize_onnx(float_path: Path, int8_path: Path,
     return Path(int8_path)
 
 
-def run_onnx(path: Path, calls: Iterable[tuple[np.ndarray, ...]]) -> np.ndarray:
-    """log_alpha `(N, G)` of each call in onnxruntime (CPU)."""
+def run_onnx(path: Path, calls: Iterable[list[np.ndarray]]) -> np.ndarray:
+    """The first output, tanh_logit `(N, G)` (log_alpha / logit_bound), of each call in
+    onnxruntime (CPU)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = [session.run(None, {n: np.asarray(a, np.float32)[None] for n, a in zip(INPUTS, c)})[0][0]
-           for c in calls]
-    return np.array(out)
+    names = [i.name for i in session.get_inputs()]
+    return np.array([session.run(["tanh_logit"], _feed(names, c))[0][0] for c in calls])
+
+
+def _feed(names: list[str], call: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """One call's inputs by name (`names`: the graph's inputs, in `input_names` order)."""
+    if len(names) != len(call):
+        raise ExportError(f"the model has inputs {names}, the call gives {len(call)} arrays")
+    return {n: np.asarray(a, np.float32)[None] for n, a in zip(names, call)}
+
+
+def _input_names(path: Path) -> list[str]:
+    import onnx
+
+    return [i.name for i in onnx.load(str(path)).graph.input]

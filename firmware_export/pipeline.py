@@ -1,7 +1,6 @@
 """`speechmask export`: the trained mask -> int8 TFLite, ONNX (float and QDQ), C sources, and a
-report of what the device will carry, each output checked on the real runtimes.
-
-Work in progress (issue 5): the report does not yet hold the baselines' side-by-side cost."""
+report of what the device will carry and compute, each output checked on the real runtimes and
+set beside the disentangling baselines of the attack suite."""
 
 from __future__ import annotations
 
@@ -9,23 +8,27 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from speechmask.atomic import atomic_output
 from speechmask.errors import SpeechmaskError
 
+from .graph_cost import estimate, graph_cost
 from .headers import frontend_header, gates_header, model_data
-from .keras_mask import INPUTS, build_keras
+from .keras_mask import build_keras
 from .onnx_export import export_onnx, quantize_onnx, run_onnx
-from .streaming import windows
-from .tflite_int8 import (TFLM, ExportError, LiteRT, arena_bytes, convert_int8, int8_gates,
-                          operators)
+from .streaming import StreamingCall, float_calls, histories, input_shapes
+from .tflite_int8 import (TFLM, ExportError, LiteRT, arena_bytes, check_histories, convert_int8,
+                          gate_open_above, int8_gates, operators)
 
 OUTPUTS = ("mask.tflite", "mask.onnx", "mask_int8.onnx", "model_data.h", "model_data.c",
            "speechmask_frontend.h", "speechmask_gates.h", "report.json", "report.md")
+BASELINE_CLIP_S = 4.0  # the baselines encode whole clips; SILENCE quotes 4 s clips
 
 
 def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int = 128 * 1024,
-           calib_utterances: int = 40, test_utterances: int = 20, force: bool = False) -> dict:
+           calib_utterances: int = 40, test_utterances: int = 20, force: bool = False,
+           progress: bool = True) -> dict:
     """Write every output under `out` and return the report."""
     from speechmask.api import load_mask
     from speechmask.train.data import load_features
@@ -34,84 +37,196 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
         existing = [n for n in OUTPUTS if (out / n).exists()]
         if existing:
             raise SpeechmaskError(f"{out / existing[0]}: already exists (use --force to replace)")
-    mask = load_mask(mask_path)
-    fs = load_features(calib_manifest, mask.cfg.frontend, progress=False)
+    mask = load_mask(mask_path)  # CheckpointError: missing, corrupt, other kind or version
+    cfg = mask.cfg
+    fs = load_features(calib_manifest, cfg.frontend, progress=progress)
     train = [i for i, r in enumerate(fs.rows) if r.get("split") == "train"][:calib_utterances]
     test = [i for i, r in enumerate(fs.rows) if r.get("split") == "test"][:test_utterances]
     if not train or not test:
         raise ExportError(f"{calib_manifest}: needs utterances with split 'train' (calibration) "
                           "and 'test' (parity checks)")
-    calib = []
-    for i in train:
-        f, v, s, _, _ = windows(mask, fs.features[i])
-        calib += [(f[k], v[k], s[k]) for k in range(len(f))]
-    model = convert_int8(build_keras(mask), calib)
+    calib = [c for i in train for c in float_calls(mask, fs.features[i])[0]]
+    keras_model = build_keras(mask)
+    _check_twin(keras_model, mask, calib[:: max(1, len(calib) // 50)])
+    model = convert_int8(keras_model, cfg, calib)
     ops = operators(model)
-    arena = arena_bytes(model)  # fails with TFLite Micro's own message on an unsupported op
+    arena = arena_bytes(model)  # refuses, by name, an operator TFLite Micro lacks
     if arena > ram_budget:
         raise ExportError(f"{mask_path}: the TFLite Micro arena needs {arena} bytes, over the RAM "
-                          f"budget of {ram_budget} bytes")
-    litert, micro = LiteRT(model), TFLM(model, arena + 4096)
-    lsb, agree, total, calls, float_logits = 0, 0, 0, [], []
-    for i in test:
-        f, v, s, logits, float_gates = windows(mask, fs.features[i])
-        test_calls = [(f[k], v[k], s[k]) for k in range(len(f))]
-        calls += test_calls
-        float_logits += list(logits)
-        for c in test_calls:
-            q = litert.quantized_inputs(c)
-            lsb = max(lsb, int(np.abs(litert.run(c).astype(int) - micro.run(q).astype(int)).max()))
-        gates = int8_gates(litert, mask, fs.features[i])[1]
-        agree += int((gates == float_gates).sum())
+                          f"budget of {ram_budget} bytes (--ram-budget)")
+    litert = LiteRT(model, cfg)
+    check_histories(litert)
+    micro = TFLM(model, arena + 4096, litert)
+    open_above = gate_open_above(cfg, litert.quant_out[0])
+
+    lsb = 0
+    for call in calib:  # the two runtimes on every calibration call ...
+        lsb = max(lsb, _lsb(litert, micro, call))
+    agree = total = loop_agree = 0
+    float_open = int8_open = 0.0
+    test_calls, test_logits = [], []
+    for i in test:  # ... and every test call
+        calls, logits, gates = float_calls(mask, fs.features[i])
+        test_calls += calls
+        test_logits += list(logits)
+        for call, z in zip(calls, gates):
+            lsb = max(lsb, _lsb(litert, micro, call))
+            q = litert.run(call)[0]  # the same inputs as the float call
+            agree += int(((q.astype(np.int32) > open_above) == (z > 0)).sum())
+        loop = int8_gates(litert, fs.features[i])[1]  # the int8 model's own closed loop
+        loop_agree += int((loop == gates).sum())
         total += gates.size
+        float_open += float(gates.sum())
+        int8_open += float(loop.sum())
+
     out.mkdir(parents=True, exist_ok=True)
     _write(out / "mask.tflite", model)
     fp = export_onnx(mask, out / "mask.onnx")
     qp = quantize_onnx(fp, out / "mask_int8.onnx", calib[:: max(1, len(calib) // 500)])
-    onnx_float = run_onnx(fp, calls[:200])
-    onnx_err = float(np.abs(onnx_float - np.array(float_logits[:200])).max())
-    onnx_int8_err = float(np.abs(run_onnx(qp, calls[:200]) - onnx_float).max())
+    onnx_float = cfg.logit_bound * run_onnx(fp, test_calls[:200])  # tanh_logit -> log_alpha
+    onnx_err = float(np.abs(onnx_float - np.array(test_logits[:200])).max())
+    onnx_int8_err = float(np.abs(cfg.logit_bound * run_onnx(qp, test_calls[:200])
+                                 - onnx_float).max())
     h, c = model_data(model)
     _write(out / "model_data.h", h.encode())
     _write(out / "model_data.c", c.encode())
-    _write(out / "speechmask_frontend.h", frontend_header(mask.cfg.frontend).encode())
-    inputs = {n: litert.inputs[pos]["quantization"] for n, pos in zip(INPUTS, litert.order)}
-    _write(out / "speechmask_gates.h",
-           gates_header(mask.cfg, inputs, litert.output["quantization"]).encode())
-    cost = mask.cost()
+    _write(out / "speechmask_frontend.h", frontend_header(cfg.frontend).encode())
+    _write(out / "speechmask_gates.h", gates_header(cfg, litert).encode())
+
+    calls_per_second = cfg.frontend.frames_per_second / cfg.fps
+    graph = graph_cost(model)
+    est = estimate(graph, calls_per_second)
+    ours = _ours_analytic(mask)
+    macs = int(round(graph["macs"] * calls_per_second))
     report = {
         "mask": str(mask_path), "calibration_manifest": str(calib_manifest),
-        "ops": ops, "params": cost["params"], "macs_per_second": cost["macs_per_second"],
-        "flash_bytes": len(model), "arena_bytes": arena,
+        "ops": ops, "params": ours["params"], "macs_per_second": macs,
+        "macs_per_call": graph["macs"], "flash_bytes": len(model), "arena_bytes": arena,
         "memory_bytes": len(model) + arena, "ram_budget_bytes": ram_budget,
-        "window_frames": mask.cfg.window_frames,
-        "calls_per_second": cost["segments_per_second"],
+        "calls_per_second": calls_per_second, "frames_per_call": cfg.fps,
+        "samples_per_call": cfg.fps * cfg.frontend.hop_length,
+        "call_budget_ms": 1000 / calls_per_second,
+        "history_bytes": sum(h.frames * h.channels for h in histories(cfg)),
+        "est_ms_per_call_480mhz": est["ms_per_call"],
+        "est_ms_per_second_480mhz": est["ms_per_second"],
+        "est_cpu_share": est["cpu_share"], "est_method": est["method"],
         "parity": {"litert_vs_tflm_max_lsb": lsb, "gate_agreement": agree / max(1, total),
-                   "segments": total, "onnx_float_max_abs": onnx_err,
-                   "onnx_int8_vs_float_max_abs": onnx_int8_err},
-        "baselines": None,  # issue 5, not yet: side-by-side cost of the disentangling baselines
+                   "closed_loop_gate_agreement": loop_agree / max(1, total),
+                   "open_fraction_float": float_open / max(1, total),
+                   "open_fraction_int8": int8_open / max(1, total),
+                   "segments": total, "calls_checked_in_both_runtimes": len(calib) + total,
+                   "onnx_float_max_abs": onnx_err, "onnx_int8_vs_float_max_abs": onnx_int8_err},
+        "analytic": ours,
+        "baselines": baseline_costs(cfg.frontend, macs, ours["memory_bytes"], len(model) + arena),
     }
     _write(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
     _write(out / "report.md", markdown(report).encode())
     return report
 
 
+def _lsb(litert: LiteRT, micro: TFLM, call: list[np.ndarray]) -> int:
+    """Largest difference, in int8 steps, between the two runtimes' outputs on one call."""
+    q = litert.quantized(call)
+    return max(int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max())
+               for a, b in zip(litert.run_int8(q), micro.run_int8(q)))
+
+
+def _check_twin(keras_model, mask, calls: list[list[np.ndarray]]) -> None:
+    """The float Keras twin must compute what PyTorch computes before anything is quantized."""
+    from .tflite_int8 import _batched
+
+    ref = StreamingCall(mask)
+    for call in calls:
+        with torch.no_grad():
+            want = ref(*(torch.from_numpy(a)[None] for a in call))[0][0].numpy()
+        got = np.asarray(keras_model([_batched(a) for a in call])[0])[0]
+        if np.abs(got - want).max() > 1e-3:
+            raise ExportError(f"the Keras twin of the {mask.cfg.arch!r} mask differs from PyTorch "
+                              f"by {np.abs(got - want).max():.3g}: a builder bug, please report")
+
+
+def _ours_analytic(mask) -> dict:
+    """The mask counted like the baselines (forward hooks on the PyTorch layers of one call):
+    int8 weights + peak int8 activations + the histories the firmware keeps."""
+    from speechmask.models.cost import count_cost
+
+    cfg = mask.cfg
+    example = tuple(torch.zeros(1, *s) for s in input_shapes(cfg))
+    c = count_cost(StreamingCall(mask), example, 1.0)
+    feedback = cfg.feedback * cfg.gate.band_groups ** 2  # used functionally: no hook sees it
+    history = sum(h.frames * h.channels for h in histories(cfg))
+    return {"params": c["params"], "weight_bytes": c["weight_bytes"] + feedback,
+            "activation_bytes": c["activation_bytes"] + history,
+            "memory_bytes": c["weight_bytes"] + feedback + c["activation_bytes"] + history}
+
+
+def baseline_costs(frontend, ours_macs: int, ours_analytic: int, ours_measured: int) -> list[dict]:
+    """The attack suite's disentangling baselines, counted analytically on a 4 s clip (their
+    device parts hold GRU and attention layers that would each need a Keras twin to convert):
+    MACs, int8 weights and peak int8 activations by forward hooks (`models.cost`). Their size
+    does not depend on training, so untrained ones of the suite's shape are counted."""
+    from speechmask.models.baselines import DisentanglingVAE, PPSLUEncoder
+    from speechmask.models.cost import count_cost
+
+    n_mels = frontend.n_mels
+    example = torch.zeros(1, int(frontend.frames_per_second * BASELINE_CLIP_S), n_mels)
+    out = []
+    for name, model in (("vae", DisentanglingVAE(n_mels, 2)), ("ppslu", PPSLUEncoder(n_mels, 2, 2))):
+        c = count_cost(model.device_part(), example, BASELINE_CLIP_S)
+        memory = c["weight_bytes"] + c["activation_bytes"]
+        out.append({"name": name, "method": "analytic (forward hooks, 4 s clip), not converted",
+                    "params": c["params"], "macs_per_second": c["macs_per_second"],
+                    "weight_bytes": c["weight_bytes"], "activation_bytes": c["activation_bytes"],
+                    "memory_bytes": memory,
+                    "compute_ratio": c["macs_per_second"] / max(1, ours_macs),
+                    "memory_ratio": memory / max(1, ours_analytic),
+                    "memory_ratio_vs_measured": memory / max(1, ours_measured)})
+    return out
+
+
 def markdown(r: dict) -> str:
-    p = r["parity"]
-    rows = [("operators", ", ".join(r["ops"])), ("parameters", r["params"]),
-            ("MACs per second of audio (offline count)", r["macs_per_second"]),
+    p, a = r["parity"], r["analytic"]
+    rows = [("operators (all in TFLite Micro)", ", ".join(r["ops"])),
+            ("parameters", r["params"]),
+            ("calls per second / budget per call", f"{r['calls_per_second']:g} / "
+                                                   f"{r['call_budget_ms']:g} ms "
+                                                   f"({r['samples_per_call']} samples at 16 kHz)"),
+            ("new frames per call; history kept between calls",
+             f"{r['frames_per_call']}; {r['history_bytes']} int8 values"),
+            ("MACs per call / per second of audio (int8 graph)",
+             f"{r['macs_per_call']} / {r['macs_per_second']}"),
             ("flash (model bytes)", r["flash_bytes"]),
-            ("TFLite Micro arena (measured)", r["arena_bytes"]),
+            ("TFLite Micro arena (measured, host interpreter)", r["arena_bytes"]),
             ("flash + arena", r["memory_bytes"]),
-            ("calls per second (one per segment)", f"{r['calls_per_second']:g}"),
-            ("frames per call (window)", r["window_frames"]),
-            ("LiteRT vs TFLite Micro, max difference", f"{p['litert_vs_tflm_max_lsb']} LSB"),
-            ("int8 gates == float gates", f"{100 * p['gate_agreement']:.2f} % of "
-                                         f"{p['segments']} segments"),
+            ("analytic: int8 weights + activations + histories", a["memory_bytes"]),
+            ("est. time per call / per second of audio at 480 MHz",
+             f"{r['est_ms_per_call_480mhz']:.3f} ms / {r['est_ms_per_second_480mhz']:.2f} ms "
+             f"({100 * r['est_cpu_share']:.2f} % of the core)"),
+            ("LiteRT vs TFLite Micro, max difference",
+             f"{p['litert_vs_tflm_max_lsb']} LSB on {p['calls_checked_in_both_runtimes']} calls"),
+            ("int8 gates == float gates (same inputs)",
+             f"{100 * p['gate_agreement']:.2f} % of {p['segments']} segments"),
+            ("closed loop (each model's own gates fed back)",
+             f"{100 * p['closed_loop_gate_agreement']:.2f} %; open fraction float "
+             f"{100 * p['open_fraction_float']:.1f} %, int8 {100 * p['open_fraction_int8']:.1f} %"),
             ("ONNX float vs PyTorch, max |diff|", f"{p['onnx_float_max_abs']:.2g}"),
             ("ONNX QDQ int8 vs float, max |diff|", f"{p['onnx_int8_vs_float_max_abs']:.2g}")]
-    return ("# Export report\n\n| | |\n|---|---|\n" +
-            "".join(f"| {k} | {v} |\n" for k, v in rows))
+    text = ("# Export report\n\n| | |\n|---|---|\n"
+            + "".join(f"| {k} | {v} |\n" for k, v in rows)
+            + f"\nTime: {r['est_method']}.\n\n## Side by side: the disentangling baselines\n\n"
+            "| device part | MACs / s | memory (bytes) | compute: baseline / ours | "
+            "memory: baseline / ours (analytic) | memory: baseline / ours (measured) |\n"
+            "|---|---|---|---|---|---|\n"
+            f"| speechmask (int8 graph; analytic memory) | {r['macs_per_second']} | "
+            f"{a['memory_bytes']} | 1 | 1 | - |\n")
+    for b in r["baselines"]:
+        text += (f"| {b['name']} ({b['method']}) | {b['macs_per_second']} | {b['memory_bytes']} | "
+                 f"{b['compute_ratio']:.1f}x | {b['memory_ratio']:.1f}x | "
+                 f"{b['memory_ratio_vs_measured']:.1f}x |\n")
+    return text + ("\nMemory, analytic: int8 weights + peak int8 activations (+ our histories), "
+                   "counted alike for both; measured: our flash + arena, which add TFLite's "
+                   "flatbuffer and TFLite Micro's bookkeeping that the baselines' counts lack. "
+                   "SILENCE's anchors: 53.3x less compute, 134.1x less memory.\n")
 
 
 def _write(path: Path, data: bytes) -> None:

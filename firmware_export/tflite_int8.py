@@ -5,32 +5,41 @@ firmware's kernels, compiled for the host)."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable
 
 import numpy as np
 
 from speechmask.errors import SpeechmaskError
+from speechmask.models.mask import MaskConfig
 
-from .keras_mask import INPUTS
+from .streaming import closed_loop, histories, input_names, input_shapes, output_names
 
 
 class ExportError(SpeechmaskError):
     """A model that cannot be exported as asked (unsupported operator, over budget, ...)."""
 
 
-def convert_int8(keras_model, calibration: Iterable[tuple[np.ndarray, ...]]) -> bytes:
+def _batched(a: np.ndarray) -> np.ndarray:
+    """One call's array -> the model's layout: `(T, C)` -> `(1, T, 1, C)`, `(S,)` -> `(1, S)`."""
+    a = np.asarray(a)
+    return a[None, :, None, :] if a.ndim == 2 else a[None]
+
+
+def convert_int8(keras_model, cfg: MaskConfig, calibration: Iterable[list[np.ndarray]]) -> bytes:
     """TensorFlow's converter, full integer: int8 weights (per-channel where TFLite allows),
-    int8 activations, int8 inputs and output; `calibration` yields one call's
-    (frames, valid, state) at a time, each without the batch axis."""
+    int8 activations, int8 inputs and outputs. `calibration` yields real calls' float inputs
+    (in `streaming.input_names` order, without batch axis)."""
     import tensorflow as tf
 
     calls = list(calibration)
     if not calls:
         raise ExportError("no calibration data: the int8 ranges need real features")
+    names = input_names(cfg)
 
     def representative():  # by name: the converted model may order its inputs differently
         for call in calls:
-            yield {name: np.asarray(a, np.float32)[None] for name, a in zip(INPUTS, call)}
+            yield {n: _batched(np.asarray(a, np.float32)) for n, a in zip(names, call)}
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -41,27 +50,24 @@ def convert_int8(keras_model, calibration: Iterable[tuple[np.ndarray, ...]]) -> 
     return bytes(converter.convert())
 
 
-def _order(details: list[dict]) -> list[int]:
-    """Position of each of INPUTS among the model's inputs (matched by name)."""
-    names = [d["name"] for d in details]
-    out = []
-    for want in INPUTS:
-        hits = [i for i, n in enumerate(names) if want in n]
-        if len(hits) != 1:
-            raise ExportError(f"model inputs {names} do not name {want!r} exactly once")
-        out.append(hits[0])
-    return out
-
-
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+    return np.clip(np.round(np.asarray(x, np.float32) / scale) + zero_point, -128, 127
+                   ).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, quantization: tuple[float, int]) -> np.ndarray:
+    scale, zp = quantization
+    return (np.asarray(q).astype(np.float32) - zp) * scale
 
 
 class LiteRT:
-    """ai-edge-litert's interpreter on one int8 model; `run` takes float inputs (quantized with
-    the model's own input parameters) and returns the int8 output of each call."""
+    """ai-edge-litert's interpreter on one int8 streaming model of a mask with config `cfg`.
+    Inputs and outputs are addressed in `streaming.input_names` / `output_names` order (matched
+    through the model's signature, whatever order the converter gave its tensors):
+    `quant_in[k]` / `quant_out[k]` are their (scale, zero point), `in_pos[k]` / `out_pos[k]`
+    their positions among the model's tensors (what TFLite Micro indexes by)."""
 
-    def __init__(self, model: bytes):
+    def __init__(self, model: bytes, cfg: MaskConfig):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         # the reference kernels: the default XNNPACK delegate rounds int8 differently from the
@@ -69,50 +75,78 @@ class LiteRT:
         self.interpreter = Interpreter(model_content=model,
                                        experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
         self.interpreter.allocate_tensors()
-        self.inputs = self.interpreter.get_input_details()
-        self.output = self.interpreter.get_output_details()[0]
-        self.order = _order(self.inputs)
+        self.cfg = cfg
+        ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        sigs = self.interpreter._get_full_signature_list()
+        if len(sigs) != 1:
+            raise ExportError(f"expected one signature in the model, found {list(sigs)}")
+        sig = next(iter(sigs.values()))
+        want_in, want_out = input_names(cfg), output_names(cfg)
+        if sorted(sig["inputs"]) != sorted(want_in) or len(sig["outputs"]) != len(want_out):
+            raise ExportError(f"the model's inputs {sorted(sig['inputs'])} and "
+                              f"{len(sig['outputs'])} outputs do not fit this mask (inputs "
+                              f"{want_in}, outputs {want_out})")
+        # Keras names its outputs output_0, output_1, ... in the model's output order
+        by_out = sorted(sig["outputs"], key=lambda n: int(n.rsplit("_", 1)[-1]))
+        index_in = [d["index"] for d in ins]
+        index_out = [d["index"] for d in outs]
+        self.in_pos = [index_in.index(sig["inputs"][n]) for n in want_in]
+        self.out_pos = [index_out.index(sig["outputs"][n]) for n in by_out]
+        self.inputs = [ins[p] for p in self.in_pos]
+        self.outputs = [outs[p] for p in self.out_pos]
+        for d, shape in zip(self.inputs, input_shapes(cfg)):
+            if int(np.prod(d["shape"])) != int(np.prod(shape)) or d["dtype"] != np.int8:
+                raise ExportError(f"model input {d['name']} is {d['dtype'].__name__} "
+                                  f"{list(d['shape'])}, this mask needs int8 {list(shape)}")
+        self.quant_in = [tuple(d["quantization"]) for d in self.inputs]
+        self.quant_out = [tuple(d["quantization"]) for d in self.outputs]
 
-    def quantized_inputs(self, call: tuple[np.ndarray, ...]) -> list[np.ndarray]:
-        """int8 arrays in the model's input order, each with a batch axis of 1."""
-        arrays: list[np.ndarray | None] = [None] * len(self.inputs)
-        for value, pos in zip(call, self.order):
-            scale, zp = self.inputs[pos]["quantization"]
-            arrays[pos] = quantize(np.asarray(value, np.float32), scale, zp)[None]
-        return arrays
+    @property
+    def output(self) -> dict:
+        return self.outputs[0]
 
-    def run(self, call: tuple[np.ndarray, ...]) -> np.ndarray:
-        for arr, d in zip(self.quantized_inputs(call), self.inputs):
-            self.interpreter.set_tensor(d["index"], arr)
+    def quantized(self, call: list[np.ndarray]) -> list[np.ndarray]:
+        """One call's float inputs -> int8, with the model's quantization."""
+        return [quantize(a, *q) for a, q in zip(call, self.quant_in)]
+
+    def run_int8(self, qcall: list[np.ndarray]) -> list[np.ndarray]:
+        """int8 inputs (no batch axis) -> int8 outputs (tanh_logit `(G,)`, news `(fps, C)`)."""
+        for q, d in zip(qcall, self.inputs):
+            self.interpreter.set_tensor(d["index"], _batched(q).reshape(d["shape"]))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])[0].copy()
+        return [_unbatched(self.interpreter.get_tensor(d["index"])) for d in self.outputs]
 
-    def dequantize(self, q: np.ndarray) -> np.ndarray:
-        scale, zp = self.output["quantization"]
-        return (q.astype(np.float32) - zp) * scale
+    def run(self, call: list[np.ndarray]) -> list[np.ndarray]:
+        return self.run_int8(self.quantized(call))
+
+
+def _unbatched(a: np.ndarray) -> np.ndarray:
+    a = np.array(a)[0]
+    return a.reshape(a.shape[0], a.shape[-1]) if a.ndim == 3 else a
 
 
 class TFLM:
     """TFLite Micro's host interpreter (the `tflite-micro` package) on one model, with an arena of
-    `arena_bytes`."""
+    `arena_bytes`; inputs and outputs addressed as in `litert` (the same model)."""
 
-    def __init__(self, model: bytes, arena_bytes: int):
+    def __init__(self, model: bytes, arena_bytes: int, litert: LiteRT):
         from tflite_micro.python.tflite_micro import runtime
 
         self.interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
+        self.litert = litert
 
-    def run(self, inputs: list[np.ndarray]) -> np.ndarray:
-        """`inputs`: int8 arrays in the model's input order (see `LiteRT.quantized_inputs`)."""
-        for i, arr in enumerate(inputs):
-            self.interpreter.set_input(arr, i)
+    def run_int8(self, qcall: list[np.ndarray]) -> list[np.ndarray]:
+        for q, pos, d in zip(qcall, self.litert.in_pos, self.litert.inputs):
+            self.interpreter.set_input(_batched(q).reshape(d["shape"]), pos)
         self.interpreter.invoke()
-        return np.array(self.interpreter.get_output(0))[0]
+        return [_unbatched(self.interpreter.get_output(pos)) for pos in self.litert.out_pos]
 
 
 def arena_bytes(model: bytes, limit: int = 1 << 20) -> int:
     """The TFLite Micro arena the model needs, as the host interpreter's recording allocator
-    measures it ("Arena allocation total"), allocated in a separate process."""
-    import re
+    measures it ("Arena allocation total"), allocated in a separate process. An operator TFLite
+    Micro lacks is refused here, by name: the host interpreter registers every kernel TFLite
+    Micro has, so what it cannot resolve, no firmware build can run."""
     import subprocess
     import sys
     import tempfile
@@ -123,9 +157,15 @@ def arena_bytes(model: bytes, limit: int = 1 << 20) -> int:
         path.write_bytes(model)
         done = subprocess.run([sys.executable, "-m", "firmware_export._tflm_probe", str(path),
                                str(limit)], capture_output=True, text=True, timeout=120)
-    found = re.search(r"Arena allocation total (\d+) bytes", done.stdout + done.stderr)
+    text = done.stdout + done.stderr
+    missing = sorted(set(re.findall(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'", text)))
+    if missing:
+        raise ExportError(f"TFLite Micro has no kernel for operator(s) {', '.join(missing)} "
+                          f"(the model uses {', '.join(operators(model))}); change the "
+                          "architecture or the Keras twin so that it avoids them")
+    found = re.search(r"Arena allocation total (\d+) bytes", text)
     if done.returncode != 0 or not found:
-        tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+        tail = text.strip().splitlines()[-3:]
         raise ExportError(f"TFLite Micro could not allocate the model in {limit} bytes: "
                           + " | ".join(tail))
     return int(found.group(1))
@@ -139,24 +179,38 @@ def operators(model: bytes) -> list[str]:
     return sorted({d["op_name"] for d in interpreter._get_ops_details()})
 
 
-def gate_open_above(threshold_logit: float, output_quantization: tuple[float, int]) -> int:
-    """The int8 output value above which a gate opens: `q > this` exactly where the float rule
-    `(q - zero_point) * scale > threshold_logit` holds."""
+def gate_open_above(cfg: MaskConfig, output_quantization: tuple[float, int]) -> int:
+    """The int8 `tanh_logit` value above which a gate opens: `q > this` exactly where the float
+    rule `(q - zero_point) * scale * logit_bound > threshold_logit` holds."""
     scale, zp = output_quantization
-    return math.floor(zp + threshold_logit / scale)
+    return math.floor(zp + cfg.gate.threshold_logit / cfg.logit_bound / scale)
 
 
-def int8_gates(litert: LiteRT, mask, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The device's closed loop for one utterance `(T, n_mels)` in int8: the gates the int8
-    model itself decided are fed back as state. Returns (int8 outputs `(S, G)`, binary gates
-    `(S, G)`)."""
-    from .streaming import closed_loop
+def check_histories(litert: LiteRT) -> None:
+    """Each `new<i>` must carry the quantization of `history<i>`, so that the firmware shifts
+    bytes into its histories without requantizing (CONCATENATION guarantees it in TFLite)."""
+    for k, h in enumerate(histories(litert.cfg)):
+        qi, qo = litert.quant_in[1 + k], litert.quant_out[1 + k]
+        if not (math.isclose(qi[0], qo[0], rel_tol=1e-6) and qi[1] == qo[1]):
+            raise ExportError(f"{h.name} is quantized {qi} but the model returns it as {qo}: "
+                              "the firmware would have to requantize its histories")
 
-    open_above = gate_open_above(mask.cfg.gate.threshold_logit, litert.output["quantization"])
 
-    def decide(frames, valid, state):
-        q = litert.run((frames, valid, state))
-        return q, (q.astype(np.int32) > open_above).astype(np.float32)
+def int8_gates(litert: LiteRT, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The device's closed loop for one utterance `(T, n_mels)` in int8: the int8 model's own
+    histories (int8 bytes, as the firmware keeps them) and gates fed back. Returns (int8
+    tanh_logit `(S, G)`, binary gates `(S, G)`)."""
+    cfg = litert.cfg
+    open_above = gate_open_above(cfg, litert.quant_out[0])
+    q_frames, q_state = litert.quant_in[0], litert.quant_in[-1]
 
-    outputs, gates = closed_loop(mask.cfg, features, decide)[3:]
+    def decide(inputs):
+        frames, *past, state = inputs
+        out, *news = litert.run_int8([quantize(frames, *q_frames), *past,
+                                      quantize(state, *q_state)])
+        return out, (out.astype(np.int32) > open_above).astype(np.float32), news
+
+    initial = [np.full((h.frames, h.channels), litert.quant_in[1 + k][1], np.int8)
+               for k, h in enumerate(histories(cfg))]  # zero, in each history's int8 units
+    _, outputs, gates = closed_loop(cfg, features, decide, initial)
     return outputs.astype(np.int8), gates

@@ -82,16 +82,20 @@ class DisentanglingVAE(nn.Module):
         return self.decode(mu, self.neutral[None].expand(x.shape[0], -1))
 
     def device_part(self) -> nn.Module:
-        return DevicePart(self, lambda vae, x: vae.encode(x)[0])
+        return DevicePart(self, lambda vae, x: vae.encode(x)[0], [self.encoder])
 
 
 class DevicePart(nn.Module):
     """The part of a baseline that runs on the device, as a module `(1, T, F) -> output` (for
-    cost counting and export): `forward` calls `fn(model, x)`."""
+    cost counting and export): `forward` calls `fn(model, x)`; `parts` are the modules whose
+    weights the device holds."""
 
-    def __init__(self, model: nn.Module, fn):
+    def __init__(self, model: nn.Module, fn, parts: list[nn.Module]):
         super().__init__()
-        self.model, self.fn = model, fn
+        self.model, self.fn, self.parts = model, fn, parts
+
+    def device_parameters(self):
+        return (p for part in self.parts for p in part.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(self.model, x)
@@ -145,4 +149,5 @@ class PPSLUEncoder(nn.Module):
         return self.intent((torch.softmax(scores, 1).unsqueeze(-1) * rep).sum(1))
 
     def device_part(self) -> nn.Module:
-        return DevicePart(self, lambda m, x: m.represent(x, torch.tensor([x.shape[1]])))
+        return DevicePart(self, lambda m, x: m.represent(x, torch.tensor([x.shape[1]])),
+                          [self.subsample, self.transformer])

@@ -40,10 +40,12 @@ def _macs(module: nn.Module, inputs: tuple, output) -> int:
     return 0
 
 
-def count_cost(model: nn.Module, example: torch.Tensor, seconds: float) -> dict:
-    """Run `model(example)` once with hooks. `example` holds `seconds` of audio (features), so MACs
+def count_cost(model: nn.Module, example: torch.Tensor | tuple, seconds: float) -> dict:
+    """Run `model(example)` once with hooks (`model(*example)` for a tuple). `example` holds
+    `seconds` of audio (features), so MACs
     are scaled to one second; activation bytes are int8 (1 byte per value), the peak over layers of
-    input + output held at once. Weights: int8 for matrices, int32 for biases."""
+    input + output held at once. Weights: int8 for matrices, int32 for biases.
+    `model.device_parameters()`, where it exists, names the weights the device holds."""
     macs, peak = [0], [0]
 
     def hook(module, inputs, output):
@@ -62,12 +64,15 @@ def count_cost(model: nn.Module, example: torch.Tensor, seconds: float) -> dict:
     torch.backends.mha.set_fastpath_enabled(False)  # the fused path skips the modules' hooks
     try:
         with torch.no_grad():
-            model.eval()(example)
+            model.eval()(*(example if isinstance(example, tuple) else (example,)))
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         for h in handles:
             h.remove()
-    params = sum(p.numel() for p in model.parameters())
-    weight_bytes = sum(p.numel() * (1 if p.dim() > 1 else 4) for p in model.parameters())
+    # a device part names the parameters it runs (not its model's cloud side or training heads)
+    weights = list(model.device_parameters() if hasattr(model, "device_parameters")
+                   else model.parameters())
+    params = sum(p.numel() for p in weights)
+    weight_bytes = sum(p.numel() * (1 if p.dim() > 1 else 4) for p in weights)
     return {"params": int(params), "macs_per_second": int(round(macs[0] / seconds)),
             "weight_bytes": int(weight_bytes), "activation_bytes": int(peak[0])}
