@@ -31,6 +31,8 @@ bench: install
 		--slu build/bench_mask/slu.pt --mask build/bench_mask/mask_40ms.pt
 	$(BIN)/python benchmarks/bench_attack.py --corpus build/bench_mask/corpus \
 		--runs build/bench_mask --out build/bench_attack
+	$(BIN)/python benchmarks/bench_export.py --corpus build/bench_mask/corpus \
+		--runs build/bench_mask --out build/bench_export
 	$(BIN)/python benchmarks/bench_adversary.py --corpus build/bench_mask/corpus \
 		--slu build/bench_mask/slu.pt --work build/bench_adversary --cache build/bench_attack/cache
 

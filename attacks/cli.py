@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "report.md, det.png, examples.png.")
     _common(p, required=False)
     p.add_argument("--mask", type=Path, default=None, help="trained mask generator")
+    p.add_argument("--int8", type=Path, default=None, metavar="MASK_TFLITE",
+                   help="also attack the int8 model `speechmask export` wrote from --mask "
+                        "(system speechmask_int8: its own gates, on the TFLite runtime)")
     p.add_argument("--slu-masked", type=Path, default=None,
                    help="cloud model fine-tuned on the mask's output (default: the suite "
                         "fine-tunes one)")
@@ -68,7 +71,27 @@ def _split_field(args, slu_path: Path) -> str:
                                                                               "split")
 
 
-def _suite(args, mask, systems_: tuple[str, ...], slu_masked=None):
+def _int8_model(path: Path, mask) -> bytes:
+    """The exported mask.tflite, checked against the mask it should come from."""
+    from speechmask.errors import SpeechmaskError
+
+    if not path.is_file():
+        raise SpeechmaskError(f"{path}: no such file (write it with `speechmask export`)")
+    model = path.read_bytes()
+    try:
+        from firmware_export.tflite_int8 import LiteRT
+
+        LiteRT(model, mask.cfg)
+    except ImportError as exc:
+        raise SpeechmaskError(f"--int8 needs the [export] extra ({exc})") from None
+    except ValueError as exc:  # the interpreter's own words on a file that is not a model
+        raise SpeechmaskError(f"{path}: not a TFLite model ({exc})") from None
+    except SpeechmaskError as exc:
+        raise SpeechmaskError(f"{path}: {exc}") from None
+    return model
+
+
+def _suite(args, mask, systems_: tuple[str, ...], slu_masked=None, int8=None):
     from speechmask.api import load_slu
     from speechmask.errors import ConfigError
 
@@ -86,7 +109,7 @@ def _suite(args, mask, systems_: tuple[str, ...], slu_masked=None):
                       max_steps=args.max_steps, pocketsphinx_utterances=args.pocketsphinx_max,
                       pocketsphinx_lm=args.pocketsphinx_lm)
     return Suite(data, slu, mask, cfg, default_cache(args.out), slu_masked=slu_masked,
-                 progress=args.progress), data
+                 int8_model=int8, progress=args.progress), data
 
 
 def _check_out(out: Path, name: str, force: bool) -> None:
@@ -112,16 +135,19 @@ def _attack(args: argparse.Namespace) -> int:
     systems_ = [b for b in BASELINES if b in baselines and b != "on_device"]
     if args.mask is not None:
         systems_.append("speechmask")
-    elif args.slu_masked is not None:
-        raise ConfigError("--slu-masked needs --mask")
+        if args.int8 is not None:
+            systems_.append("speechmask_int8")
+    elif args.slu_masked is not None or args.int8 is not None:
+        raise ConfigError("--slu-masked and --int8 need --mask")
     if "on_device" in baselines:
         systems_.append("on_device")
     if not systems_:
         raise ConfigError("nothing to attack: give --mask and/or --baselines")
     mask = load_mask(args.mask) if args.mask else None
     slu_masked = load_slu(args.slu_masked) if args.slu_masked else None
+    int8 = _int8_model(args.int8, mask) if args.int8 else None
     t0 = time.perf_counter()
-    suite, data = _suite(args, mask, tuple(systems_), slu_masked)
+    suite, data = _suite(args, mask, tuple(systems_), slu_masked, int8)
     rows = run_suite(suite)
     t = suite.trials() if "speaker" in args.attacks else None
     first = next((d["speaker"] for d in suite.details.values() if "speaker" in d), None)
@@ -129,6 +155,7 @@ def _attack(args: argparse.Namespace) -> int:
     report = {
         "manifest": str(args.manifest), "slu": str(args.slu), "mask": str(args.mask),
         "slu_masked": str(args.slu_masked) if args.slu_masked else None,
+        "int8_model": str(args.int8) if args.int8 else None,
         "split_field": data.split_field, "content_test_utterances": len(data.content_test),
         "trials": {"speakers": len(t.speakers) if t else 0,
                    "target": any_res.get("target_trials", 0),

@@ -19,7 +19,7 @@ from speechmask.train.data import pad_batch
 from . import content, speaker, systems
 from .content import ContentConfig
 from .speaker import SpeakerConfig
-from .systems import SYSTEMS, BaselineConfig
+from .systems import INT8, SYSTEMS, BaselineConfig
 from .data import AttackError, Sent, SuiteData
 from .fit import Cache, FitConfig, digest_arrays, fit
 from .mcadams import mcadams_cost
@@ -57,8 +57,10 @@ class Suite:
     fine-tuned on the mask's output (otherwise the suite fine-tunes one)."""
 
     def __init__(self, data: SuiteData, slu: SLUModel, mask, cfg: SuiteConfig, cache: Cache,
-                 *, slu_masked: SLUModel | None = None, progress: bool = True):
+                 *, slu_masked: SLUModel | None = None, int8_model: bytes | None = None,
+                 progress: bool = True):
         self.data, self.slu, self.mask, self.cfg, self.cache = data, slu, mask, cfg, cache
+        self.int8_model = int8_model  # the exported mask.tflite (system speechmask_int8)
         self.slu_masked, self.progress = slu_masked, progress
         self.inner_jobs: int | None = None  # processes of PocketSphinx and McAdams (1 in workers)
         self.gate = mask.cfg.gate if mask is not None else GateConfig()
@@ -179,7 +181,11 @@ class Suite:
             if self.mask is None:
                 raise AttackError("the speechmask system needs --mask")
             return systems.speechmask_mask(d, self.mask)
-        raise AttackError(f"unknown system {name!r} (choose from {SYSTEMS})")
+        if name == INT8:
+            if self.mask is None or self.int8_model is None:
+                raise AttackError("the speechmask_int8 system needs --mask and --int8")
+            return systems.speechmask_int8(d, self.mask, self.int8_model, self.progress)
+        raise AttackError(f"unknown system {name!r} (choose from {SYSTEMS + (INT8,)})")
 
     def cost(self, name: str) -> dict:
         n_mels, fps = self.data.frontend.n_mels, int(self.data.frontend.frames_per_second)
@@ -192,7 +198,7 @@ class Suite:
             return count_cost(self._vae.device_part(), example, 1.0)
         if name == "ppslu":
             return count_cost(self._ppslu.device_part(), example, 1.0)
-        if name == "speechmask":
+        if name in ("speechmask", INT8):
             c = self.mask.cost()
             return {k: c[k] for k in ("params", "macs_per_second", "weight_bytes",
                                       "activation_bytes")}
@@ -209,8 +215,11 @@ class Suite:
         clean_acc = self._accuracy(self.slu, sent.features, idx)
         if name == "all_offload":
             return clean_acc, {"clean_model": clean_acc}
-        if name == "speechmask" and self.slu_masked is not None:
+        if name in ("speechmask", INT8) and self.slu_masked is not None:
             tuned, how = self.slu_masked, "given --slu-masked"
+        elif name == INT8:  # the cloud model the float mask's output trained, as deployed
+            tuned = self._finetune_slu("speechmask", self.build("speechmask"))
+            how = "fine-tuned by the suite on the float mask's output"
         else:
             tuned, how = self._finetune_slu(name, sent), "fine-tuned by the suite"
         return self._accuracy(tuned, sent.features, idx), {"clean_model": clean_acc,
@@ -252,6 +261,15 @@ class Suite:
             progress=self.progress))
 
     # content
+    def _training_data(self, name: str, sent: Sent) -> tuple[str, Sent]:
+        """What the informed attackers of system `name` train on: what it sends, except for
+        speechmask_int8, read by the very attackers trained on the float mask's output, so that
+        its row differs from speechmask's only by what the int8 gates change (trained afresh on
+        the int8 output instead, they put its entity error rate 2 of 145 entities away)."""
+        if name == INT8:
+            return "speechmask", self.build("speechmask")
+        return name, sent
+
     def content_attacks(self, name: str, sent: Sent, metrics: dict, details: dict) -> None:
         d, c, attacks = self.data, self.cfg.content, self.cfg.attacks
         idx = d.content_test
@@ -269,22 +287,24 @@ class Suite:
             found["passive"] = content.scores(
                 d, content.transcribe(self.passive_asr(), sent.features, idx, pad, self.lexicon), idx)
         informed = None
+        train_name, train = self._training_data(name, sent)
         if "informed" in attacks:
             if name == "all_offload" and "passive" in found:
                 found["informed"] = found["passive"]  # its training data is the clean data
             else:
                 informed = content.train_asr(
-                    d, sent.features, stride=sent.frame_stride,
+                    d, train.features, stride=sent.frame_stride,
                     steps=self.cfg.steps(c.informed_steps if sent.log_mel else c.transfer_steps),
                     lr=c.finetune_lr if sent.log_mel else c.asr_lr / 2, cache=self.cache,
-                    name=f"asr-informed-{name}", init=self.passive_asr(), seed=self.cfg.seed,
-                    progress=self.progress, width=(c.asr_channels, c.asr_hidden))
+                    name=f"asr-informed-{train_name}", init=self.passive_asr(),
+                    seed=self.cfg.seed, progress=self.progress,
+                    width=(c.asr_channels, c.asr_hidden))
                 found["informed"] = content.scores(
                     d, content.transcribe(informed, sent.features, idx, pad, self.lexicon), idx)
         if "inpainting" in attacks and sent.withheld is not None:
             # the inpainter completes what was withheld; the completed features are then read
             # by the informed ASR and by the clean-trained one, and the better of the two counts
-            painter = content.train_inpainter(d, sent, steps=self.cfg.steps(c.inpaint_steps),
+            painter = content.train_inpainter(d, train, steps=self.cfg.steps(c.inpaint_steps),
                                               cache=self.cache, seed=self.cfg.seed,
                                               progress=self.progress)
             filled_rows = content.inpaint(painter, d, sent, idx)
@@ -324,10 +344,11 @@ class Suite:
         if name == "all_offload" and "lazy_informed" in found:
             found["semi_informed"] = found["lazy_informed"]  # retraining on clean changes nothing
         else:
+            train_name, train = self._training_data(name, sent)
             emb = speaker.train_embedder(
-                d, sent.features, cfg=s,
+                d, train.features, cfg=s,
                 steps=self.cfg.steps(s.informed_steps if sent.log_mel else s.transfer_steps),
-                stride=sent.frame_stride, cache=self.cache, name=f"xvector-{name}",
+                stride=sent.frame_stride, cache=self.cache, name=f"xvector-{train_name}",
                 init=self.clean_embedder(), seed=self.cfg.seed,
                 progress=self.progress)
             found["semi_informed"] = speaker.verify(
@@ -425,7 +446,7 @@ def run_suite(suite: Suite, jobs: int | None = None) -> list[dict]:
 
 # relative run time of each system's attacks (1 thread), to start the longest first
 _EXPECTED_COST = {"ppslu": 5, "vae": 4, "random": 4, "mcadams": 3, "speechmask": 3,
-                  "all_offload": 1}
+                  INT8: 3, "all_offload": 1}
 _SUITE: Suite | None = None
 
 

@@ -32,6 +32,7 @@ from .fit import Cache, FitConfig, digest_arrays, fit
 from .mcadams import McAdamsConfig, anonymise
 
 SYSTEMS = ("all_offload", "random", "mcadams", "vae", "ppslu", "speechmask", "on_device")
+INT8 = "speechmask_int8"  # with --int8: the exported int8 model's gates, beside the float ones
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,21 @@ def speechmask_mask(data: SuiteData, mask: MaskGenerator) -> Sent:
             x, lengths = pad_batch(feats, data.floor)
             _, g, _ = mask_batch(mask.eval(), x, lengths)
             gates += [g[k, : f.shape[0] // mask.cfg.fps].numpy() for k, f in enumerate(feats)]
+    return _gated(data, gates, mask.cfg.gate)
+
+
+def speechmask_int8(data: SuiteData, mask: MaskGenerator, model: bytes,
+                    progress: bool = False) -> Sent:
+    """The exported int8 TFLite model's binary gates, as the device computes them: its own
+    closed loop (int8 histories and gates fed back), on LiteRT's reference kernels (those TFLite
+    Micro matches within 1 LSB; `speechmask export` checks it)."""
+    from tqdm.auto import tqdm
+
+    from firmware_export.tflite_int8 import LiteRT, int8_gates
+
+    litert = LiteRT(model, mask.cfg)  # refuses a model whose inputs do not fit this mask
+    gates = [int8_gates(litert, f)[1] for f in tqdm(data.fs.features, desc="int8 gates",
+                                                     disable=not progress, leave=False)]
     return _gated(data, gates, mask.cfg.gate)
 
 

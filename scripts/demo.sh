@@ -40,12 +40,18 @@ print(resolve_audio(sys.argv[1], rows[0]))" "$M")
 $SM mask --model "$R/mask.pt" "$WAV" --out "$OUT/masked.wav" --features "$OUT/masked.npy" \
   --plot "$OUT/mask.png" --stats "$OUT/mask.json" --force
 
-step "9. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
-echo "(the full-strength suite with default settings, about 15 minutes on 2 cores; it trains every"
-echo " attacker and baseline encoder and caches them in $OUT/attack/cache/, so a rerun is quick)"
+step "9. export the mask for the microcontroller: int8 TFLite, ONNX, C sources, report"
+$SM export --mask "$R/mask.pt" --calib "$M" --out "$OUT/fw" --force
+
+step "10. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
+echo "(the full-strength suite with default settings, about 17 minutes on 2 cores; it trains every"
+echo " attacker and baseline encoder and caches them in $OUT/attack/cache/, so a rerun is quick;"
+echo " speechmask_int8 is the exported int8 model's own gates, beside the float mask's)"
 $SM attack --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --slu-masked "$R/slu_masked.pt" \
-  --out "$OUT/attack" --quiet --force
+  --int8 "$OUT/fw/mask.tflite" --out "$OUT/attack" --quiet --force
 
 printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (models), masked.wav,\n' "$OUT"
 printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json,\n'
-printf 'attack/ (report.json, report.md, det.png, examples.png).\n'
+printf 'fw/ (mask.tflite, mask.onnx, mask_int8.onnx, model_data.h/.c, speechmask_frontend.h,\n'
+printf 'speechmask_gates.h, report.json, report.md), attack/ (report.json, report.md, det.png,\n'
+printf 'examples.png).\n'

@@ -145,6 +145,41 @@ def test_cli_writes_the_report_schema_and_reuses_trained_attackers(corpus, slu_p
         assert (out / png).stat().st_size > 10_000
 
 
+def test_int8_system_attacks_the_exported_model_beside_the_float_one(corpus, data, slu_path,
+                                                                      mask_path, tmp_path, capsys):
+    """`--int8 mask.tflite`: the suite sends what the int8 model decides in its own closed loop
+    (a row `speechmask_int8` beside `speechmask`); a file that is not this mask's model is
+    refused by name."""
+    pytest.importorskip("ai_edge_litert", reason="needs the [export] extra")
+    from attacks.systems import speechmask_int8
+    from firmware_export.keras_mask import build_keras
+    from firmware_export.streaming import float_calls
+    from firmware_export.tflite_int8 import convert_int8
+
+    mask = load_mask(mask_path)
+    calls = [c for i in data.content_train[:10] for c in float_calls(mask, data.fs.features[i])[0]]
+    model = convert_int8(build_keras(mask), mask.cfg, calls)
+    tflite = tmp_path / "mask.tflite"
+    tflite.write_bytes(model)
+    sent, ref = speechmask_int8(data, mask, model), speechmask_mask(data, mask)
+    i = data.content_test[0]
+    assert sent.features[i].shape == ref.features[i].shape
+    assert abs(sent.open_fraction - ref.open_fraction) < 0.05
+    out = tmp_path / "attack"
+    args = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--mask", str(mask_path),
+            "--int8", str(tflite), "--baselines", "none", "--attacks", "passive",
+            "--max-steps", "2", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in report["systems"]] == ["speechmask", "speechmask_int8"]
+    assert report["int8_model"] == str(tflite)
+    (tmp_path / "not.tflite").write_text("not a model")
+    with pytest.raises(SystemExit):
+        main(args[:8] + [str(tmp_path / "not.tflite")] + args[9:-2] + ["--out", str(tmp_path / "x")])
+    assert "not.tflite" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_cli_refuses_to_overwrite_and_reuses_cache(corpus, slu_path, tmp_path):
     out = tmp_path / "attack"
     args = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
