@@ -7,6 +7,7 @@ attacker who knows the application would: on the built-in corpus that roughly ha
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing as mp
 import os
@@ -139,10 +140,6 @@ def transcribe(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, lm: str | None 
     return " ".join(words).lower()
 
 
-def _transcribe_with(args: tuple[np.ndarray, str | None]) -> str:
-    return transcribe(args[0], lm=args[1])
-
-
 def transcribe_many(waves: Iterable[np.ndarray], jobs: int | None = None, progress: bool = True,
                     desc: str = "pocketsphinx", lm: Path | str | None = None) -> list[str]:
     """`transcribe` every 16 kHz waveform over `jobs` processes (default min(2, cores)).
@@ -158,4 +155,4 @@ def transcribe_many(waves: Iterable[np.ndarray], jobs: int | None = None, progre
     ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
     with ctx.Pool(processes=min(jobs, len(waves)), initializer=_init_worker,
                   initargs=(lm,)) as pool:
-        return list(tqdm(pool.imap(_transcribe_with, [(w, lm) for w in waves]), **bar))
+        return list(tqdm(pool.imap(functools.partial(transcribe, lm=lm), waves), **bar))

@@ -64,7 +64,7 @@ class Suite:
         self.slu_masked, self.progress = slu_masked, progress
         self.inner_jobs: int | None = None  # processes of PocketSphinx and McAdams (1 in workers)
         self.gate = mask.cfg.gate if mask is not None else GateConfig()
-        self._asr = self._embedder = self._trials = self._lm = None
+        self._asr = self._embedder = self._trials = self._lm = self._float_sent = None
         self.details: dict[str, dict] = {}
         self.lexicon = content.Lexicon([data.rows[i]["transcript"] for i in data.content_train])
         self.examples: dict[str, dict] = {}
@@ -218,7 +218,7 @@ class Suite:
         if name in ("speechmask", INT8) and self.slu_masked is not None:
             tuned, how = self.slu_masked, "given --slu-masked"
         elif name == INT8:  # the cloud model the float mask's output trained, as deployed
-            tuned = self._finetune_slu("speechmask", self.build("speechmask"))
+            tuned = self._finetune_slu("speechmask", self._float_mask_sent())
             how = "fine-tuned by the suite on the float mask's output"
         else:
             tuned, how = self._finetune_slu(name, sent), "fine-tuned by the suite"
@@ -267,8 +267,15 @@ class Suite:
         its row differs from speechmask's only by what the int8 gates change (trained afresh on
         the int8 output instead, they put its entity error rate 2 of 145 entities away)."""
         if name == INT8:
-            return "speechmask", self.build("speechmask")
+            return "speechmask", self._float_mask_sent()
         return name, sent
+
+    def _float_mask_sent(self) -> Sent:
+        """What the float mask sends, built once per process (the int8 row's attackers and cloud
+        model are the float mask's)."""
+        if self._float_sent is None:
+            self._float_sent = self.build("speechmask")
+        return self._float_sent
 
     def content_attacks(self, name: str, sent: Sent, metrics: dict, details: dict) -> None:
         d, c, attacks = self.data, self.cfg.content, self.cfg.attacks

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import report  # noqa: E402
+from common import corpus_and_runs, report  # noqa: E402
 
 from speechmask.cli import main as speechmask  # noqa: E402
 
@@ -28,9 +28,7 @@ KEYS = ("intent_acc", "open_fraction", "wer_pocketsphinx", "wer_passive", "wer_i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, required=True, help="built-in corpus folder")
-    ap.add_argument("--runs", type=Path, required=True,
-                    help="folder with slu.pt, mask_40ms.pt, slu_masked_40ms.pt (bench_mask.py)")
+    corpus_and_runs(ap)
     ap.add_argument("--out", type=Path, default=Path("build/bench_attack"))
     args = ap.parse_args()
     if args.out.exists():

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
+
+
+def corpus_and_runs(ap: argparse.ArgumentParser) -> None:
+    """The arguments of the benchmarks that reuse bench_mask.py's corpus and models."""
+    ap.add_argument("--corpus", type=Path, required=True, help="built-in corpus folder")
+    ap.add_argument("--runs", type=Path, required=True,
+                    help="folder with slu.pt, mask_40ms.pt, slu_masked_40ms.pt (bench_mask.py)")
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:

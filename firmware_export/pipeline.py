@@ -61,7 +61,7 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
 
     lsb = 0
     for call in calib:  # the two runtimes on every calibration call ...
-        lsb = max(lsb, _lsb(litert, micro, call))
+        lsb = max(lsb, _lsb(litert, micro, call)[0])
     agree = total = loop_agree = 0
     float_open = int8_open = 0.0
     test_calls, test_logits = [], []
@@ -70,9 +70,9 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
         test_calls += calls
         test_logits += list(logits)
         for call, z in zip(calls, gates):
-            lsb = max(lsb, _lsb(litert, micro, call))
-            q = litert.run(call)[0]  # the same inputs as the float call
-            agree += int(((q.astype(np.int32) > open_above) == (z > 0)).sum())
+            diff, q = _lsb(litert, micro, call)  # q: LiteRT's outputs, the float call's inputs
+            lsb = max(lsb, diff)
+            agree += int(((q[0].astype(np.int32) > open_above) == (z > 0)).sum())
         loop = int8_gates(litert, fs.features[i])[1]  # the int8 model's own closed loop
         loop_agree += int((loop == gates).sum())
         total += gates.size
@@ -114,7 +114,8 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
                    "closed_loop_gate_agreement": loop_agree / max(1, total),
                    "open_fraction_float": float_open / max(1, total),
                    "open_fraction_int8": int8_open / max(1, total),
-                   "segments": total, "calls_checked_in_both_runtimes": len(calib) + total,
+                   "segments": total,
+                   "calls_checked_in_both_runtimes": len(calib) + len(test_calls),
                    "onnx_float_max_abs": onnx_err, "onnx_int8_vs_float_max_abs": onnx_int8_err},
         "analytic": ours,
         "baselines": baseline_costs(cfg.frontend, macs, ours["memory_bytes"], len(model) + arena),
@@ -124,22 +125,24 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
     return report
 
 
-def _lsb(litert: LiteRT, micro: TFLM, call: list[np.ndarray]) -> int:
-    """Largest difference, in int8 steps, between the two runtimes' outputs on one call."""
+def _lsb(litert: LiteRT, micro: TFLM, call: list[np.ndarray]) -> tuple[int, list[np.ndarray]]:
+    """Largest difference, in int8 steps, between the two runtimes' outputs on one call, and
+    LiteRT's outputs."""
     q = litert.quantized(call)
+    ours = litert.run_int8(q)
     return max(int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max())
-               for a, b in zip(litert.run_int8(q), micro.run_int8(q)))
+               for a, b in zip(ours, micro.run_int8(q))), ours
 
 
 def _check_twin(keras_model, mask, calls: list[list[np.ndarray]]) -> None:
     """The float Keras twin must compute what PyTorch computes before anything is quantized."""
-    from .tflite_int8 import _batched
+    from .tflite_int8 import model_layout
 
     ref = StreamingCall(mask)
     for call in calls:
         with torch.no_grad():
             want = ref(*(torch.from_numpy(a)[None] for a in call))[0][0].numpy()
-        got = np.asarray(keras_model([_batched(a) for a in call])[0])[0]
+        got = np.asarray(keras_model([model_layout(a) for a in call])[0])[0]
         if np.abs(got - want).max() > 1e-3:
             raise ExportError(f"the Keras twin of the {mask.cfg.arch!r} mask differs from PyTorch "
                               f"by {np.abs(got - want).max():.3g}: a builder bug, please report")

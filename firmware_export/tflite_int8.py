@@ -20,7 +20,7 @@ class ExportError(SpeechmaskError):
     """A model that cannot be exported as asked (unsupported operator, over budget, ...)."""
 
 
-def _batched(a: np.ndarray) -> np.ndarray:
+def model_layout(a: np.ndarray) -> np.ndarray:
     """One call's array -> the model's layout: `(T, C)` -> `(1, T, 1, C)`, `(S,)` -> `(1, S)`."""
     a = np.asarray(a)
     return a[None, :, None, :] if a.ndim == 2 else a[None]
@@ -39,7 +39,7 @@ def convert_int8(keras_model, cfg: MaskConfig, calibration: Iterable[list[np.nda
 
     def representative():  # by name: the converted model may order its inputs differently
         for call in calls:
-            yield {n: _batched(np.asarray(a, np.float32)) for n, a in zip(names, call)}
+            yield {n: model_layout(np.asarray(a, np.float32)) for n, a in zip(names, call)}
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -101,10 +101,6 @@ class LiteRT:
         self.quant_in = [tuple(d["quantization"]) for d in self.inputs]
         self.quant_out = [tuple(d["quantization"]) for d in self.outputs]
 
-    @property
-    def output(self) -> dict:
-        return self.outputs[0]
-
     def quantized(self, call: list[np.ndarray]) -> list[np.ndarray]:
         """One call's float inputs -> int8, with the model's quantization."""
         return [quantize(a, *q) for a, q in zip(call, self.quant_in)]
@@ -112,7 +108,7 @@ class LiteRT:
     def run_int8(self, qcall: list[np.ndarray]) -> list[np.ndarray]:
         """int8 inputs (no batch axis) -> int8 outputs (tanh_logit `(G,)`, news `(fps, C)`)."""
         for q, d in zip(qcall, self.inputs):
-            self.interpreter.set_tensor(d["index"], _batched(q).reshape(d["shape"]))
+            self.interpreter.set_tensor(d["index"], model_layout(q).reshape(d["shape"]))
         self.interpreter.invoke()
         return [_unbatched(self.interpreter.get_tensor(d["index"])) for d in self.outputs]
 
@@ -137,7 +133,7 @@ class TFLM:
 
     def run_int8(self, qcall: list[np.ndarray]) -> list[np.ndarray]:
         for q, pos, d in zip(qcall, self.litert.in_pos, self.litert.inputs):
-            self.interpreter.set_input(_batched(q).reshape(d["shape"]), pos)
+            self.interpreter.set_input(model_layout(q).reshape(d["shape"]), pos)
         self.interpreter.invoke()
         return [_unbatched(self.interpreter.get_output(pos)) for pos in self.litert.out_pos]
 

@@ -60,13 +60,13 @@ def test_streaming_calls_reproduce_the_offline_mask(masks, arch):
 def test_keras_twin_matches_pytorch_in_float(masks, arch):
     from firmware_export.keras_mask import build_keras
     from firmware_export.streaming import StreamingCall
-    from firmware_export.tflite_int8 import _batched
+    from firmware_export.tflite_int8 import model_layout
 
     mask = masks[arch]
     model = build_keras(mask)
     ref = StreamingCall(mask)
     for call in _calls(mask, 60, [2]):
-        got = model([_batched(a) for a in call])
+        got = model([model_layout(a) for a in call])
         with torch.no_grad():
             want = ref(*(torch.from_numpy(a)[None] for a in call))
         for g, w in zip(got, want):  # tanh_logit and every new history frame
