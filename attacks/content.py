@@ -13,7 +13,7 @@ from speechmask.train.adversaries import ctc_loss
 from speechmask.train.data import array_stats, feature_stats, pad_batch
 
 from .data import Sent, SuiteData
-from .fit import Cache, FitConfig, digest_arrays, fit, warm_start
+from .fit import Cache, FitConfig, digest_arrays, fit, seeded, warm_start
 from .metrics import entity_error_rate, normalize_words, word_error_rate
 from .nets import CTCASR, Inpainter, greedy_decode
 
@@ -40,7 +40,7 @@ def train_asr(data: SuiteData, feats: list[np.ndarray], *, stride: int, steps: i
     matches: all of them for log-mel input; all but the input layer and its standardisation for
     another representation)."""
     idx = data.content_train
-    model = CTCASR(feats[idx[0]].shape[1], stride, *width)
+    model = seeded(seed, lambda: CTCASR(feats[idx[0]].shape[1], stride, *width))
     if init is None or "norm.mean" in warm_start(model, init):
         model.norm.fit(*array_stats(feats, idx))
     pad = data.floor if stride == 1 else 0.0
@@ -99,7 +99,7 @@ def train_inpainter(data: SuiteData, sent: Sent, *, steps: int, cache: Cache, se
                     progress: bool = True) -> Inpainter:
     """Learns clean log-mel from what was sent and where it was withheld (L1 on withheld)."""
     idx = data.content_train
-    model = Inpainter(data.frontend.n_mels)
+    model = seeded(seed, lambda: Inpainter(data.frontend.n_mels))
     model.norm.fit(*feature_stats(data.fs, idx))
     cfg = FitConfig(steps, lr=2e-3, seed=seed)
 

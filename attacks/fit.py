@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +35,18 @@ class FitConfig:
             return self
         return FitConfig(min(self.steps, max_steps), self.batch_size, self.lr, self.weight_decay,
                          self.seed)
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def seeded(seed: int, build: Callable[[], M]) -> M:
+    """`build()` with torch's global RNG seeded to `seed` for the call and restored afterwards,
+    so that a network's initial weights depend on its seed only, not on whatever drew random
+    numbers earlier in the process (`fit` seeds only the training that follows)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def fit(model: nn.Module, loss_fn: Callable[[list[int], torch.Generator], torch.Tensor],
@@ -90,9 +102,13 @@ class Cache:
     def __init__(self, folder: Path | None):
         self.folder = folder
 
+    # bumped when what a key stands for changes: 2 = initial weights drawn from the fit seed
+    VERSION = 2
+
     @staticmethod
     def key(*parts) -> str:
-        blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+        blob = json.dumps([Cache.VERSION] +
+                          [asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from speechmask.train.data import array_stats, pad_batch
 
 from .data import AttackError, SuiteData
-from .fit import Cache, FitConfig, digest_arrays, fit, warm_start
+from .fit import Cache, FitConfig, digest_arrays, fit, seeded, warm_start
 from .metrics import det_points, eer
 from .nets import SpeakerEmbedder
 
@@ -79,7 +79,7 @@ def train_embedder(data: SuiteData, feats: list[np.ndarray], *, cfg: SpeakerConf
     idx = data.speaker_train
     speakers = data.speakers(idx)
     label = {s: k for k, s in enumerate(speakers)}
-    model = SpeakerEmbedder(feats[idx[0]].shape[1], len(speakers))
+    model = seeded(seed, lambda: SpeakerEmbedder(feats[idx[0]].shape[1], len(speakers)))
     if init is None or "norm.mean" in warm_start(model, init):
         model.norm.fit(*array_stats(feats, idx))
     crop = max(8, cfg.crop_frames // stride)

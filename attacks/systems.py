@@ -28,7 +28,7 @@ from speechmask.train.adversaries import ctc_loss, grad_reverse
 from speechmask.train.data import feature_stats, load_ragged, pad_batch, save_ragged
 
 from .data import Sent, SuiteData
-from .fit import Cache, FitConfig, digest_arrays, fit
+from .fit import Cache, FitConfig, digest_arrays, fit, seeded
 from .mcadams import McAdamsConfig, anonymise
 
 SYSTEMS = ("all_offload", "random", "mcadams", "vae", "ppslu", "speechmask", "on_device")
@@ -172,7 +172,7 @@ def train_vae(data: SuiteData, cfg: BaselineConfig, fit_cfg: FitConfig, cache: C
               progress: bool) -> DisentanglingVAE:
     idx = data.content_train
     speakers = data.speakers(idx)
-    vae = DisentanglingVAE(data.frontend.n_mels, len(speakers))
+    vae = seeded(fit_cfg.seed, lambda: DisentanglingVAE(data.frontend.n_mels, len(speakers)))
     vae.norm.fit(*feature_stats(data.fs, idx))
     label = {s: k for k, s in enumerate(speakers)}
 
@@ -207,7 +207,8 @@ def train_ppslu(data: SuiteData, cfg: BaselineConfig, fit_cfg: FitConfig, cache:
     idx = data.content_train
     speakers = data.speakers(idx)
     intents = sorted({data.rows[i]["intent"] for i in idx if data.rows[i]["intent"]})
-    model = PPSLUEncoder(data.frontend.n_mels, len(intents), len(speakers))
+    model = seeded(fit_cfg.seed,
+                   lambda: PPSLUEncoder(data.frontend.n_mels, len(intents), len(speakers)))
     model.norm.fit(*feature_stats(data.fs, idx))
     spk = {s: k for k, s in enumerate(speakers)}
     lab = {s: k for k, s in enumerate(intents)}

@@ -13,7 +13,6 @@ import pytest
 from attacks.content import ContentConfig
 from attacks.data import AttackError, SuiteData
 from attacks.fit import Cache
-from attacks.metrics import word_error_rate
 from attacks.speaker import SpeakerConfig, Trials
 from attacks.suite import METRICS, Suite, SuiteConfig
 from attacks.systems import BaselineConfig, random_mask, speechmask_mask
@@ -71,13 +70,27 @@ def test_each_attacker_beats_chance_on_unprotected_speech(data, slu_path, tmp_pa
     cfg = replace(QUICK, systems=("all_offload",))
     suite = Suite(data, load_slu(slu_path), None, cfg, Cache(tmp_path / "cache"), progress=False)
     m = suite.run_system("all_offload")["metrics"]
-    # chance for content: the best constant guess, the most frequent training transcript
+    # chance for content: the best constant guess, the most frequent training transcript.
+    # Scored in characters: 72 training utterances from 6 voices teach a CTC ASR letters long
+    # before words, so its word error rate here sits near chance whatever the seed (measured,
+    # seeds 0-3: WER 0.90-0.98 against chance 0.95; CER 0.62-0.63 against 0.78); an earlier
+    # WER bound passed or failed with the unseeded initial weights. bench_attack.py scores
+    # words at full scale (clean WER about 0.4).
+    import jiwer
+
+    from attacks import content
+    from attacks.metrics import normalize_words
+
+    def text(t):
+        return " ".join(normalize_words(t))
+
     train = [data.rows[i]["transcript"] for i in data.content_train]
     guess = max(set(train), key=train.count)
-    refs = [data.rows[i]["transcript"] for i in data.content_test]
-    chance = min(1.0, word_error_rate(refs, [guess] * len(refs)))
-    assert m["wer_passive"] < chance - 0.05
-    assert m["wer_informed"] == m["wer_passive"]
+    refs = [text(data.rows[i]["transcript"]) for i in data.content_test]
+    hyps = [text(h) for h in content.transcribe(suite.passive_asr(), data.fs.features,
+                                                 data.content_test, data.floor)]
+    assert jiwer.cer(refs, hyps) < jiwer.cer(refs, [text(guess)] * len(refs)) - 0.08
+    assert m["wer_passive"] is not None and m["wer_informed"] == m["wer_passive"]
     assert m["wer_pocketsphinx"] < 0.97  # domain bigram of only 48 training transcripts
     n_spk = len(suite.trials().speakers)
     assert m["eer_ignorant"] < 0.3  # chance is 0.5
@@ -249,3 +262,36 @@ def test_warm_start_copies_matching_layers_only():
     assert not torch.equal(other.conv[0].bias, torch.zeros_like(other.conv[0].bias)) and \
         torch.equal(other.conv[0].bias, clean.conv[0].bias)  # same shape: copied
     assert other.strides == (1, 1) and clean.strides == (2, 2)
+
+
+def test_attackers_start_from_their_seed_not_from_what_ran_before(data):
+    """Initial weights come from the fit seed under a forked RNG: the same attacker trained after
+    unrelated random draws is the same network (before, the clean ASR of a benchmark depended on
+    what ran earlier in the process), and another seed gives another network."""
+    import torch
+
+    from attacks.content import train_inpainter
+
+    sent = random_mask(data, GateConfig(segment_ms=40.0), 0.5, seed=1)
+    nets = []
+    for draws in (1, 1000):
+        torch.manual_seed(123)
+        torch.rand(draws)
+        nets.append(train_inpainter(data, sent, steps=2, cache=Cache(None), progress=False))
+    assert all(torch.equal(a, b) for a, b in zip(nets[0].state_dict().values(),
+                                                   nets[1].state_dict().values()))
+    other = train_inpainter(data, sent, steps=2, cache=Cache(None), seed=1, progress=False)
+    assert not torch.equal(other.inp.weight, nets[0].inp.weight)
+
+
+def test_seeded_build_leaves_the_callers_random_stream_alone():
+    import torch
+
+    from attacks.fit import seeded
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    a = seeded(0, lambda: torch.nn.Linear(4, 4))
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(seeded(0, lambda: torch.nn.Linear(4, 4)).weight, a.weight)
