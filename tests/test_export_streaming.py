@@ -239,9 +239,14 @@ def test_export_command_writes_everything_and_refuses_clearly(tiny_corpus, mask_
     assert p["litert_vs_tflm_max_lsb"] <= 1 and p["gate_agreement"] >= 0.98
     assert report["call_budget_ms"] == 40 and report["est_ms_per_second_480mhz"] < 4.8
     assert {b["name"] for b in report["baselines"]} == {"vae", "ppslu"}
+    ours = report["analytic"]["memory_bytes"]
     for b in report["baselines"]:
         assert {"macs_per_second", "memory_bytes", "compute_ratio", "memory_ratio"} <= set(b)
         assert b["compute_ratio"] == pytest.approx(b["macs_per_second"] / report["macs_per_second"])
+        assert b["memory_ratio"] == pytest.approx(b["memory_bytes"] / ours)
+        assert b["memory_bytes"] == b["weight_bytes"] + b["state_bytes"] + b["activation_bytes"]
+    vae = next(b for b in report["baselines"] if b["name"] == "vae")
+    assert vae["streaming"] and vae["memory_bytes"] < vae["memory_bytes_offline"]
     assert "Side by side" in (out / "report.md").read_text()
 
     with pytest.raises(SpeechmaskError, match="already exists"):
@@ -282,3 +287,25 @@ def test_an_operator_tflite_micro_lacks_is_refused_by_name():
     model = tf.lite.TFLiteConverter.from_concrete_functions([top3.get_concrete_function()]).convert()
     with pytest.raises(ExportError, match="no kernel for operator.*TOPK_V2"):
         arena_bytes(model)
+
+
+def test_the_vae_baseline_streams_like_the_device_would():
+    """The VAE's like-for-like memory counts `encode_stream`: chunk by chunk it equals the
+    offline encoder, and its state is the convolution histories and the GRU's hidden state."""
+    from speechmask.models.baselines import DisentanglingVAE
+
+    torch.manual_seed(0)
+    vae = DisentanglingVAE(40, 2).eval()
+    x = torch.randn(2, 37, 40)
+    with torch.no_grad():
+        offline, _ = vae.encode(x)
+        state, parts = None, []
+        for s in range(0, x.shape[1], 4):
+            out, state = vae.encode_stream(x[:, s:s + 4], state)
+            parts.append(out)
+    assert torch.allclose(torch.cat(parts, 1), offline, atol=1e-5)
+    assert [tuple(t.shape) for t in state] == [(2, 40, 4), (2, 256, 4), (1, 2, 256)]
+    m = vae.streaming_memory(4)
+    assert m["state_bytes"] == 4 * 40 + 4 * 256 + 256
+    # the widest layer: the second convolution, (4 history + 4 new) x 256 in, 4 x 256 out
+    assert m["activation_bytes"] == 8 * 256 + 4 * 256

@@ -62,6 +62,38 @@ class DisentanglingVAE(nn.Module):
         mu, logvar = self.encoder["head"](h).chunk(2, dim=-1)
         return mu, logvar.clamp(-8, 8)
 
+    def encode_stream(self, x: torch.Tensor, state: tuple | None = None
+                      ) -> tuple[torch.Tensor, tuple]:
+        """`encode`'s content mean one chunk `(B, s, F)` at a time, as a device would stream it:
+        `state` holds each causal convolution's last `kernel - 1` input frames and the GRU's
+        hidden state (None at utterance start). Chunk by chunk it equals `encode` (tested), so
+        `streaming_memory` counts a network that runs."""
+        conv = [m for m in self.encoder["conv"] if isinstance(m, nn.Conv1d)]
+        h = self.norm(x).transpose(1, 2)
+        if state is None:
+            state = tuple(h.new_zeros(h.shape[0], c.in_channels, c.kernel_size[0] - 1)
+                          for c in conv) + (None,)
+        new = []
+        for c, past in zip(conv, state):
+            full = torch.cat([past, h], dim=-1)
+            new.append(full[..., full.shape[-1] - past.shape[-1]:])
+            h = torch.relu(nn.functional.conv1d(full, c.weight, c.bias, dilation=c.dilation))
+        h, hidden = self.encoder["gru"](h.transpose(1, 2), state[-1])
+        return self.encoder["head"](h).chunk(2, dim=-1)[0], (*new, hidden)
+
+    def streaming_memory(self, frames: int) -> dict:
+        """Bytes `encode_stream` holds on a device called every `frames` frames, counted like
+        `models.cost.count_cost` (int8 values; the peak over layers of input + output held at
+        once): `state_bytes` (convolution histories, GRU hidden state) and `activation_bytes`."""
+        conv = [m for m in self.encoder["conv"] if isinstance(m, nn.Conv1d)]
+        gru, head = self.encoder["gru"], self.encoder["head"]
+        state = sum((c.kernel_size[0] - 1) * c.in_channels for c in conv) + gru.hidden_size
+        peaks = [(c.kernel_size[0] - 1 + frames) * c.in_channels + frames * c.out_channels
+                 for c in conv]
+        peaks.append(frames * gru.input_size + gru.hidden_size + frames * gru.hidden_size)
+        peaks.append(frames * (head.in_features + head.out_features))
+        return {"state_bytes": state, "activation_bytes": max(peaks)}
+
     def speaker_code(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.speaker_head(stats_pool(self.speaker_enc(self.norm(x).transpose(1, 2)),
                                              lengths))
