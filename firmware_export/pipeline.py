@@ -17,6 +17,7 @@ from .graph_cost import estimate, graph_cost
 from .headers import frontend_header, gates_header, model_data
 from .keras_mask import build_keras
 from .onnx_export import export_onnx, quantize_onnx, run_onnx
+from .quiet import native_output_captured
 from .streaming import StreamingCall, float_calls, histories, input_shapes
 from .tflite_int8 import (TFLM, ExportError, LiteRT, arena_bytes, check_histories, convert_int8,
                           gate_open_above, int8_gates, operators)
@@ -46,9 +47,10 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
         raise ExportError(f"{calib_manifest}: needs utterances with split 'train' (calibration) "
                           "and 'test' (parity checks)")
     calib = [c for i in train for c in float_calls(mask, fs.features[i])[0]]
-    keras_model = build_keras(mask)
-    _check_twin(keras_model, mask, calib[:: max(1, len(calib) // 50)])
-    model = convert_int8(keras_model, cfg, calib)
+    with native_output_captured():  # TensorFlow's C++ logs, shown only if conversion fails
+        keras_model = build_keras(mask)
+        _check_twin(keras_model, mask, calib[:: max(1, len(calib) // 50)])
+        model = convert_int8(keras_model, cfg, calib)
     ops = operators(model)
     arena = arena_bytes(model)  # refuses, by name, an operator TFLite Micro lacks
     if arena > ram_budget:

@@ -309,3 +309,24 @@ def test_the_vae_baseline_streams_like_the_device_would():
     assert m["state_bytes"] == 4 * 40 + 4 * 256 + 256
     # the widest layer: the second convolution, (4 history + 4 new) x 256 in, 4 x 256 out
     assert m["activation_bytes"] == 8 * 256 + 4 * 256
+
+
+def test_tensorflows_native_output_is_kept_from_the_terminal_unless_something_fails(capfd):
+    import os
+
+    from firmware_export.quiet import native_output_captured
+    from speechmask.errors import SpeechmaskError
+
+    with native_output_captured():
+        os.write(2, b"absl noise\n")
+        os.write(1, b"SavedModel signature\n")
+    out, err = capfd.readouterr()
+    assert "noise" not in err and "signature" not in out
+    with pytest.raises(RuntimeError), native_output_captured():
+        os.write(2, b"converter crashed here\n")
+        raise RuntimeError("boom")
+    assert "converter crashed here" in capfd.readouterr().err
+    with pytest.raises(SpeechmaskError), native_output_captured():
+        os.write(2, b"absl noise\n")
+        raise SpeechmaskError("a clear refusal")
+    assert "noise" not in capfd.readouterr().err  # a refusal speaks for itself
