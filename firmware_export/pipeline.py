@@ -190,7 +190,7 @@ def baseline_costs(frontend, frames_per_call: int, ours_macs: int, ours_analytic
         row = {"name": name, "params": c["params"], "macs_per_second": c["macs_per_second"],
                "weight_bytes": c["weight_bytes"], "memory_bytes_offline": offline,
                "memory_ratio_offline": offline / max(1, ours_memory)}
-        if isinstance(model, DisentanglingVAE):
+        if hasattr(model, "streaming_memory"):  # a causal encoder a device would stream
             stream = model.streaming_memory(frames_per_call)
             memory = c["weight_bytes"] + stream["state_bytes"] + stream["activation_bytes"]
             row.update(method=f"analytic (forward hooks), not converted; streamed "

@@ -68,7 +68,7 @@ class DisentanglingVAE(nn.Module):
         `state` holds each causal convolution's last `kernel - 1` input frames and the GRU's
         hidden state (None at utterance start). Chunk by chunk it equals `encode` (tested), so
         `streaming_memory` counts a network that runs."""
-        conv = [m for m in self.encoder["conv"] if isinstance(m, nn.Conv1d)]
+        conv = self._convs()
         h = self.norm(x).transpose(1, 2)
         if state is None:
             state = tuple(h.new_zeros(h.shape[0], c.in_channels, c.kernel_size[0] - 1)
@@ -85,7 +85,7 @@ class DisentanglingVAE(nn.Module):
         """Bytes `encode_stream` holds on a device called every `frames` frames, counted like
         `models.cost.count_cost` (int8 values; the peak over layers of input + output held at
         once): `state_bytes` (convolution histories, GRU hidden state) and `activation_bytes`."""
-        conv = [m for m in self.encoder["conv"] if isinstance(m, nn.Conv1d)]
+        conv = self._convs()
         gru, head = self.encoder["gru"], self.encoder["head"]
         state = sum((c.kernel_size[0] - 1) * c.in_channels for c in conv) + gru.hidden_size
         peaks = [(c.kernel_size[0] - 1 + frames) * c.in_channels + frames * c.out_channels
@@ -93,6 +93,10 @@ class DisentanglingVAE(nn.Module):
         peaks.append(frames * gru.input_size + gru.hidden_size + frames * gru.hidden_size)
         peaks.append(frames * (head.in_features + head.out_features))
         return {"state_bytes": state, "activation_bytes": max(peaks)}
+
+    def _convs(self) -> list[nn.Conv1d]:
+        """The encoder's causal convolutions, in order."""
+        return [m for m in self.encoder["conv"] if isinstance(m, nn.Conv1d)]
 
     def speaker_code(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.speaker_head(stats_pool(self.speaker_enc(self.norm(x).transpose(1, 2)),
