@@ -72,22 +72,26 @@ def _split_field(args, slu_path: Path) -> str:
 
 
 def _int8_model(path: Path, mask) -> bytes:
-    """The exported mask.tflite, checked against the mask it should come from."""
+    """The exported mask.tflite, checked against the mask it should come from: the device
+    contract's version and the export id in its metadata, then its inputs and outputs."""
+    from speechmask.device import ContractError, check_stamp, stamp
     from speechmask.errors import SpeechmaskError
 
     if not path.is_file():
         raise SpeechmaskError(f"{path}: no such file (write it with `speechmask export`)")
     model = path.read_bytes()
     try:
-        from firmware_export.tflite_int8 import LiteRT
+        from speechmask.device.int8 import LiteRT, read_tflite_stamp
 
+        check_stamp(read_tflite_stamp(model), stamp(mask), str(path))
         LiteRT(model, mask.cfg)
     except ImportError as exc:
         raise SpeechmaskError(f"--int8 needs the [export] extra ({exc})") from None
     except ValueError as exc:  # the interpreter's own words on a file that is not a model
         raise SpeechmaskError(f"{path}: not a TFLite model ({exc})") from None
-    except SpeechmaskError as exc:
-        raise SpeechmaskError(f"{path}: {exc}") from None
+    except ContractError as exc:
+        text = str(exc)
+        raise SpeechmaskError(text if text.startswith(str(path)) else f"{path}: {text}") from None
     return model
 
 

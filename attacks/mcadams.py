@@ -125,8 +125,8 @@ def anonymise(wave: np.ndarray, utt_id: str, seed: int = 0,
 def mcadams_cost(cfg: McAdamsConfig = McAdamsConfig()) -> dict:
     """Analytic estimate (not a measurement) of on-device work per second of audio.
 
-    With N window samples, H hop samples, p = lpc_order and fps = sample_rate / H:
-      macs_per_second = fps * (N                 analysis window
+    With N window samples, H hop samples, p = lpc_order and frame_rate = sample_rate / H:
+      macs_per_second = frame_rate * (N                 analysis window
                                + (p + 1) * N     autocorrelation, lags 0..p
                                + p**2            Levinson-Durbin
                                + 10 * p**3       roots: companion-matrix eigenvalues (QR), estimate

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speechmask.device import mask_cost
 from speechmask.models.cost import count_cost
 from speechmask.models.gates import GateConfig
 from speechmask.models.slu import SLUModel
@@ -188,8 +189,8 @@ class Suite:
         raise AttackError(f"unknown system {name!r} (choose from {SYSTEMS + (INT8,)})")
 
     def cost(self, name: str) -> dict:
-        n_mels, fps = self.data.frontend.n_mels, int(self.data.frontend.frames_per_second)
-        example = torch.zeros(1, fps, n_mels)
+        fe = self.data.frontend
+        example = torch.zeros(1, int(fe.frames_per_second), fe.n_mels)
         if name in ("all_offload", "random"):
             return {"params": 0, "macs_per_second": 0, "weight_bytes": 0, "activation_bytes": 0}
         if name == "mcadams":
@@ -199,7 +200,7 @@ class Suite:
         if name == "ppslu":
             return count_cost(self._ppslu.device_part(), example, 1.0)
         if name in ("speechmask", INT8):
-            c = self.mask.cost()
+            c = mask_cost(self.mask)
             return {k: c[k] for k in ("params", "macs_per_second", "weight_bytes",
                                       "activation_bytes")}
         return count_cost(self.slu, example, 1.0)  # on_device: the whole cloud model, local

@@ -80,11 +80,11 @@ def crop_batch(feats: list[np.ndarray], rows: list[int], frames: int | None, flo
 def _gated(data: SuiteData, gates: list[np.ndarray], gate: GateConfig) -> Sent:
     """Sent features, withheld flags and masked audio for per-utterance binary gates `(S_i, G)`."""
     fe, floor = data.frontend, data.floor
-    fps = gate.frames_per_segment(fe)
+    seg_frames = gate.frames_per_segment(fe)
     edges = gate.band_edges(fe.n_mels)
     feats, withheld = [], []
     for f, g in zip(data.fs.features, gates):
-        keep = expand_gates(torch.from_numpy(g)[None], f.shape[0], fps, edges)[0].numpy() > 0
+        keep = expand_gates(torch.from_numpy(g)[None], f.shape[0], seg_frames, edges)[0].numpy() > 0
         # binary gates: a feature is sent as is or replaced by the floor value, which is what
         # mask_features computes, without its exp/log over every value
         feats.append(np.where(keep, f, np.float32(floor)).astype(np.float32))
@@ -105,11 +105,11 @@ def all_offload(data: SuiteData) -> Sent:
 
 def random_mask(data: SuiteData, gate: GateConfig, open_rate: float, seed: int) -> Sent:
     """Each segment (x band group) open with probability `open_rate`, seeded per utterance."""
-    fps = gate.frames_per_segment(data.frontend)
+    seg_frames = gate.frames_per_segment(data.frontend)
     gates = []
     for row, f in zip(data.rows, data.fs.features):
         rng = np.random.default_rng([seed, zlib.crc32(row["id"].encode())])
-        gates.append((rng.random((f.shape[0] // fps, gate.band_groups)) < open_rate)
+        gates.append((rng.random((f.shape[0] // seg_frames, gate.band_groups)) < open_rate)
                      .astype(np.float32))
     return _gated(data, gates, gate)
 
@@ -122,7 +122,8 @@ def speechmask_mask(data: SuiteData, mask: MaskGenerator) -> Sent:
             feats = data.fs.features[s:s + 64]
             x, lengths = pad_batch(feats, data.floor)
             _, g, _ = mask_batch(mask.eval(), x, lengths)
-            gates += [g[k, : f.shape[0] // mask.cfg.fps].numpy() for k, f in enumerate(feats)]
+            n = mask.cfg.frames_per_segment
+            gates += [g[k, : f.shape[0] // n].numpy() for k, f in enumerate(feats)]
     return _gated(data, gates, mask.cfg.gate)
 
 
@@ -133,7 +134,7 @@ def speechmask_int8(data: SuiteData, mask: MaskGenerator, model: bytes,
     Micro matches within 1 LSB; `speechmask export` checks it)."""
     from tqdm.auto import tqdm
 
-    from firmware_export.tflite_int8 import LiteRT, int8_gates
+    from speechmask.device.int8 import LiteRT, int8_gates
 
     litert = LiteRT(model, mask.cfg)  # refuses a model whose inputs do not fit this mask
     gates = [int8_gates(litert, f)[1] for f in tqdm(data.fs.features, desc="int8 gates",

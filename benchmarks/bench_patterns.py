@@ -26,18 +26,18 @@ from speechmask.models.gates import expand_gates, floor_value, mask_features  # 
 from speechmask.train.data import load_features, pad_batch  # noqa: E402
 
 
-def pattern_gates(kind: str, keep: float, x: torch.Tensor, lengths: torch.Tensor, fps: int,
+def pattern_gates(kind: str, keep: float, x: torch.Tensor, lengths: torch.Tensor, seg_frames: int,
                   seed: int = 0) -> torch.Tensor:
     """`(B, S)` bool gates of a fixed pattern keeping about `keep` of the segments."""
-    b, s = x.shape[0], x.shape[1] // fps
-    valid = torch.arange(s)[None] < (lengths // fps)[:, None]
+    b, s = x.shape[0], x.shape[1] // seg_frames
+    valid = torch.arange(s)[None] < (lengths // seg_frames)[:, None]
     pos = torch.arange(s)[None].expand(b, s)
     if kind == "random":
         g = torch.rand(b, s, generator=torch.Generator().manual_seed(seed)) < keep
     elif kind == "comb":  # keep 1 of n or n-1 of n, n = round(1 / (1 - keep)) or round(1 / keep)
         g = (pos % round(1 / (1 - keep)) != 0) if keep >= 0.5 else (pos % round(1 / keep) == 0)
     elif kind == "energy":
-        energy = torch.logsumexp(x, -1)[:, : s * fps].reshape(b, s, fps).mean(-1)
+        energy = torch.logsumexp(x, -1)[:, : s * seg_frames].reshape(b, s, seg_frames).mean(-1)
         rank = energy.masked_fill(~valid, -1e9).argsort(1, descending=True).argsort(1)
         g = rank < (valid.sum(1).float() * keep).round().long()[:, None]
     else:
@@ -75,14 +75,14 @@ def main() -> None:
     table.append(("clean", f"KL {kl0:.3f}  accuracy {acc0:.3f}"))
     hop_ms = slu.cfg.frontend.hop_ms
     for seg in args.segment_ms:
-        fps = int(round(seg / hop_ms))
+        seg_frames = int(round(seg / hop_ms))
         for keep in args.keep:
             for kind in ("random", "energy", "comb"):
-                g = pattern_gates(kind, keep, x, lengths, fps)
-                xm = mask_features(x, expand_gates(g[..., None].float(), x.shape[1], fps,
+                g = pattern_gates(kind, keep, x, lengths, seg_frames)
+                xm = mask_features(x, expand_gates(g[..., None].float(), x.shape[1], seg_frames,
                                                    [(0, x.shape[2])]), floor)
                 kl, acc = score(xm)
-                valid = torch.arange(g.shape[1])[None] < (lengths // fps)[:, None]
+                valid = torch.arange(g.shape[1])[None] < (lengths // seg_frames)[:, None]
                 open_ = float(g.sum() / valid.sum())
                 rows.append({"pattern": kind, "segment_ms": seg, "keep": keep,
                              "open_fraction": round(open_, 4), "kl": round(kl, 4),

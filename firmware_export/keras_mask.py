@@ -1,4 +1,5 @@
-"""The Keras twin of `streaming.StreamingCall`, built layer by layer from the PyTorch weights.
+"""The Keras twin of `speechmask.device.StreamingCall`, built layer by layer from the PyTorch
+weights.
 
 How PyTorch reaches TensorFlow: every architecture the trainer offers (`tiny`, `small`) is
 rebuilt here from standard Keras layers whose TFLite kernels TFLite Micro has (CONV_2D,
@@ -21,19 +22,19 @@ import numpy as np
 from speechmask.errors import ConfigError
 from speechmask.models.mask import MaskGenerator
 
-from .streaming import histories, input_names, input_shapes, output_names
+from speechmask.device import histories, input_names, input_shapes, output_names
 
 
 def build_keras(mask: MaskGenerator):
     """A Keras model computing what `StreamingCall(mask)` computes, in float, with inputs and
-    outputs named as in `streaming.input_names` / `output_names`."""
+    outputs named as in `speechmask.device.input_names` / `output_names`."""
     import keras
     from keras import layers
 
     cfg = mask.cfg
     if cfg.arch not in ("tiny", "small"):
         raise ConfigError(f"no Keras builder for mask architecture {cfg.arch!r}")
-    fps, n_mels, g = cfg.fps, cfg.frontend.n_mels, cfg.gate.band_groups
+    seg_frames, n_mels, g = cfg.frames_per_segment, cfg.frontend.n_mels, cfg.gate.band_groups
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in mask.state_dict().items()}
     names, shapes = input_names(cfg), input_shapes(cfg)
     inputs = [keras.Input(s if len(s) == 1 else (s[0], 1, s[1]), batch_size=1, name=n)
@@ -74,7 +75,7 @@ def build_keras(mask: MaskGenerator):
             y = use(layers.Conv2D(cfg.hidden, 1, activation="relu", name=f"pointwise{i}"),
                     _conv(sd[f"net.pointwise.{i}.weight"]), sd[f"net.pointwise.{i}.bias"])(y)
             h = layers.Add(name=f"residual{i}")([h, y])
-        h = layers.AveragePooling2D((fps, 1), name="segment_mean")(h)
+        h = layers.AveragePooling2D((seg_frames, 1), name="segment_mean")(h)
         h = layers.Flatten(name="segment")(h)
         a = use(layers.Dense(g, name="head"), _conv(sd["net.head.weight"])[0, 0],
                 sd["net.head.bias"])(h)

@@ -12,7 +12,7 @@ import torch
 from speechmask.atomic import atomic_output
 from speechmask.models.mask import MaskGenerator
 
-from .streaming import StreamingCall, input_names, input_shapes, output_names
+from speechmask.device import StreamingCall, input_names, input_shapes, output_names
 from .tflite_int8 import ExportError
 
 OPSET = 17

@@ -11,6 +11,9 @@ import numpy as np
 import torch
 
 from speechmask.atomic import atomic_output
+from speechmask.device import (StreamingCall, float_calls, history_values, mask_cost, stamp)
+from speechmask.device.int8 import (LiteRT, gate_open_above, int8_gates, model_layout,
+                                    stamp_tflite)
 from speechmask.errors import SpeechmaskError
 
 from .graph_cost import estimate, graph_cost
@@ -18,9 +21,7 @@ from .headers import frontend_header, gates_header, model_data
 from .keras_mask import build_keras
 from .onnx_export import export_onnx, quantize_onnx, run_onnx
 from .quiet import native_output_captured
-from .streaming import StreamingCall, float_calls, histories, input_shapes
-from .tflite_int8 import (TFLM, ExportError, LiteRT, arena_bytes, check_histories, convert_int8,
-                          gate_open_above, int8_gates, operators)
+from .tflite_int8 import TFLM, ExportError, arena_bytes, check_histories, convert_int8, operators
 
 OUTPUTS = ("mask.tflite", "mask.onnx", "mask_int8.onnx", "model_data.h", "model_data.c",
            "speechmask_frontend.h", "speechmask_gates.h", "report.json", "report.md")
@@ -40,6 +41,7 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
             raise SpeechmaskError(f"{out / existing[0]}: already exists (use --force to replace)")
     mask = load_mask(mask_path)  # CheckpointError: missing, corrupt, other kind or version
     cfg = mask.cfg
+    contract = stamp(mask)
     fs = load_features(calib_manifest, cfg.frontend, progress=progress)
     train = [i for i, r in enumerate(fs.rows) if r.get("split") == "train"][:calib_utterances]
     test = [i for i, r in enumerate(fs.rows) if r.get("split") == "test"][:test_utterances]
@@ -50,7 +52,7 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
     with native_output_captured():  # TensorFlow's C++ logs, shown only if conversion fails
         keras_model = build_keras(mask)
         _check_twin(keras_model, mask, calib[:: max(1, len(calib) // 50)])
-        model = convert_int8(keras_model, cfg, calib)
+        model = stamp_tflite(convert_int8(keras_model, cfg, calib), contract)
     ops = operators(model)
     arena = arena_bytes(model)  # refuses, by name, an operator TFLite Micro lacks
     if arena > ram_budget:
@@ -89,26 +91,26 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
     onnx_err = float(np.abs(onnx_float - np.array(test_logits[:200])).max())
     onnx_int8_err = float(np.abs(cfg.logit_bound * run_onnx(qp, test_calls[:200])
                                  - onnx_float).max())
-    h, c = model_data(model)
+    h, c = model_data(model, contract)
     _write(out / "model_data.h", h.encode())
     _write(out / "model_data.c", c.encode())
-    _write(out / "speechmask_frontend.h", frontend_header(cfg.frontend).encode())
-    _write(out / "speechmask_gates.h", gates_header(cfg, litert).encode())
+    _write(out / "speechmask_frontend.h", frontend_header(cfg.frontend, contract).encode())
+    _write(out / "speechmask_gates.h", gates_header(cfg, litert, contract).encode())
 
-    calls_per_second = cfg.frontend.frames_per_second / cfg.fps
+    calls_per_second = cfg.frontend.frames_per_second / cfg.frames_per_segment
     graph = graph_cost(model)
     est = estimate(graph, calls_per_second)
-    ours = _ours_analytic(mask)
+    ours = mask_cost(mask)
     macs = int(round(graph["macs"] * calls_per_second))
     report = {
-        "mask": str(mask_path), "calibration_manifest": str(calib_manifest),
+        **contract, "mask": str(mask_path), "calibration_manifest": str(calib_manifest),
         "ops": ops, "params": ours["params"], "macs_per_second": macs,
         "macs_per_call": graph["macs"], "flash_bytes": len(model), "arena_bytes": arena,
         "memory_bytes": len(model) + arena, "ram_budget_bytes": ram_budget,
-        "calls_per_second": calls_per_second, "frames_per_call": cfg.fps,
-        "samples_per_call": cfg.fps * cfg.frontend.hop_length,
+        "calls_per_second": calls_per_second, "frames_per_call": cfg.frames_per_segment,
+        "samples_per_call": cfg.frames_per_segment * cfg.frontend.hop_length,
         "call_budget_ms": 1000 / calls_per_second,
-        "history_bytes": sum(h.frames * h.channels for h in histories(cfg)),
+        "history_bytes": history_values(cfg),
         "est_ms_per_call_480mhz": est["ms_per_call"],
         "est_ms_per_second_480mhz": est["ms_per_second"],
         "est_cpu_share": est["cpu_share"], "est_method": est["method"],
@@ -120,7 +122,8 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
                    "calls_checked_in_both_runtimes": len(calib) + len(test_calls),
                    "onnx_float_max_abs": onnx_err, "onnx_int8_vs_float_max_abs": onnx_int8_err},
         "analytic": ours,
-        "baselines": baseline_costs(cfg.frontend, cfg.fps, macs, ours, len(model) + arena),
+        "baselines": baseline_costs(cfg.frontend, cfg.frames_per_segment, macs, ours,
+                                    len(model) + arena),
     }
     _write(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
     _write(out / "report.md", markdown(report).encode())
@@ -138,8 +141,6 @@ def _lsb(litert: LiteRT, micro: TFLM, call: list[np.ndarray]) -> tuple[int, list
 
 def _check_twin(keras_model, mask, calls: list[list[np.ndarray]]) -> None:
     """The float Keras twin must compute what PyTorch computes before anything is quantized."""
-    from .tflite_int8 import model_layout
-
     ref = StreamingCall(mask)
     for call in calls:
         with torch.no_grad():
@@ -150,27 +151,13 @@ def _check_twin(keras_model, mask, calls: list[list[np.ndarray]]) -> None:
                               f"by {np.abs(got - want).max():.3g}: a builder bug, please report")
 
 
-def _ours_analytic(mask) -> dict:
-    """The mask counted like the baselines (forward hooks on the PyTorch layers of one call):
-    int8 weights + peak int8 activations + the histories the firmware keeps."""
-    from speechmask.models.cost import count_cost
-
-    cfg = mask.cfg
-    example = tuple(torch.zeros(1, *s) for s in input_shapes(cfg))
-    c = count_cost(StreamingCall(mask), example, 1.0)  # weights: every parameter of the mask
-    history = sum(h.frames * h.channels for h in histories(cfg))
-    return {"params": c["params"], "weight_bytes": c["weight_bytes"],
-            "activation_bytes": c["activation_bytes"] + history,
-            "memory_bytes": c["weight_bytes"] + c["activation_bytes"] + history}
-
-
 def baseline_costs(frontend, frames_per_call: int, ours_macs: int, ours_analytic: dict,
                    ours_measured: int) -> list[dict]:
     """The attack suite's disentangling baselines, counted analytically (their device parts hold
     GRU and attention layers that would each need a Keras twin to convert): MACs, int8 weights
     and peak int8 activations by forward hooks (`models.cost`) on a 4 s clip. Their size does
     not depend on training, so untrained ones of the suite's shape are counted. `ours_analytic`
-    is `_ours_analytic`'s count of our mask, `ours_measured` our flash + arena.
+    is `speechmask.device.mask_cost` of our mask, `ours_measured` our flash + arena.
 
     Memory is compared like for like. The VAE's encoder is causal (convolutions and a
     one-way GRU), so a device would stream it as it streams our mask: its `memory_bytes` are
@@ -212,7 +199,9 @@ def baseline_costs(frontend, frames_per_call: int, ours_macs: int, ours_analytic
 
 def markdown(r: dict) -> str:
     p, a = r["parity"], r["analytic"]
-    rows = [("operators (all in TFLite Micro)", ", ".join(r["ops"])),
+    rows = [("device contract version / export id", f"{r['contract_version']} / "
+                                                     f"{r['export_id']}"),
+            ("operators (all in TFLite Micro)", ", ".join(r["ops"])),
             ("parameters", r["params"]),
             ("calls per second / budget per call", f"{r['calls_per_second']:g} / "
                                                    f"{r['call_budget_ms']:g} ms "

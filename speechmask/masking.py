@@ -1,4 +1,5 @@
-"""Inference: gates for an utterance (offline or streaming, identical), masked features and audio."""
+"""Inference: gates for an utterance, masked features and audio. Streaming, call by call as the
+device runs it: `speechmask.device` (identical gates)."""
 
 from __future__ import annotations
 
@@ -28,40 +29,8 @@ class MaskedUtterance:
 
 @torch.no_grad()
 def gate_logits(mask: MaskGenerator, features: np.ndarray) -> np.ndarray:
-    """Offline: `(T, n_mels)` -> log_alpha `(T // fps, G)`."""
+    """Offline: `(T, n_mels)` -> log_alpha `(T // seg_frames, G)`."""
     return mask.eval()(torch.as_tensor(features, dtype=torch.float32)[None])[0].numpy()
-
-
-class StreamingGates:
-    """Segment-by-segment gates as the device computes them: frames are pushed as they arrive;
-    each completed segment is gated from a fixed window of `window_frames` frames (its own frames
-    and the look-back) and the gates already decided (`state`, with gate feedback), so memory is
-    bounded and the result equals `gate_logits` offline."""
-
-    def __init__(self, mask: MaskGenerator):
-        self.mask = mask.eval()
-        self.cfg = mask.cfg
-        self.frames = np.zeros((0, self.cfg.frontend.n_mels), dtype=np.float32)
-        self.emitted = 0  # segments produced so far
-        self.offset = 0  # absolute index of self.frames[0]
-        self.state: torch.Tensor | None = None  # last gates sent, newest first (feedback)
-
-    @torch.no_grad()
-    def push(self, frames: np.ndarray) -> np.ndarray:
-        """Frames `(k, n_mels)` -> log_alpha of every newly completed segment `(j, G)`."""
-        fps, window = self.cfg.fps, self.cfg.window_frames
-        self.frames = np.concatenate([self.frames, np.asarray(frames, np.float32)])
-        out = []
-        while (self.emitted + 1) * fps <= self.offset + len(self.frames):
-            end = (self.emitted + 1) * fps - self.offset
-            start = max(0, end - window)
-            a = self.mask.segment_logits(torch.from_numpy(self.frames[start:end])[None])
-            log_alpha, _, self.state = self.mask.recur(a[:, -1:], state=self.state)
-            out.append(log_alpha[0, -1].numpy())
-            self.emitted += 1
-        keep = max(0, len(self.frames) - window)  # drop frames no future window needs
-        self.frames, self.offset = self.frames[keep:], self.offset + keep
-        return np.stack(out) if out else np.zeros((0, self.cfg.gate.band_groups), np.float32)
 
 
 @torch.no_grad()
@@ -70,8 +39,9 @@ def mask_batch(mask: MaskGenerator, x: torch.Tensor, lengths: torch.Tensor):
     `(B, S, G)`, `(B, S)` bool marking the segments inside each utterance). `mask` in eval mode."""
     cfg = mask.cfg
     gates = binary_gates(mask(x), cfg.gate)
-    valid = torch.arange(gates.shape[1], device=x.device)[None] < (lengths // cfg.fps)[:, None]
-    m = expand_gates(gates, x.shape[1], cfg.fps, cfg.gate.band_edges(x.shape[2]))
+    segments = lengths // cfg.frames_per_segment
+    valid = torch.arange(gates.shape[1], device=x.device)[None] < segments[:, None]
+    m = expand_gates(gates, x.shape[1], cfg.frames_per_segment, cfg.gate.band_edges(x.shape[2]))
     return mask_features(x, m, floor_value(cfg.frontend)), gates, valid
 
 
@@ -82,7 +52,7 @@ def mask_utterance(mask: MaskGenerator, wave: np.ndarray) -> MaskedUtterance:
     feats = log_mel_numpy(wave.astype(np.float64), cfg.frontend).astype(np.float32)
     log_alpha = gate_logits(mask, feats)
     gates = binary_gates(torch.from_numpy(log_alpha), cfg.gate).numpy()
-    m = expand_gates(torch.from_numpy(gates)[None], feats.shape[0], cfg.fps,
+    m = expand_gates(torch.from_numpy(gates)[None], feats.shape[0], cfg.frames_per_segment,
                      cfg.gate.band_edges(cfg.frontend.n_mels))
     masked = mask_features(torch.from_numpy(feats)[None], m, floor_value(cfg.frontend))[0].numpy()
     audio = (mask_waveform(wave, gates[:, 0], cfg.gate.samples_per_segment(cfg.frontend))

@@ -17,6 +17,7 @@ from attacks.speaker import SpeakerConfig, Trials
 from attacks.suite import METRICS, Suite, SuiteConfig
 from attacks.systems import BaselineConfig, random_mask, speechmask_mask
 from speechmask.api import load_mask, load_slu
+from speechmask.device import mask_cost
 from speechmask.cli import main
 from speechmask.corpus.manifest import read_manifest, write_manifest
 from speechmask.corpus.synth import SynthConfig, synthesize
@@ -111,9 +112,9 @@ def test_random_mask_withholds_half_and_matches_its_audio(data):
     assert np.array_equal(sent.features[i][~withheld], data.fs.features[i][~withheld])
     audio = sent.audio(i)
     spf = gate.samples_per_segment(data.frontend)
-    fps = gate.frames_per_segment(data.frontend)
-    for s in range(min(20, withheld.shape[0] // fps)):
-        closed = withheld[s * fps, 0]
+    seg_frames = gate.frames_per_segment(data.frontend)
+    for s in range(min(20, withheld.shape[0] // seg_frames)):
+        closed = withheld[s * seg_frames, 0]
         assert np.all(audio[s * spf:(s + 1) * spf] == 0) == closed or not closed
     # seeded: the same seed gives the same gates, another seed other gates
     assert np.array_equal(random_mask(data, gate, 0.5, seed=1).withheld[i], withheld)
@@ -149,7 +150,9 @@ def test_cli_writes_the_report_schema_and_reuses_trained_attackers(corpus, slu_p
             assert v is None or 0.0 <= v <= 1.5  # WER may exceed 1 (insertions)
     by = {s["name"]: s for s in report["systems"]}
     assert by["ppslu"]["metrics"]["wer_passive"] is None  # not log-mel: clean ASR cannot read it
-    assert by["speechmask"]["cost"]["params"] == load_mask(mask_path).cost()["params"]
+    device = mask_cost(load_mask(mask_path))  # the one definition the export report uses too
+    assert {k: by["speechmask"]["cost"][k] for k in row["cost"]} == \
+        {k: device[k] for k in row["cost"]}
     assert by["vae"]["cost"]["macs_per_second"] > 50 * by["speechmask"]["cost"]["macs_per_second"]
     assert report["versions"]["torch"] and report["config"]["max_steps"] == 2
     md = (out / "report.md").read_text()
@@ -165,13 +168,16 @@ def test_int8_system_attacks_the_exported_model_beside_the_float_one(corpus, dat
     refused by name."""
     pytest.importorskip("ai_edge_litert", reason="needs the [export] extra")
     from attacks.systems import speechmask_int8
+    from speechmask.device import float_calls, stamp
+    from speechmask.device.int8 import stamp_tflite
+
     from firmware_export.keras_mask import build_keras
-    from firmware_export.streaming import float_calls
     from firmware_export.tflite_int8 import convert_int8
 
     mask = load_mask(mask_path)
     calls = [c for i in data.content_train[:10] for c in float_calls(mask, data.fs.features[i])[0]]
-    model = convert_int8(build_keras(mask), mask.cfg, calls)
+    unstamped = convert_int8(build_keras(mask), mask.cfg, calls)
+    model = stamp_tflite(unstamped, stamp(mask))
     tflite = tmp_path / "mask.tflite"
     tflite.write_bytes(model)
     sent, ref = speechmask_int8(data, mask, model), speechmask_mask(data, mask)
@@ -190,6 +196,16 @@ def test_int8_system_attacks_the_exported_model_beside_the_float_one(corpus, dat
     with pytest.raises(SystemExit):
         main(args[:8] + [str(tmp_path / "not.tflite")] + args[9:-2] + ["--out", str(tmp_path / "x")])
     assert "not.tflite" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    # a model without the contract stamp, or exported from another mask, is refused by name
+    (tmp_path / "old.tflite").write_bytes(unstamped)
+    other = stamp_tflite(unstamped, {**stamp(mask), "export_id": "0" * 16})
+    (tmp_path / "other.tflite").write_bytes(other)
+    for name, why in (("old.tflite", "no device contract stamp"), ("other.tflite", "another mask")):
+        with pytest.raises(SystemExit):
+            main(args[:8] + [str(tmp_path / name)] + args[9:-2] + ["--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert name in err and why in err
     assert not (tmp_path / "x").exists()
 
 

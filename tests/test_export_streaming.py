@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from speechmask.api import load_mask
+from speechmask.device import mask_cost
 from speechmask.masking import gate_logits
 from speechmask.models.mask import MaskConfig, MaskGenerator
 
-from firmware_export.streaming import float_calls, input_shapes
+from speechmask.device import float_calls, input_shapes
 
 pytest.importorskip("tensorflow", reason="needs the [export] extra")
 
@@ -46,11 +47,12 @@ def test_streaming_calls_reproduce_the_offline_mask(masks, arch):
     feats = _features(mask, 203, 1)
     calls, logits, gates = float_calls(mask, feats)
     offline = gate_logits(mask, feats)
-    assert logits.shape == offline.shape == (203 // mask.cfg.fps, mask.cfg.gate.band_groups)
+    n = mask.cfg.frames_per_segment
+    assert logits.shape == offline.shape == (203 // n, mask.cfg.gate.band_groups)
     np.testing.assert_allclose(logits, offline, atol=1e-4)
     # each call sees only its segment's new frames and the layers' histories
     assert [c.shape for c in calls[0]] == input_shapes(mask.cfg)
-    np.testing.assert_array_equal(calls[3][0], feats[3 * mask.cfg.fps: 4 * mask.cfg.fps])
+    np.testing.assert_array_equal(calls[3][0], feats[3 * n: 4 * n])
     assert all(not h.any() for h in calls[0][1:-1])  # zero histories at the utterance start
     if arch != "trained":
         assert 0 < gates.mean() < 1  # both decisions occur: the feedback path is exercised
@@ -59,8 +61,8 @@ def test_streaming_calls_reproduce_the_offline_mask(masks, arch):
 @pytest.mark.parametrize("arch", ["trained", "small", "tiny"])
 def test_keras_twin_matches_pytorch_in_float(masks, arch):
     from firmware_export.keras_mask import build_keras
-    from firmware_export.streaming import StreamingCall
-    from firmware_export.tflite_int8 import model_layout
+    from speechmask.device import StreamingCall
+    from speechmask.device.int8 import model_layout
 
     mask = masks[arch]
     model = build_keras(mask)
@@ -77,9 +79,10 @@ def test_keras_twin_matches_pytorch_in_float(masks, arch):
 def test_int8_model_agrees_in_litert_and_tflite_micro(masks, arch):
     """On random features (`speechmask export` checks real ones)."""
     from firmware_export.keras_mask import build_keras
-    from firmware_export.tflite_int8 import (TFLM, LiteRT, arena_bytes, check_histories,
-                                             convert_int8, dequantize, gate_open_above,
-                                             int8_gates, operators)
+    from speechmask.device.int8 import LiteRT, dequantize, gate_open_above, int8_gates
+
+    from firmware_export.tflite_int8 import (TFLM, arena_bytes, check_histories, convert_int8,
+                                             operators)
 
     mask = masks[arch]
     cfg = mask.cfg
@@ -112,6 +115,46 @@ def test_int8_model_agrees_in_litert_and_tflite_micro(masks, arch):
     assert "PAD" not in ops  # no window recomputed: histories replace padding
 
 
+def test_contract_stamp_in_the_tflite_metadata_changes_nothing_else(masks):
+    """The stamp is read back from the model's metadata; both runtimes give the same outputs
+    and TFLite Micro the same arena as on the converter's model; buffers stay 16-byte aligned."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from speechmask.device import stamp
+    from speechmask.device.int8 import LiteRT, read_tflite_stamp, stamp_tflite
+
+    from firmware_export.keras_mask import build_keras
+    from firmware_export.tflite_int8 import TFLM, arena_bytes, convert_int8
+
+    mask = masks["tiny"]
+    plain = convert_int8(build_keras(mask), mask.cfg, _calls(mask, 80, [0]))
+    assert read_tflite_stamp(plain) is None
+    stamped = stamp_tflite(plain, stamp(mask))
+    assert read_tflite_stamp(stamped) == stamp(mask)
+    assert read_tflite_stamp(stamp_tflite(stamped, stamp(mask))) == stamp(mask)  # replaced
+    arena = arena_bytes(plain)
+    assert arena_bytes(stamped) == arena
+    runtimes = []
+    for model in (plain, stamped):
+        litert = LiteRT(model, mask.cfg)
+        runtimes.append((litert, TFLM(model, arena + 4096, litert)))
+    for call in _calls(mask, 40, [5]):
+        outs = [rt.run(call) if isinstance(rt, LiteRT) else rt.run_int8(lit.quantized(call))
+                for lit, micro in runtimes for rt in (lit, micro)]
+        for a, b in zip(outs[0], outs[2]):  # LiteRT, plain vs stamped
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(outs[1], outs[3]):  # TFLite Micro, plain vs stamped
+            np.testing.assert_array_equal(a, b)
+    root = schema.Model.GetRootAs(stamped, 0)
+    for i in range(root.BuffersLength()):
+        buf = root.Buffers(i)
+        if buf.DataLength():
+            assert buf.DataAsNumpy().ctypes.data % 16 == \
+                np.frombuffer(stamped, np.uint8).ctypes.data % 16
+    with pytest.raises(Exception, match="not a TFLite model"):
+        read_tflite_stamp(b"not a model at all")
+
+
 def test_graph_count_matches_the_offline_count(masks):
     """MACs read from the int8 graph per call x calls per second == the PyTorch forward-hook
     count per second (+ the normaliser and feedback, which the hooks do not see)."""
@@ -122,9 +165,9 @@ def test_graph_count_matches_the_offline_count(masks):
     mask = masks["trained"]
     model = convert_int8(build_keras(mask), mask.cfg, _calls(mask, 80, [0]))
     graph = graph_cost(model)
-    per_second = mask.cfg.frontend.frames_per_second / mask.cfg.fps
-    offline = mask.cost()["macs_per_second"]
-    extra = per_second * (mask.cfg.fps * mask.cfg.frontend.n_mels + mask.cfg.feedback)
+    per_second = mask.cfg.frontend.frames_per_second / mask.cfg.frames_per_segment
+    offline = mask_cost(mask)["macs_per_second"]
+    extra = per_second * (mask.cfg.frames_per_segment * mask.cfg.frontend.n_mels + mask.cfg.feedback)
     assert graph["macs"] * per_second == pytest.approx(offline + extra, rel=1e-6)
     est = estimate(graph, per_second)
     assert est["ms_per_second"] == pytest.approx(est["ms_per_call"] * per_second)
@@ -165,24 +208,26 @@ def test_generated_headers_compile_and_hold_the_configs(masks, tmp_path):
     mask = masks["trained"]
     cfg = mask.cfg
     model = bytes(range(256)) * 3 + b"\x01"
-    h, c = model_data(model)
+    contract = {"contract_version": 7, "export_id": "0123456789abcdef"}
+    h, c = model_data(model, contract)
     (tmp_path / "model_data.h").write_text(h)
     (tmp_path / "model_data.c").write_text(c)
-    (tmp_path / "speechmask_frontend.h").write_text(frontend_header(cfg.frontend))
+    (tmp_path / "speechmask_frontend.h").write_text(frontend_header(cfg.frontend, contract))
     from types import SimpleNamespace
 
-    from firmware_export.streaming import input_names, output_names
+    from speechmask.device import input_names, output_names
 
     n_in, n_out = len(input_names(cfg)), len(output_names(cfg))
     fake = SimpleNamespace(quant_in=[(0.08, 19)] + [(0.03, -128)] * (n_in - 2) + [(1 / 255, -128)],
                            quant_out=[(1 / 128, 0)] + [(0.03, -128)] * (n_out - 1),
                            in_pos=list(range(n_in))[::-1], out_pos=list(range(n_out)))
-    gates = gates_header(cfg, fake)
+    gates = gates_header(cfg, fake, contract)
     (tmp_path / "speechmask_gates.h").write_text(gates)
     t = tables(cfg.frontend)
     (tmp_path / "main.c").write_text(f"""
 #include <stdio.h>
 #include <stdint.h>
+#include <string.h>
 #include "model_data.h"
 #include "speechmask_frontend.h"
 #include "speechmask_gates.h"
@@ -193,8 +238,10 @@ int main(void) {{
   if (sm_mel_q15[{cfg.frontend.n_bins} * 5 + 20] != {int(t['mel_q15'][5, 20])}) return 4;
   if (SM_N_MELS != {cfg.frontend.n_mels} || SM_HISTORY2_FRAMES != {(cfg.kernel - 1) * 4}) return 5;
   if (SM_FRAMES_INPUT_INDEX != {n_in - 1} || SM_STATE_INPUT_INDEX != 0) return 8;
-  if (SM_FRAMES_PER_SEGMENT != {cfg.fps} || SM_FRAMES_ZERO_POINT != 19) return 6;
+  if (SM_FRAMES_PER_SEGMENT != {cfg.frames_per_segment} || SM_FRAMES_ZERO_POINT != 19) return 6;
   if (sm_twiddle_im_q31[1] != {int(t['twiddle_im_q31'][1])}) return 7;
+  if (SM_CONTRACT_VERSION != 7 || SM_EXPORT_ID_U64 != 0x0123456789abcdefULL) return 9;
+  if (strcmp(SM_EXPORT_ID, "0123456789abcdef") != 0) return 10;
   printf("%d\\n", SM_GATE_OPEN_ABOVE);
   return 0;
 }}
@@ -248,6 +295,20 @@ def test_export_command_writes_everything_and_refuses_clearly(tiny_corpus, mask_
     vae = next(b for b in report["baselines"] if b["name"] == "vae")
     assert vae["streaming"] and vae["memory_bytes"] < vae["memory_bytes_offline"]
     assert "Side by side" in (out / "report.md").read_text()
+    # the contract stamp in the report, the model's metadata and every C header; the analytic
+    # cost is the one the attack suite quotes (one definition)
+    from speechmask.device import mask_cost, stamp
+    from speechmask.device.int8 import read_tflite_stamp
+
+    mask = load_mask(mask_path)
+    want = stamp(mask)
+    assert {k: report[k] for k in want} == want
+    assert read_tflite_stamp((out / "mask.tflite").read_bytes()) == want
+    for header in ("model_data.h", "speechmask_frontend.h", "speechmask_gates.h"):
+        text = (out / header).read_text()
+        assert f'#define SM_EXPORT_ID "{want["export_id"]}"' in text
+        assert f"#define SM_CONTRACT_VERSION {want['contract_version']}" in text
+    assert report["analytic"] == mask_cost(mask)
 
     with pytest.raises(SpeechmaskError, match="already exists"):
         export(mask_path, tiny_corpus, out)

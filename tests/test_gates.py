@@ -53,7 +53,7 @@ def test_expand_gates_to_frames_and_bands():
     edges = cfg.band_edges(fe.n_mels)
     assert edges == [(0, 10), (10, 20), (20, 30), (30, 40)]
     gates = torch.tensor([[[1.0, 0, 1, 0], [0, 1, 0, 1]]])
-    m = expand_gates(gates, n_frames=7, fps=cfg.frames_per_segment(fe), edges=edges)
+    m = expand_gates(gates, n_frames=7, seg_frames=cfg.frames_per_segment(fe), edges=edges)
     assert m.shape == (1, 7, 40)
     assert torch.all(m[0, :3, :10] == 1) and torch.all(m[0, :3, 10:20] == 0)
     assert torch.all(m[0, 3:6, 10:20] == 1) and torch.all(m[0, 6] == 0)  # tail frame not sent

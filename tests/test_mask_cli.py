@@ -39,15 +39,15 @@ def test_mask_a_file_to_audio_features_plot_and_stats(tmp_path, tiny_corpus, mas
     masked, sr = sf.read(out["wav"], dtype="int16")
     clean, _ = sf.read(wav, dtype="int16")
     assert sr == 16000 and masked.size == clean.size
-    fps = load_mask(mask_path).cfg.fps
-    seg = fps * 160  # samples per segment at 16 kHz, 10 ms hop
+    seg_frames = load_mask(mask_path).cfg.frames_per_segment
+    seg = seg_frames * 160  # samples per segment at 16 kHz, 10 ms hop
     for s, g in enumerate(gates):
         chunk = masked[s * seg:(s + 1) * seg]
         assert (np.all(chunk == clean[s * seg:(s + 1) * seg]) if g else not chunk.any())
     assert not masked[len(gates) * seg:].any()  # an incomplete last segment is never sent
     assert stats["open_fraction"] == pytest.approx(gates.mean())
     feats = np.load(out["npy"])
-    closed = np.repeat(gates == 0, fps)
+    closed = np.repeat(gates == 0, seg_frames)
     assert feats.shape[1] == 40 and np.allclose(feats[: closed.size][closed], np.log(1e-6))
     assert out["png"].read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit):  # refuses to overwrite

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechmask.masking import StreamingGates, gate_logits
+from speechmask.device import StreamingGates, mask_cost
+from speechmask.masking import gate_logits
 from speechmask.models.gates import GateConfig
 from speechmask.models.mask import MaskConfig, MaskGenerator
 
@@ -30,8 +31,8 @@ def test_gates_are_causal(kwargs):
     model = random_model(kwargs)
     x = torch.randn(1, 120, 40)
     base = model(x)
-    fps = model.cfg.fps
-    cut = 5 * fps  # change everything from segment 5 on
+    seg_frames = model.cfg.frames_per_segment
+    cut = 5 * seg_frames  # change everything from segment 5 on
     y = x.clone()
     y[:, cut:] += 3.0
     changed = model(y)
@@ -48,16 +49,17 @@ def test_streaming_gates_equal_offline_gates(kwargs, chunk):
     stream = StreamingGates(model)
     parts = [stream.push(feats[i:i + chunk]) for i in range(0, len(feats), chunk)]
     online = np.concatenate(parts)
-    assert online.shape == offline.shape == (203 // model.cfg.fps, model.cfg.gate.band_groups)
+    n = model.cfg.frames_per_segment
+    assert online.shape == offline.shape == (203 // n, model.cfg.gate.band_groups)
     np.testing.assert_allclose(online, offline, atol=1e-4)
     assert np.array_equal(online > 0, offline > 0)
-    assert len(stream.frames) <= model.cfg.window_frames  # bounded memory
+    assert len(stream.pending) < model.cfg.frames_per_segment  # bounded memory
 
 
 @pytest.mark.parametrize("kwargs", ARCH_CASES)
 def test_cost_report(kwargs):
     model = MaskGenerator(MaskConfig(**kwargs))
-    cost = model.cost()
+    cost = mask_cost(model)
     assert cost["params"] == sum(p.numel() for p in model.parameters())
     assert cost["macs_per_second"] > cost["params"]  # every weight is used many times a second
     assert 0 < cost["activation_bytes"] < 64 * 1024 and cost["weight_bytes"] >= cost["params"]
@@ -65,7 +67,7 @@ def test_cost_report(kwargs):
 
 def test_small_model_fits_the_device_budget():
     """The default generator must be far inside the 48 KB (weights + arena) export target."""
-    cost = MaskGenerator(MaskConfig()).cost()
+    cost = mask_cost(MaskGenerator(MaskConfig()))
     assert cost["weight_bytes"] + cost["activation_bytes"] < 16 * 1024
     assert cost["macs_per_second"] < 1e6  # < 0.2 % of a 480 MHz core at 1 MAC/cycle
 
@@ -97,7 +99,8 @@ def test_inference_feeds_back_binary_gates():
 def test_training_samples_carry_gradients_to_feedback_and_audio_path():
     model = random_model(dict(arch="small"))
     x = torch.randn(3, 96, 40)
-    noise = torch.rand(3, 96 // model.cfg.fps, 1, generator=torch.Generator().manual_seed(0))
+    noise = torch.rand(3, 96 // model.cfg.frames_per_segment, 1,
+                       generator=torch.Generator().manual_seed(0))
     log_alpha, z = model(x, noise)
     assert z.shape == log_alpha.shape and ((z >= 0) & (z <= 1)).all()
     (z.sum() + log_alpha.sum()).backward()
@@ -127,5 +130,5 @@ def test_soft_keep_interpolates_exactly_between_sent_and_withheld():
 @pytest.mark.parametrize("kwargs", ARCH_CASES)
 def test_input_shorter_than_one_segment_gives_no_gates(kwargs):
     model = random_model(kwargs)
-    short = torch.zeros(1, model.cfg.fps - 1, 40)
+    short = torch.zeros(1, model.cfg.frames_per_segment - 1, 40)
     assert model(short).shape == (1, 0, model.cfg.gate.band_groups)

@@ -38,10 +38,10 @@ class GateConfig:
             raise ConfigError("threshold must be in (0, 1)")
 
     def frames_per_segment(self, fe: FrontendConfig) -> int:
-        fps = exact_div(self.segment_ms, fe.hop_ms, f"segment_ms={self.segment_ms} / hop_ms")
-        if fps < 1:
+        seg_frames = exact_div(self.segment_ms, fe.hop_ms, f"segment_ms={self.segment_ms} / hop_ms")
+        if seg_frames < 1:
             raise ConfigError("a segment must hold at least one frame")
-        return fps
+        return seg_frames
 
     def samples_per_segment(self, fe: FrontendConfig) -> int:
         return self.frames_per_segment(fe) * fe.hop_length
@@ -97,7 +97,7 @@ def binary_gates(log_alpha: torch.Tensor, cfg: GateConfig) -> torch.Tensor:
     return (log_alpha > cfg.threshold_logit).to(log_alpha.dtype)
 
 
-def expand_gates(gates: torch.Tensor, n_frames: int, fps: int,
+def expand_gates(gates: torch.Tensor, n_frames: int, seg_frames: int,
                  edges: list[tuple[int, int]]) -> torch.Tensor:
     """gates `(B, S, G)` -> per-feature mask `(B, n_frames, n_mels)`. Frames after the last
     whole segment get 0 (the device never sends an incomplete segment)."""
@@ -106,7 +106,7 @@ def expand_gates(gates: torch.Tensor, n_frames: int, fps: int,
         raise ConfigError(f"{g} gate groups but {len(edges)} band groups")
     widths = torch.tensor([e - a for a, e in edges], device=gates.device)
     per_band = torch.repeat_interleave(gates, widths, dim=2)  # (B, S, n_mels)
-    per_frame = torch.repeat_interleave(per_band, fps, dim=1)  # (B, S*fps, n_mels)
+    per_frame = torch.repeat_interleave(per_band, seg_frames, dim=1)  # (B, S*seg_frames, n_mels)
     if per_frame.shape[1] >= n_frames:
         return per_frame[:, :n_frames]
     pad = per_frame.new_zeros(b, n_frames - per_frame.shape[1], per_frame.shape[2])

@@ -66,20 +66,8 @@ class MaskConfig:
         self.gate.band_edges(self.frontend.n_mels)
 
     @property
-    def fps(self) -> int:
+    def frames_per_segment(self) -> int:
         return self.gate.frames_per_segment(self.frontend)
-
-    @property
-    def lookback_frames(self) -> int:
-        """Frames before a segment's first frame that its gate depends on."""
-        if self.arch == "tiny":
-            return self.context_segments * self.fps
-        return sum((self.kernel - 1) * 2 ** i for i in range(self.layers))
-
-    @property
-    def window_frames(self) -> int:
-        """Frames one streaming call sees: look-back rounded up to whole segments, plus one."""
-        return (math.ceil(self.lookback_frames / self.fps) + 1) * self.fps
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,17 +100,17 @@ class Normalizer(nn.Module):
 class TinyMask(nn.Module):
     def __init__(self, cfg: MaskConfig):
         super().__init__()
-        n_in = (cfg.context_segments + 1) * cfg.fps * cfg.frontend.n_mels
+        n_in = (cfg.context_segments + 1) * cfg.frames_per_segment * cfg.frontend.n_mels
         self.cfg = cfg
         self.fc1 = nn.Linear(n_in, cfg.hidden)
         self.fc2 = nn.Linear(cfg.hidden, cfg.gate.band_groups)
         nn.init.constant_(self.fc2.bias, cfg.init_logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: normalised `(B, T, n_mels)` -> log_alpha `(B, T // fps, G)`."""
+        """x: normalised `(B, T, n_mels)` -> log_alpha `(B, T // seg_frames, G)`."""
         b, t, f = x.shape
-        s = t // self.cfg.fps
-        seg = x[:, : s * self.cfg.fps].reshape(b, s, self.cfg.fps * f)
+        s = t // self.cfg.frames_per_segment
+        seg = x[:, : s * self.cfg.frames_per_segment].reshape(b, s, self.cfg.frames_per_segment * f)
         c = self.cfg.context_segments
         padded = F.pad(seg, (0, 0, c, 0))  # zero context before the first segment
         stacked = torch.cat([padded[:, i: i + s] for i in range(c + 1)], dim=-1)
@@ -142,20 +130,20 @@ class SmallMask(nn.Module):
         nn.init.constant_(self.head.bias, cfg.init_logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: normalised `(B, T, n_mels)` -> log_alpha `(B, T // fps, G)`."""
-        fps = self.cfg.fps
+        """x: normalised `(B, T, n_mels)` -> log_alpha `(B, T // seg_frames, G)`."""
+        seg_frames = self.cfg.frames_per_segment
         h = torch.relu(self.inp(x.transpose(1, 2)))
         for dw, pw in zip(self.depthwise, self.pointwise):
             pad = (self.cfg.kernel - 1) * dw.dilation[0]
             h = h + torch.relu(pw(dw(F.pad(h, (pad, 0)))))  # causal: pad on the left only
-        s = h.shape[-1] // fps
+        s = h.shape[-1] // seg_frames
         if s == 0:  # shorter than one segment: nothing to gate (conv1d refuses empty input)
             return h.new_zeros(h.shape[0], 0, self.cfg.gate.band_groups)
-        return self.head(F.avg_pool1d(h[..., : s * fps], fps)).transpose(1, 2)
+        return self.head(F.avg_pool1d(h[..., : s * seg_frames], seg_frames)).transpose(1, 2)
 
 
 class MaskGenerator(nn.Module):
-    """Raw log-mel `(B, T, n_mels)` -> gate logits log_alpha `(B, T // fps, band_groups)`.
+    """Raw log-mel `(B, T, n_mels)` -> gate logits log_alpha `(B, T // seg_frames, band_groups)`.
 
     Inference feeds back binary gates; training feeds back reparameterised hard-concrete
     samples."""
@@ -174,7 +162,7 @@ class MaskGenerator(nn.Module):
                                                                        cfg.logit_bound)
 
     def segment_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """The feed-forward part: `(B, T, n_mels)` -> `(B, T // fps, G)`."""
+        """The feed-forward part: `(B, T, n_mels)` -> `(B, T // seg_frames, G)`."""
         return self.net(self.norm(features))
 
     def initial_state(self, a: torch.Tensor) -> torch.Tensor:
@@ -208,19 +196,7 @@ class MaskGenerator(nn.Module):
         return torch.stack(logits, 1), torch.stack(gates, 1), state
 
     def forward(self, features: torch.Tensor, noise: torch.Tensor | None = None):
-        """Inference: log_alpha. Training (`noise` given, uniform `(B, T // fps, G)`):
+        """Inference: log_alpha. Training (`noise` given, uniform `(B, T // seg_frames, G)`):
         (log_alpha, sampled gates z). One entry point, so that DDP sees the training forward."""
         log_alpha, z, _ = self.recur(self.segment_logits(features), noise=noise)
         return log_alpha if noise is None else (log_alpha, z)
-
-    def cost(self) -> dict:
-        """Cost per second of audio and per streaming call (see `models.cost`)."""
-        from .cost import count_cost
-
-        fe = self.cfg.frontend
-        second = count_cost(self, torch.zeros(1, int(fe.frames_per_second), fe.n_mels), 1.0)
-        call = count_cost(self, torch.zeros(1, self.cfg.window_frames, fe.n_mels), 1.0)
-        # a stateless streaming call recomputes its window; a stateful one costs `second`
-        return {**second, "activation_bytes": call["activation_bytes"],
-                "window_frames": self.cfg.window_frames,
-                "segments_per_second": fe.frames_per_second / self.cfg.fps}

@@ -1,4 +1,5 @@
-"""`speechmask evaluate`: intent accuracy of a cloud model on clean or masked input, open fraction."""
+"""`speechmask evaluate`: intent accuracy of a cloud model on clean or masked input, open
+fraction."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def evaluate(manifest: Path, slu_path: Path, mask_path: Path | None = None, *,
             xm, gates, valid = mask_batch(mask, x, lengths)
             opened += float((gates.mean(-1) * valid).sum())
             segments += int(valid.sum())
-            speech = speech_segments_of(x, lengths, mask.cfg.fps)[:, :gates.shape[1]] & valid
+            speech = speech_segments_of(x, lengths, mask.cfg.frames_per_segment)
+            speech = speech[:, :gates.shape[1]] & valid
             speech_open += float((gates.mean(-1) * speech).sum())
             speech_segments += int(speech.sum())
             x = xm
@@ -46,14 +48,14 @@ def evaluate(manifest: Path, slu_path: Path, mask_path: Path | None = None, *,
             "split_field": split_field, "part": part}
 
 
-def speech_segments_of(x: torch.Tensor, lengths: torch.Tensor, fps: int,
+def speech_segments_of(x: torch.Tensor, lengths: torch.Tensor, seg_frames: int,
                        range_db: float = 30.0) -> torch.Tensor:
     """`(B, S)` bool: segments whose mean frame energy is within `range_db` of the utterance's
     loudest segment (an energy VAD on the clean features). Sending silence leaks little; the
     share of *speech* segments sent is the number that matters for privacy."""
     energy = torch.logsumexp(x, dim=-1)  # ln of total mel power per frame
-    s = x.shape[1] // fps
-    seg = energy[:, : s * fps].reshape(x.shape[0], s, fps).mean(-1)
-    valid = torch.arange(s)[None] < (lengths // fps)[:, None]
+    s = x.shape[1] // seg_frames
+    seg = energy[:, : s * seg_frames].reshape(x.shape[0], s, seg_frames).mean(-1)
+    valid = torch.arange(s)[None] < (lengths // seg_frames)[:, None]
     loudest = seg.masked_fill(~valid, float("-inf")).max(1, keepdim=True).values
     return (seg > loudest - range_db / 10 * math.log(10)) & valid

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..device import mask_cost
 from ..masking import mask_batch
 from ..models.gates import expand_gates, floor_value, mask_features, prob_open
 from ..models.mask import MaskConfig, MaskGenerator
@@ -83,7 +84,8 @@ class MaskTask:
         mine = self.ctx.shard(list(range(len(glob))))  # positions in the global batch
         x, lengths = pad_batch([self.fs.features[rows[k]] for k in mine], self.floor, t_max)
         x, lengths = x.to(self.device), lengths.to(self.device)
-        fps, s_max = self.mask_cfg.fps, t_max // self.mask_cfg.fps
+        seg_frames = self.mask_cfg.frames_per_segment
+        s_max = t_max // seg_frames
         # gate noise drawn for the whole global batch from (seed, step): identical on every rank
         # and after a resume, so DDP and resumed runs match a single uninterrupted process
         g = torch.Generator().manual_seed(cfg.seed * 104_729 + step)
@@ -94,11 +96,12 @@ class MaskTask:
         with autocast(self.device, cfg.amp):
             log_alpha, z = self.model(x, noise)  # (B, S, G) each
         log_alpha, z = log_alpha.float(), z.float()
-        keep = expand_gates(z, x.shape[1], fps, self.edges)
+        keep = expand_gates(z, x.shape[1], seg_frames, self.edges)
         with autocast(self.device, cfg.amp), _cudnn_off(self.device):
             logp = torch.log_softmax(self.slu(x, lengths, keep=keep).float(), dim=-1)
         kl = (p_clean * (torch.log(p_clean.clamp_min(1e-12)) - logp)).sum(-1)  # (B,)
-        seg_valid = (torch.arange(s_max, device=self.device)[None] < (lengths // fps)[:, None]).float()
+        seg_valid = (torch.arange(s_max, device=self.device)[None]
+                     < (lengths // seg_frames)[:, None]).float()
         l0 = (prob_open(log_alpha, gate).mean(-1) * seg_valid).sum(1) / seg_valid.sum(1).clamp_min(1)
         per_utt = l0 + self.lam * (kl - obj.gamma)
         adv_logs = {}
@@ -159,7 +162,7 @@ class MaskTask:
     def payload(self) -> dict:
         return {"config": self.mask_cfg.to_dict(), "objective": self.obj.to_dict(),
                 "slu": self.slu_path, "manifest": str(self.fs.manifest),
-                "cost": self.base.cost()}
+                "cost": mask_cost(self.base)}
 
     def state(self) -> dict:
         adv = {name: m.state_dict() for name, m in (("speaker", self.spk_adv), ("asr", self.asr_adv))
