@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all bench results clean
 
 install: $(STAMP)
 
@@ -25,16 +25,23 @@ test-all: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_frontend.py
-	$(BIN)/python benchmarks/bench_synth.py
+	$(BIN)/python benchmarks/bench_synth.py --repeats 3
 	$(BIN)/python benchmarks/bench_mask.py --work build/bench_mask
 	$(BIN)/python benchmarks/bench_patterns.py --manifest build/bench_mask/corpus/manifest.jsonl \
 		--slu build/bench_mask/slu.pt --mask build/bench_mask/mask_40ms.pt
+	$(BIN)/python benchmarks/bench_mask.py --corpus build/bench_mask/corpus \
+		--work build/bench_mask_speakers --split-field speaker_split
 	$(BIN)/python benchmarks/bench_attack.py --corpus build/bench_mask/corpus \
 		--runs build/bench_mask --out build/bench_attack
 	$(BIN)/python benchmarks/bench_export.py --corpus build/bench_mask/corpus \
 		--runs build/bench_mask --out build/bench_export
 	$(BIN)/python benchmarks/bench_adversary.py --corpus build/bench_mask/corpus \
 		--slu build/bench_mask/slu.pt --work build/bench_adversary --cache build/bench_attack/cache
+	$(BIN)/python scripts/results.py
+
+# docs/results.md and the README's headline table, from benchmarks/results/*.json
+results:
+	$(BIN)/python scripts/results.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build *.egg-info

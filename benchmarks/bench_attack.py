@@ -41,6 +41,9 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     result = json.loads((args.out / "report.json").read_text())
     record = {"seconds": round(seconds, 1), "target_seconds": 900,
+              "split_field": result["split_field"],
+              "content_test_utterances": result["content_test_utterances"],
+              "trials": result["trials"],
               "systems": {s["name"]: s["metrics"] for s in result["systems"]},
               "costs": {s["name"]: s["cost"] for s in result["systems"]},
               "per_system_seconds": {k: v.get("seconds") for k, v in result["details"].items()}}

@@ -44,6 +44,8 @@ def main() -> None:
     record = {"export_seconds": round(export_s, 1), "memory_bytes": r["memory_bytes"],
               "flash_bytes": r["flash_bytes"], "arena_bytes": r["arena_bytes"],
               "target_memory_bytes": 48 * 1024, "macs_per_second": r["macs_per_second"],
+              "macs_per_call": r["macs_per_call"], "params": r["params"],
+              "analytic": r["analytic"], "est_ms_per_call_480mhz": r["est_ms_per_call_480mhz"],
               "est_ms_per_second_480mhz": r["est_ms_per_second_480mhz"],
               "est_cpu_share": r["est_cpu_share"], "target_cpu_share": 0.01,
               "parity": p, "baselines": r["baselines"], "ops": r["ops"]}

@@ -1,0 +1,294 @@
+"""docs/results.md and the README's headline table are rendered from the benchmarks' JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+results = _load("speechmask_results_doc", REPO / "scripts" / "results.py")
+
+MACHINE = {"python": "3.11.7", "cpu": "x86_64", "cores": 2}
+
+
+def _metrics(intent, open_, ps, passive, informed, inpaint, enter, ign, lazy, semi, spk, gender):
+    return {"intent_acc": intent, "open_fraction": open_, "wer_pocketsphinx": ps,
+            "wer_passive": passive, "wer_informed": informed, "wer_inpainting": inpaint,
+            "entity_error_rate": enter, "eer_ignorant": ign, "eer_lazy_informed": lazy,
+            "eer_semi_informed": semi, "speaker_id_acc": spk, "gender_acc": gender}
+
+
+def _cost(params, macs, weights, activations):
+    return {"params": params, "macs_per_second": macs, "weight_bytes": weights,
+            "activation_bytes": activations}
+
+
+def fixture_records() -> dict:
+    """One record per benchmark, in the shapes `benchmarks/*.py` write (`common.report`)."""
+    stamp = {"machine": MACHINE, "date": "2026-01-02T03:04:05+00:00"}
+    mask_run = {"segment_ms": 40.0, "open_fraction": 0.4891, "open_fraction_speech": 0.5021,
+                "masked_acc_clean_model": 0.8944, "masked_acc_finetuned": 0.9333,
+                "drop_points": -1.11, "mask_train_s": 61.0, "finetune_s": 60.7}
+    systems = {
+        "all_offload": _metrics(0.922, 1.0, 0.285, 0.425, 0.425, None, 0.579, 0.015, 0.015,
+                                0.015, 0.993, 0.936),
+        "random": _metrics(0.783, 0.508, 0.952, 1.159, 0.744, 0.733, 0.945, 0.257, 0.121, 0.06,
+                           0.982, 1.0),
+        "mcadams": _metrics(0.889, None, 0.614, 0.981, 0.535, None, 0.779, 0.48, 0.411, 0.096,
+                            0.925, 0.889),
+        "speechmask": _metrics(0.9333, 0.49, 1.0, 1.057, 0.52, 0.518, 0.841, 0.343, 0.243, 0.025,
+                               0.982, 0.986),
+    }
+    costs = {"all_offload": _cost(0, 0, 0, 0), "random": _cost(0, 0, 0, 0),
+             "mcadams": _cost(0, 10_200_000, 960, 5_850),
+             "speechmask": _cost(5_091, 484_000, 5_770, 2_560)}
+    speechmask_int8 = dict(systems["speechmask"], wer_informed=0.508, open_fraction=0.491)
+    compared = ("intent_acc", "wer_pocketsphinx", "wer_passive", "wer_informed",
+                "wer_inpainting", "entity_error_rate", "open_fraction")
+    return {
+        "bench_synth": {"benchmark": "bench_synth", **stamp, "speakers": 30, "utterances": 1200,
+                        "jobs": 2, "engines": ["espeak-ng", "flite"], "repeats": 3,
+                        "median_s": 14.91, "utterances_per_s": 80.5, "audio_hours": 1.092,
+                        "realtime_factor": 263.7, "target_s": 60, "meets_target": True,
+                        "baseline_1_job_median_s": 24.9, "speedup_vs_1_job": 1.67,
+                        "command": "python benchmarks/bench_synth.py --repeats 3"},
+        "bench_frontend": {"benchmark": "bench_frontend", **stamp, "utterances": 40,
+                           "audio_s": 123.1, "config": {"sample_rate": 16000},
+                           "snr_db_median": 77.07, "snr_db_min": 72.01, "snr_target_db": 30,
+                           "ms_per_audio_second": {"int_numpy": 5.14, "float_numpy": 0.243,
+                                                   "float_torch": 0.081},
+                           "int_vs_float_numpy_time_ratio": 21.15,
+                           "command": "python benchmarks/bench_frontend.py"},
+        "bench_mask": {"benchmark": "bench_mask", **stamp, "corpus": "build/bench_mask/corpus",
+                       "utterances": 1200, "temperature": 2 / 3, "split_field": "split",
+                       "gamma": 0.15, "arch": "small", "slu_train_s": 292.4, "clean_acc": 0.9222,
+                       "test_utterances": 180, "runs": [mask_run], "mask_200_clips_s": 67.2,
+                       "command": "python benchmarks/bench_mask.py --work build/bench_mask"},
+        "bench_mask_speaker_split": {
+            "benchmark": "bench_mask", **stamp, "corpus": "c", "utterances": 1200,
+            "temperature": 2 / 3, "split_field": "speaker_split", "gamma": 0.15, "arch": "small",
+            "slu_train_s": 280.0, "clean_acc": 0.8844, "test_utterances": 320,
+            "runs": [dict(mask_run, open_fraction=0.4877, masked_acc_finetuned=0.8844,
+                          drop_points=0.0)], "mask_200_clips_s": 66.0,
+            "command": "python benchmarks/bench_mask.py --split-field speaker_split"},
+        "bench_patterns": {
+            "benchmark": "bench_patterns", **stamp, "manifest": "m", "slu": "s", "part": "dev",
+            "utterances": 180, "clean_acc": 0.9111,
+            "patterns": [{"pattern": kind, "segment_ms": seg, "keep": 0.5, "open_fraction": 0.5,
+                          "kl": kl, "intent_acc": acc}
+                         for kind, seg, kl, acc in (("random", 40, 0.41, 0.74),
+                                                    ("energy", 40, 0.86, 0.58),
+                                                    ("comb", 40, 0.1012, 0.9278),
+                                                    ("random", 80, 0.63, 0.68),
+                                                    ("comb", 80, 0.24, 0.86))]
+                        + [{"pattern": "build/bench_mask/mask_40ms.pt", "open_fraction": 0.4891,
+                            "kl": 0.0951, "intent_acc": 0.9333}],
+            "command": "python benchmarks/bench_patterns.py --manifest m --slu s"},
+        "bench_adversary": {
+            "benchmark": "bench_adversary", **stamp, "corpus": "c",
+            "settings": [{"setting": "none", **systems["speechmask"], "seconds": 300.0},
+                         {"setting": "speaker", "speaker_adversary": 1.0,
+                          **dict(systems["speechmask"], intent_acc=0.9167), "seconds": 320.0},
+                         {"setting": "asr", "asr_adversary": 1.0,
+                          **dict(systems["speechmask"], intent_acc=0.8833, wer_informed=0.487),
+                          "seconds": 330.0}],
+            "command": "python benchmarks/bench_adversary.py --corpus c --slu s"},
+        "bench_attack": {
+            "benchmark": "bench_attack", **stamp, "seconds": 810.0, "target_seconds": 900,
+            "split_field": "split", "content_test_utterances": 180,
+            "trials": {"speakers": 8, "target": 280, "nontarget": 840},
+            "systems": systems, "costs": costs,
+            "per_system_seconds": {"all_offload": 200.0, "random": 150.0, "mcadams": 120.0,
+                                   "speechmask": 170.0},
+            "command": "python benchmarks/bench_attack.py --corpus c --runs r"},
+        "bench_export": {
+            "benchmark": "bench_export", **stamp, "export_seconds": 12.3, "memory_bytes": 31_360,
+            "flash_bytes": 22_112, "arena_bytes": 9_248, "target_memory_bytes": 49_152,
+            "macs_per_second": 488_050, "macs_per_call": 19_522, "params": 5_091,
+            "analytic": {"params": 5_091, "weight_bytes": 5_772, "activation_bytes": 1_640,
+                         "memory_bytes": 7_412},
+            "est_ms_per_call_480mhz": 0.138, "est_ms_per_second_480mhz": 3.45,
+            "est_cpu_share": 0.003449, "target_cpu_share": 0.01,
+            "parity": {"litert_vs_tflm_max_lsb": 1, "gate_agreement": 0.99856,
+                       "closed_loop_gate_agreement": 0.956, "open_fraction_float": 0.494,
+                       "open_fraction_int8": 0.496, "segments": 1388,
+                       "calls_checked_in_both_runtimes": 4344, "onnx_float_max_abs": 4.8e-7,
+                       "onnx_int8_vs_float_max_abs": 0.14},
+            "baselines": [
+                {"name": "vae", "params": 791_000, "macs_per_second": 79_600_000,
+                 "weight_bytes": 797_000, "memory_bytes_offline": 1_000_000,
+                 "memory_ratio_offline": 135.2, "method": "analytic, streamed", "streaming": True,
+                 "state_bytes": 1_440, "activation_bytes": 4_000, "memory_bytes": 801_000,
+                 "compute_ratio": 163.1, "memory_ratio": 108.3, "memory_ratio_vs_measured": 25.5,
+                 "weight_ratio": 138.1},
+                {"name": "ppslu", "params": 572_000, "macs_per_second": 16_400_000,
+                 "weight_bytes": 586_000, "memory_bytes_offline": 683_000,
+                 "memory_ratio_offline": 92.1, "method": "analytic, whole utterance",
+                 "streaming": False, "state_bytes": 0, "activation_bytes": 97_000,
+                 "memory_bytes": 683_000, "compute_ratio": 33.5, "memory_ratio": 92.1,
+                 "memory_ratio_vs_measured": 21.8, "weight_ratio": 101.5}],
+            "ops": ["ADD", "CONV_2D", "TANH"],
+            "suite_seconds": 400.0, "float": systems["speechmask"], "int8": speechmask_int8,
+            "int8_minus_float_points": {
+                k: (None if systems["speechmask"][k] is None else
+                    round(100 * (speechmask_int8[k] - systems["speechmask"][k]), 2))
+                for k in compared},
+            "command": "python benchmarks/bench_export.py --corpus c --runs r"},
+    }
+
+
+def _write(folder: Path, records: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, record in records.items():
+        (folder / f"{name}.json").write_text(json.dumps(record, indent=1))
+    return folder
+
+
+def _flat(text: str) -> str:
+    """Prose with its line folds undone."""
+    return " ".join(text.split())
+
+
+def _row(text: str, first_cell: str) -> list[str]:
+    """The cells of the table row whose first cell is `first_cell`."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row {first_cell!r}")
+
+
+def test_tables_carry_the_records_numbers(tmp_path):
+    records = results.load_records(_write(tmp_path / "results", fixture_records()))
+    doc = results.render_doc(records)
+    assert doc == results.render_doc(records)  # deterministic
+    # provenance: every section names its command, machine and date
+    for name, record in records.items():
+        assert f"`{record['command']}`" in doc, name
+    assert "x86_64, 2 cores, Python 3.11.7; run 2026-01-02T03:04:05+00:00" in _flat(doc)
+    assert "not yet run" not in doc.lower()
+    # bench_synth, bench_frontend
+    assert _row(doc, "median time, 2 jobs (3 repeats)")[1:] == ["14.9 s", "< 60 s: met"]
+    assert "1.67x" in _row(doc, "median time, 1 job (baseline, same run)")[1]
+    assert _row(doc, "int16 vs float log-mel, SNR")[1:] == ["median 77.1 dB, min 72.0 dB",
+                                                            ">= 30 dB: met"]
+    assert _row(doc, "integer reference, numpy, 1 thread")[1] == "5.14 ms per second of audio"
+    # bench_mask and its held-out note
+    assert _row(doc, "40 ms: fine-tuned cloud model, masked input")[1:] == [
+        "**0.933** (+1.1 points)", "within 3 points: met"]
+    assert _row(doc, "40 ms: segments sent (open fraction)")[1] == "**0.489**"
+    assert _row(doc, "mask training on 200 clips")[1] == "67 s"
+    assert "fine-tuned **0.884** (+0.0 points" in _flat(doc) and "320 test utterances" in _flat(doc)
+    # bench_patterns: pivot by segment length; the trained mask's own row
+    assert _row(doc, "regular (alternate)")[1:] == ["0.10 / 0.93 (open 0.50)",
+                                                    "0.24 / 0.86 (open 0.50)"]
+    assert _row(doc, "`mask_40ms.pt`")[1:] == ["0.489", "0.095", "0.933"]
+    # bench_adversary: rates in %, intent against the no-adversary row
+    asr = _row(doc, "asr (1)")[1:]
+    assert asr[0] == "88.3" and asr[3] == "48.7" and asr[-2] == "-5.0"
+    # bench_attack: every system, every metric, its cost; time against the target
+    ours = _row(doc, "**speechmask**")
+    assert ours[1:8] == ["**93.3**", "49.0", "100.0", "105.7", "52.0", "51.8", "84.1"]
+    assert ours[-4:] == ["5.09k", "484k", "5.77k", "2.56k"]
+    assert _row(doc, "mcadams")[2] == "—" and _row(doc, "mcadams")[-3] == "10.2M"
+    assert "whole suite 13.5 min** on 2 cores (target <= 15 min: met)" in _flat(doc)
+    assert "280 target / 840 non-target" in _flat(doc)
+    # bench_export: targets, baselines with ratios, int8 against float
+    assert _row(doc, "flash + arena")[1:] == [
+        "31,360 B (30.6 KiB): 22,112 B model + 9,248 B arena", "<= 49,152 B (48.0 KiB): met"]
+    assert "0.34 % of the core" in _row(doc, "time at 480 MHz (estimate)")[1]
+    assert _row(doc, "int8 gates == float gates, same inputs")[1] == "99.86 % of 1,388 test segments"
+    vae = _row(doc, "vae (analytic, streamed)")
+    assert vae[3:] == ["163.1x", "108.3x", "138.1x", "135.2x", "25.5x"]
+    assert "108.3x, **not met**" in _flat(doc)
+    assert _row(doc, "WER informed")[1:] == ["52.0", "50.8", "-1.2", "**not met**"]
+    assert "Outside the target: WER informed (-1.2)" in _flat(doc)
+
+
+def test_headline_block_from_the_same_records(tmp_path):
+    records = results.load_records(_write(tmp_path / "results", fixture_records()))
+    block = results.render_headline(records)
+    assert block.startswith(results.BEGIN) and block.endswith(results.END)
+    assert "93.3 % vs 92.2 % (+1.1 points)" in block
+    assert _row(block, "segments sent (open fraction)")[1] == "48.9 %"
+    assert _row(block, "exported int8 mask: flash + arena")[1] == "31,360 B (30.6 KiB)"
+    assert _row(block, "memory, VAE baseline / ours, like for like")[1:3] == ["108.3x", ">= 134.1x"]
+    assert _row(block, "intent accuracy")[1:] == ["93.3", "92.2", "78.3", "88.9"]
+    assert _row(block, "speaker EER, retrained attacker (semi-informed)")[1] == "2.5"
+    readme = "# x\n\nbefore\n" + results.BEGIN + "\nold figures\n" + results.END + "\nafter\n"
+    spliced = results.splice(readme, block)
+    assert spliced == "# x\n\nbefore\n" + block + "\nafter\n"
+    assert results.splice(spliced, block) == spliced
+    with pytest.raises(ValueError, match="markers"):
+        results.splice("# no markers\n", block)
+
+
+def test_missing_record_says_not_yet_run_with_its_command(tmp_path):
+    records = fixture_records()
+    del records["bench_attack"], records["bench_mask_speaker_split"]
+    doc = results.render_doc(results.load_records(_write(tmp_path / "results", records)))
+    attack = doc.split("## bench_attack")[1].split("\n## ")[0]
+    assert "**Not yet run.**" in attack and results.COMMANDS["bench_attack"] in attack
+    assert "| **speechmask** |" not in attack
+    assert results.COMMANDS["bench_mask_speaker_split"] in doc
+    block = results.render_headline(results.load_records(tmp_path / "results"))
+    assert "not yet run" in block and results.COMMANDS["bench_attack"] in block
+    empty = results.render_doc({})
+    for name in results.TITLES:
+        assert results.COMMANDS[name] in empty
+    assert empty.count("**Not yet run.**") == len(results.COMMANDS)
+
+
+def test_committed_documents_are_what_the_committed_records_render():
+    """Nobody edits figures by hand: rerun a benchmark, then `make results`."""
+    records = results.load_records(REPO / "benchmarks" / "results")
+    assert (REPO / "docs" / "results.md").read_text() == results.render_doc(records)
+    readme = (REPO / "README.md").read_text()
+    assert results.splice(readme, results.render_headline(records)) == readme
+    assert "make demo" in "".join(readme.splitlines(True)[:40])
+    assert "make test" in "".join(readme.splitlines(True)[:40])
+    assert results.main(["--check"]) == 0
+
+
+def test_check_reports_a_stale_document(tmp_path, capsys):
+    folder = _write(tmp_path / "results", fixture_records())
+    doc, readme = tmp_path / "results.md", tmp_path / "README.md"
+    readme.write_text(f"# r\n{results.BEGIN}\n{results.END}\n")
+    args = ["--results", str(folder), "--doc", str(doc), "--readme", str(readme)]
+    assert results.main(args + ["--check"]) == 1
+    assert results.main(args) == 0
+    assert results.main(args + ["--check"]) == 0
+    first = doc.read_bytes()
+    assert results.main(args) == 0 and doc.read_bytes() == first  # same JSON, same bytes
+    assert "93.3 % vs 92.2 %" in readme.read_text()
+
+
+def test_benchmarks_write_their_record_with_command_and_date(tmp_path, monkeypatch, capsys):
+    common = _load("speechmask_bench_common", REPO / "benchmarks" / "common.py")
+    monkeypatch.setenv(common.RESULTS_ENV, str(tmp_path / "out"))
+    monkeypatch.setattr(sys, "argv", [str(REPO / "benchmarks" / "bench_x.py"), "--work", "a b"])
+    path = common.report("bench_x", {"value": 1.5}, [("value", "1.5")])
+    printed = capsys.readouterr().out.splitlines()
+    assert json.loads(printed[0]) == {"benchmark": "bench_x", "machine": common.machine(),
+                                      "value": 1.5}
+    assert printed[2:] == ["bench_x", "  value  1.5"]
+    record = json.loads(path.read_text())
+    assert path == tmp_path / "out" / "bench_x.json"
+    assert record["command"] == "python benchmarks/bench_x.py --work 'a b'"
+    assert record["date"].endswith("+00:00") and record["value"] == 1.5
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["bench_x.json"]  # no temporaries
+    common.report("bench_x", {"value": 2}, [("value", "2")], results_name="bench_x_other")
+    assert json.loads((tmp_path / "out" / "bench_x_other.json").read_text())["value"] == 2
