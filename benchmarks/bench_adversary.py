@@ -23,7 +23,7 @@ from attacks.fit import Cache  # noqa: E402
 from attacks.suite import Suite, SuiteConfig  # noqa: E402
 from speechmask.api import load_mask, load_slu  # noqa: E402
 from speechmask.models.mask import MaskConfig  # noqa: E402
-from speechmask.train.loop import TrainConfig  # noqa: E402
+from speechmask.train.config import FinetuneConfig, MaskTrainConfig  # noqa: E402
 from speechmask.train.mask import ObjectiveConfig, train_mask  # noqa: E402
 from speechmask.train.slu import train_slu  # noqa: E402
 
@@ -55,8 +55,8 @@ def main() -> None:
         for p in (mask_path, tuned):
             p.unlink(missing_ok=True)
         train_mask(manifest, args.slu, mask_path, MaskConfig(), ObjectiveConfig(**SETTINGS[name]),
-                   TrainConfig(lr=5e-3, **quiet))
-        train_slu(manifest, tuned, TrainConfig(lr=5e-4, **quiet), init_slu=args.slu,
+                   MaskTrainConfig(**quiet))
+        train_slu(manifest, tuned, FinetuneConfig(**quiet), init_slu=args.slu,
                   mask_path=mask_path)
         suite = Suite(data, slu, load_mask(mask_path), cfg, cache, slu_masked=load_slu(tuned),
                       progress=False)

@@ -21,7 +21,7 @@ from speechmask.corpus.manifest import read_manifest, write_manifest  # noqa: E4
 from speechmask.models.gates import GateConfig  # noqa: E402
 from speechmask.models.mask import MaskConfig  # noqa: E402
 from speechmask.train.evaluate import evaluate  # noqa: E402
-from speechmask.train.loop import TrainConfig  # noqa: E402
+from speechmask.train.config import FinetuneConfig, MaskTrainConfig, SLUTrainConfig  # noqa: E402
 from speechmask.train.mask import ObjectiveConfig, train_mask  # noqa: E402
 from speechmask.train.slu import train_slu  # noqa: E402
 
@@ -47,8 +47,8 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=None, help="built-in corpus folder to reuse")
     ap.add_argument("--work", type=Path, default=Path("build/bench_mask"))
     ap.add_argument("--segment-ms", type=float, nargs="+", default=[GateConfig().segment_ms])
-    ap.add_argument("--arch", default="small")
-    ap.add_argument("--gamma", type=float, default=0.15)
+    ap.add_argument("--arch", default=MaskConfig().arch)
+    ap.add_argument("--gamma", type=float, default=ObjectiveConfig().gamma)
     ap.add_argument("--split-field", default="split", choices=("split", "speaker_split"))
     ap.add_argument("--temperature", type=float, default=GateConfig().beta, help="gate beta")
     args = ap.parse_args()
@@ -62,7 +62,7 @@ def main() -> None:
     manifest = corpus / "manifest.jsonl"
     quiet = dict(progress=False, split_field=args.split_field)
     slu = args.work / "slu.pt"
-    _, t_slu = timed(train_slu, manifest, slu, TrainConfig(**quiet))
+    _, t_slu = timed(train_slu, manifest, slu, SLUTrainConfig(**quiet))
     clean = evaluate(manifest, slu, split_field=args.split_field)
     record = {"corpus": str(corpus), "utterances": len(read_manifest(manifest)),
               "temperature": args.temperature,
@@ -75,9 +75,9 @@ def main() -> None:
         cfg = MaskConfig(arch=args.arch, gate=GateConfig(segment_ms=seg, beta=args.temperature))
         mask = args.work / f"mask_{seg:g}ms.pt"
         _, t_mask = timed(train_mask, manifest, slu, mask, cfg, ObjectiveConfig(gamma=args.gamma),
-                          TrainConfig(lr=5e-3, **quiet))
+                          MaskTrainConfig(**quiet))
         tuned = args.work / f"slu_masked_{seg:g}ms.pt"
-        _, t_tune = timed(train_slu, manifest, tuned, TrainConfig(lr=5e-4, **quiet),
+        _, t_tune = timed(train_slu, manifest, tuned, FinetuneConfig(**quiet),
                           init_slu=slu, mask_path=mask)
         raw = evaluate(manifest, slu, mask, split_field=args.split_field)
         ft = evaluate(manifest, tuned, mask, split_field=args.split_field)
@@ -99,7 +99,7 @@ def main() -> None:
     small = subset_manifest(manifest, args.work / "clips200.jsonl", 200)
     _, t200 = timed(train_mask, small, slu, args.work / "mask_200.pt",
                     MaskConfig(arch=args.arch), ObjectiveConfig(gamma=args.gamma),
-                    TrainConfig(lr=5e-3, progress=False))
+                    MaskTrainConfig(progress=False))
     record["mask_200_clips_s"] = round(t200, 1)
     table.append(("mask training, 200 clips", f"{t200:.0f} s (target <= 120 s, 2 cores)"))
     (args.work / "result.json").write_text(json.dumps(record, indent=1))

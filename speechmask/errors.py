@@ -8,7 +8,12 @@ class SpeechmaskError(Exception):
 
 
 class ConfigError(SpeechmaskError):
-    """An inconsistent configuration (front-end, corpus, training)."""
+    """An inconsistent configuration (front-end, corpus, training). `field`: the config field at
+    fault, when one is; the CLI names its flag instead (`speechmask.options`)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class AudioError(SpeechmaskError):

@@ -9,58 +9,13 @@ binary mask (for the default threshold 0.5 and symmetric stretch this is `log_al
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..features import FrontendConfig, exact_div
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    """Where gates sit and how they are sampled."""
-
-    segment_ms: float = 40.0
-    band_groups: int = 1
-    beta: float = 2.0 / 3.0  # temperature
-    stretch_low: float = -0.1  # l
-    stretch_high: float = 1.1  # r
-    threshold: float = 0.5  # on the deterministic gate
-
-    def __post_init__(self) -> None:
-        if self.band_groups < 1:
-            raise ConfigError("band_groups must be >= 1")
-        if not (self.stretch_low < 0 and self.stretch_high > 1 and self.beta > 0):
-            raise ConfigError("hard-concrete needs l < 0, r > 1 and beta > 0")
-        if not 0 < self.threshold < 1:
-            raise ConfigError("threshold must be in (0, 1)")
-
-    def frames_per_segment(self, fe: FrontendConfig) -> int:
-        seg_frames = exact_div(self.segment_ms, fe.hop_ms, f"segment_ms={self.segment_ms} / hop_ms")
-        if seg_frames < 1:
-            raise ConfigError("a segment must hold at least one frame")
-        return seg_frames
-
-    def samples_per_segment(self, fe: FrontendConfig) -> int:
-        return self.frames_per_segment(fe) * fe.hop_length
-
-    def band_edges(self, n_mels: int) -> list[tuple[int, int]]:
-        """Contiguous, near-equal groups of mel bands: [(start, end), ...]."""
-        if self.band_groups > n_mels:
-            raise ConfigError(f"band_groups={self.band_groups} > n_mels={n_mels}")
-        cuts = np.linspace(0, n_mels, self.band_groups + 1).round().astype(int)
-        return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
-
-    @property
-    def threshold_logit(self) -> float:
-        """log_alpha above which the gate is open at inference."""
-        p = (self.threshold - self.stretch_low) / (self.stretch_high - self.stretch_low)
-        return math.log(p / (1 - p))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from ..features import FrontendConfig
+from .config import GateConfig
 
 
 def sample_gates(log_alpha: torch.Tensor, cfg: GateConfig, *,

@@ -23,62 +23,13 @@ sends.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from ..features import FrontendConfig
-from .gates import GateConfig, binary_gates, sample_gates
-
-ARCHS = ("tiny", "small")
-
-
-@dataclass(frozen=True)
-class MaskConfig:
-    """Architecture of the mask generator, with the gate and front-end configs it was built for."""
-
-    arch: str = "small"
-    hidden: int = 32
-    layers: int = 3  # small: dilated blocks (dilation 1, 2, 4, ...)
-    kernel: int = 5  # small: depthwise kernel
-    context_segments: int = 1  # tiny: segments of look-back
-    feedback: int = 2  # previous gate decisions fed back into the logits (0 = none)
-    feedback_init: float = -3.0  # initial weight of the latest gate (older ones start at 0)
-    init_logit: float = 1.0  # gates start open (P(open) 0.93, KL near 0); L0 closes them
-    logit_bound: float = 4.0  # log_alpha = bound * tanh(raw / bound): no gate saturates beyond
-                              # reach of the gradients, and int8 output has a known range
-    gate: GateConfig = field(default_factory=GateConfig)
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ConfigError(f"unknown mask architecture {self.arch!r} (choose from {ARCHS})")
-        if abs(self.feedback_init) >= self.logit_bound:
-            raise ConfigError("|feedback_init| must be below logit_bound")
-        if self.hidden < 1 or self.layers < 0 or self.kernel < 1 or self.context_segments < 0 \
-                or self.feedback < 0:
-            raise ConfigError("hidden, kernel >= 1 and layers, context_segments, feedback >= 0 "
-                              "required")
-        self.gate.frames_per_segment(self.frontend)  # validates segment_ms against the hop
-        self.gate.band_edges(self.frontend.n_mels)
-
-    @property
-    def frames_per_segment(self) -> int:
-        return self.gate.frames_per_segment(self.frontend)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MaskConfig":
-        d = dict(d)
-        d["gate"] = GateConfig(**d.get("gate", {}))
-        d["frontend"] = FrontendConfig.from_dict(d.get("frontend", {}))
-        return cls(**d)
-
+from .config import MaskConfig
+from .gates import binary_gates, sample_gates
 
 class Normalizer(nn.Module):
     """Fixed per-band standardisation, fitted on training features (stored in checkpoints)."""

@@ -6,55 +6,18 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig
 from .dist import DistContext
 
 # fields that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("device", "amp", "eval_every", "progress")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings; the CLI flags map one-to-one onto these fields."""
-
-    epochs: int | None = None
-    max_steps: int | None = None
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    eval_every: int = 100
-    split_field: str = "split"
-    device: str = "auto"
-    amp: bool = True
-    progress: bool = True
-
-    def total_steps(self, steps_per_epoch: int, default_epochs: int) -> int:
-        """--max-steps and --epochs both bound the run; with neither, `default_epochs`."""
-        bounds = []
-        if self.epochs is not None:
-            bounds.append(self.epochs * steps_per_epoch)
-        if self.max_steps is not None:
-            bounds.append(self.max_steps)
-        steps = min(bounds) if bounds else default_epochs * steps_per_epoch
-        if steps < 1:
-            raise ConfigError("--epochs/--max-steps leave no training step")
-        return steps
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 class Task(Protocol):

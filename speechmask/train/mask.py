@@ -4,7 +4,6 @@ KL(p_cloud(x) || p_cloud(x * z)) <= gamma, with a Lagrange multiplier raised by 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -16,25 +15,14 @@ from ..models.gates import expand_gates, floor_value, mask_features, prob_open
 from ..models.mask import MaskConfig, MaskGenerator
 from ..models.slu import SLUModel
 from .adversaries import CTCAdversary, SpeakerAdversary, ctc_loss, grad_reverse
-from .data import FeatureSet, batch_indices, feature_stats, load_features, pad_batch, steps_per_epoch
+from .config import MaskTrainConfig, ObjectiveConfig, TrainConfig
+from .data import (FeatureSet, batch_indices, feature_stats, load_features, pad_batch,
+                   steps_per_epoch)
 from .dist import DistContext, init_distributed, pick_device
-from .loop import TrainConfig, autocast, run
+from .loop import autocast, run
 
-DEFAULT_MAX_STEPS = 300  # dev open fraction and KL are flat from ~step 100 on (bench_mask)
+
 FEEDBACK_LR_SCALE = 20.0  # at 1x the feedback weights barely move in 300 steps (measured)
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    gamma: float = 0.15  # KL budget (nats), as SILENCE
-    lambda_init: float = 1.0  # the KL term counts from the first step
-    lambda_lr: float = 0.05  # gradient-ascent step of the multiplier
-    lambda_max: float = 50.0  # clamp
-    speaker_adversary: float = 0.0  # weight of the reversed speaker-classifier gradient
-    asr_adversary: float = 0.0  # weight of the reversed CTC-ASR gradient
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class MaskTask:
@@ -185,11 +173,16 @@ def _cudnn_off(device: torch.device):
         else contextlib.nullcontext()
 
 
-def train_mask(manifest: Path, slu_path: Path, out: Path, mask_cfg: MaskConfig,
-               obj: ObjectiveConfig, cfg: TrainConfig, *, resume: bool = False,
-               stop_after: int | None = None) -> dict:
+def train_mask(manifest: Path, slu_path: Path, out: Path, mask_cfg: MaskConfig | None = None,
+               obj: ObjectiveConfig | None = None, cfg: TrainConfig | None = None, *,
+               resume: bool = False, stop_after: int | None = None) -> dict:
+    """Train a mask generator for the cloud model `slu_path`; every config defaults to what
+    `speechmask train mask` uses."""
     from ..api import load_slu
 
+    mask_cfg = MaskConfig() if mask_cfg is None else mask_cfg
+    obj = ObjectiveConfig() if obj is None else obj
+    cfg = MaskTrainConfig() if cfg is None else cfg
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     ctx = init_distributed(device)
@@ -198,8 +191,6 @@ def train_mask(manifest: Path, slu_path: Path, out: Path, mask_cfg: MaskConfig,
         mask_cfg = MaskConfig.from_dict({**mask_cfg.to_dict(), "frontend": slu.cfg.frontend.to_dict()})
     fs = load_features(manifest, mask_cfg.frontend, progress=cfg.progress and ctx.is_main)
     per_epoch = steps_per_epoch(len(fs.select(cfg.split_field, "train")), cfg.batch_size)
-    bounded = cfg if (cfg.epochs or cfg.max_steps) else TrainConfig.from_dict(
-        {**cfg.to_dict(), "max_steps": DEFAULT_MAX_STEPS})
-    total = bounded.total_steps(per_epoch, default_epochs=1)
+    total = cfg.total_steps(per_epoch, MaskTrainConfig)
     task = MaskTask(fs, slu, str(slu_path), mask_cfg, obj, cfg, ctx, device)
     return run(task, cfg, out, total, ctx, resume=resume, stop_after=stop_after)

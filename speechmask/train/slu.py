@@ -15,12 +15,12 @@ from ..models.gates import floor_value
 from ..models.mask import MaskGenerator
 from ..models.slu import SLUConfig, SLUModel
 from .adversaries import ctc_loss
+from .config import FinetuneConfig, SLUTrainConfig, TrainConfig
 from .data import FeatureSet, batch_indices, load_features, pad_batch, steps_per_epoch
 from .dist import DistContext, init_distributed, pick_device
-from .loop import TrainConfig, autocast, cosine_lr, run
+from .loop import autocast, cosine_lr, run
 
-DEFAULT_EPOCHS = 60
-DEFAULT_FINETUNE_EPOCHS = 15
+
 CTC_WEIGHT = 0.5  # auxiliary character CTC loss (rows with transcripts)
 
 
@@ -150,10 +150,13 @@ def accuracy(model: SLUModel, task: SLUTask, idx: list[int], batch: int = 64) ->
     return correct / max(1, total)
 
 
-def train_slu(manifest: Path, out: Path, cfg: TrainConfig, *, resume: bool = False,
-              init_slu: Path | None = None, mask_path: Path | None = None,
+def train_slu(manifest: Path, out: Path, cfg: TrainConfig | None = None, *,
+              resume: bool = False, init_slu: Path | None = None, mask_path: Path | None = None,
               stop_after: int | None = None, level_norm: str = "mean") -> dict:
-    """Train (or, with `init_slu` and `mask_path`, fine-tune on masked input) the cloud model."""
+    """Train (or, with `init_slu` and `mask_path`, fine-tune on masked input) the cloud model.
+    `cfg`: default `SLUTrainConfig()` (`FinetuneConfig()` when fine-tuning)."""
+    trainer = FinetuneConfig if init_slu else SLUTrainConfig
+    cfg = trainer() if cfg is None else cfg
     from ..api import load_mask
     from .checkpoint import load_checkpoint
 
@@ -165,7 +168,7 @@ def train_slu(manifest: Path, out: Path, cfg: TrainConfig, *, resume: bool = Fal
     fe = SLUConfig.from_dict(init["config"]).frontend if init else (mask.cfg.frontend if mask else None)
     fs = load_features(manifest, **({"fe": fe} if fe else {}), progress=cfg.progress and ctx.is_main)
     per_epoch = steps_per_epoch(len(fs.select(cfg.split_field, "train")), cfg.batch_size)
-    total = cfg.total_steps(per_epoch, DEFAULT_FINETUNE_EPOCHS if init else DEFAULT_EPOCHS)
+    total = cfg.total_steps(per_epoch, trainer)
     task = SLUTask(fs, cfg, total, ctx, device, init=init, mask=mask,
                    mask_path=str(mask_path) if mask_path else None, level_norm=level_norm)
     return run(task, cfg, out, total, ctx, resume=resume, stop_after=stop_after)

@@ -1,0 +1,141 @@
+"""The models' configs, torch-free so that the CLI reads its defaults from them at once: where
+gates sit and how they are sampled (`GateConfig`), the mask generator's architecture
+(`MaskConfig`), the cloud model's (`SLUConfig`). Checkpoints store them; `from_dict` rebuilds."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..features import FrontendConfig
+from ..options import check_choice, check_int, check_number, option
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Where gates sit and how they are sampled."""
+
+    segment_ms: float = option(40.0, "gate segment length in ms (a multiple of the 10 ms hop)")
+    band_groups: int = option(1, "gates per segment over groups of mel bands (1 = whole-segment "
+                                 "gates, which can mask audio)")
+    beta: float = option(2.0 / 3.0, "hard-concrete temperature", flag="--temperature")
+    stretch_low: float = -0.1  # l
+    stretch_high: float = 1.1  # r
+    threshold: float = 0.5  # on the deterministic gate
+
+    def __post_init__(self) -> None:
+        check_number(self.segment_ms, "segment_ms", low=0, strict_low=True)
+        check_int(self.band_groups, "band_groups")
+        check_number(self.beta, "beta", low=0, strict_low=True)
+        check_number(self.stretch_low, "stretch_low", high=-1e-9)
+        check_number(self.stretch_high, "stretch_high", low=1, strict_low=True)
+        check_number(self.threshold, "threshold", low=0, high=1, strict_low=True)
+        if self.threshold == 1:
+            raise ConfigError("threshold must be below 1", field="threshold")
+
+    def frames_per_segment(self, fe: FrontendConfig) -> int:
+        q = self.segment_ms / fe.hop_ms
+        if abs(q - round(q)) > 1e-9 or round(q) < 1:
+            raise ConfigError(f"segment_ms must be a whole number of {fe.hop_ms:g} ms hops "
+                              f"(got {self.segment_ms:g})", field="segment_ms")
+        return int(round(q))
+
+    def samples_per_segment(self, fe: FrontendConfig) -> int:
+        return self.frames_per_segment(fe) * fe.hop_length
+
+    def band_edges(self, n_mels: int) -> list[tuple[int, int]]:
+        """Contiguous, near-equal groups of mel bands: [(start, end), ...]."""
+        if self.band_groups > n_mels:
+            raise ConfigError(f"band_groups must be <= the {n_mels} mel bands (got "
+                              f"{self.band_groups})", field="band_groups")
+        cuts = np.linspace(0, n_mels, self.band_groups + 1).round().astype(int)
+        return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+
+    @property
+    def threshold_logit(self) -> float:
+        """log_alpha above which the gate is open at inference."""
+        p = (self.threshold - self.stretch_low) / (self.stretch_high - self.stretch_low)
+        return math.log(p / (1 - p))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ARCHS = ("tiny", "small")
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Architecture of the mask generator, with the gate and front-end configs it was built for."""
+
+    arch: str = option("small", "tiny: per-segment MLP over the segment and its context (like "
+                                "SILENCE-S); small: causal dilated depthwise-separable convs",
+                       choices=ARCHS)
+    hidden: int = option(32, "hidden units / channels")
+    layers: int = option(3, "small: dilated blocks (dilation 1, 2, 4, ...)")
+    kernel: int = option(5, "small: depthwise kernel")
+    context_segments: int = option(1, "tiny: segments of look-back")
+    feedback: int = option(2, "previous gate decisions fed back into the gate logits (0 = none)")
+    feedback_init: float = -3.0  # initial weight of the latest gate (older ones start at 0)
+    init_logit: float = 1.0  # gates start open (P(open) 0.93, KL near 0); L0 closes them
+    logit_bound: float = 4.0  # log_alpha = bound * tanh(raw / bound): no gate saturates beyond
+                              # reach of the gradients, and int8 output has a known range
+    gate: GateConfig = field(default_factory=GateConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+
+    def __post_init__(self) -> None:
+        check_choice(self.arch, "arch", ARCHS)
+        check_int(self.hidden, "hidden")
+        check_int(self.layers, "layers", low=0)
+        check_int(self.kernel, "kernel")
+        check_int(self.context_segments, "context_segments", low=0)
+        check_int(self.feedback, "feedback", low=0)
+        check_number(self.logit_bound, "logit_bound", low=0, strict_low=True)
+        check_number(self.feedback_init, "feedback_init")
+        check_number(self.init_logit, "init_logit")
+        if abs(self.feedback_init) >= self.logit_bound:
+            raise ConfigError("|feedback_init| must be below logit_bound", field="feedback_init")
+        self.gate.frames_per_segment(self.frontend)  # validates segment_ms against the hop
+        self.gate.band_edges(self.frontend.n_mels)
+
+    @property
+    def frames_per_segment(self) -> int:
+        return self.gate.frames_per_segment(self.frontend)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MaskConfig":
+        d = dict(d)
+        d["gate"] = GateConfig(**d.get("gate", {}))
+        d["frontend"] = FrontendConfig.from_dict(d.get("frontend", {}))
+        return cls(**d)
+
+
+LEVEL_NORMS = ("mean", "max")
+
+
+@dataclass(frozen=True)
+class SLUConfig:
+    intents: tuple[str, ...]
+    channels: int = 128
+    hidden: int = 128
+    dropout: float = 0.2
+    feature_scale: float = 4.0  # typical spread of log-mel values around the reference level
+    level_norm: str = option("mean", "per-band reference level over the utterance's live frames",
+                             choices=LEVEL_NORMS)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "intents": list(self.intents)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SLUConfig":
+        d = dict(d)
+        d["intents"] = tuple(d["intents"])
+        d["frontend"] = FrontendConfig.from_dict(d.get("frontend", {}))
+        return cls(**d)
