@@ -1,19 +1,15 @@
 """`speechmask export`: registered as a plugin of the `speechmask` command (entry point group
-`speechmask.commands`), so the core never imports this package."""
+`speechmask.commands`), so the core never imports this package. Options and defaults come from
+`ExportConfig`."""
 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
+from speechmask.options import add_options, from_args
 
-def _bytes(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+)\s*(KiB|KB|k|MiB|MB|B)?\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 128KiB)")
-    unit = {"KiB": 1024, "KB": 1000, "k": 1024, "MiB": 1 << 20, "MB": 10 ** 6, "B": 1, None: 1}
-    return int(m.group(1)) * unit[m.group(2)]
+from .config import ExportConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,22 +17,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Export the mask generator as the firmware calls it (one "
                                    "segment per call): mask.tflite (full int8), mask.onnx, "
                                    "mask_int8.onnx, model_data.h/.c, speechmask_frontend.h, "
-                                   "speechmask_gates.h, report.json, report.md.")
+                                   "speechmask_gates.h, report.json, report.md, written into "
+                                   "--out as one set.")
     p.add_argument("--mask", type=Path, required=True, help="trained mask generator")
     p.add_argument("--calib", type=Path, required=True,
                    help="manifest: its 'train' utterances calibrate, 'test' ones check parity")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--ram-budget", type=_bytes, default=128 * 1024,
-                   help="refuse an arena larger than this (default 128KiB)")
+    add_options(p, ExportConfig)
     p.add_argument("--force", action="store_true", help="replace existing outputs")
-    p.set_defaults(handler=_export)
+    p.set_defaults(handler=_export, parser=p)
 
 
 def _export(args: argparse.Namespace) -> int:
+    from speechmask.corpus.manifest import read_manifest
+    from speechmask.train.checkpoint import load_checkpoint
+
     from .pipeline import export, markdown
 
-    report = export(args.mask, args.calib, args.out, ram_budget=args.ram_budget,
-                    force=args.force)
+    settings = from_args(ExportConfig, args, args.parser)
+    load_checkpoint(args.mask, kind="mask")  # one line for a missing or corrupt checkpoint
+    read_manifest(args.calib)  # and for a manifest off the schema, before minutes of work
+    report = export(args.mask, args.calib, args.out, settings, force=args.force)
     print(markdown(report))
     print(f"wrote {args.out}/")
     return 0

@@ -14,8 +14,9 @@ from speechmask.atomic import atomic_output
 from speechmask.device import (StreamingCall, float_calls, history_values, mask_cost, stamp)
 from speechmask.device.int8 import (LiteRT, gate_open_above, int8_gates, model_layout,
                                     stamp_tflite)
-from speechmask.errors import SpeechmaskError
+from speechmask.outputs import OutputFolder
 
+from .config import ExportConfig
 from .graph_cost import estimate, graph_cost
 from .headers import frontend_header, gates_header, model_data
 from .keras_mask import build_keras
@@ -28,23 +29,27 @@ OUTPUTS = ("mask.tflite", "mask.onnx", "mask_int8.onnx", "model_data.h", "model_
 BASELINE_CLIP_S = 4.0  # the baselines encode whole clips; SILENCE quotes 4 s clips
 
 
-def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int = 128 * 1024,
-           calib_utterances: int = 40, test_utterances: int = 20, force: bool = False,
+def export(mask_path: Path, calib_manifest: Path, out: Path,
+           settings: ExportConfig | None = None, *, force: bool = False,
            progress: bool = True) -> dict:
-    """Write every output under `out` and return the report."""
+    """Write every output into the folder `out` as one set and return the report. Every check
+    that can fail fast runs first (the folder, the checkpoint, the manifest); a failure later
+    (over budget, a runtime mismatch) writes nothing."""
     from speechmask.api import load_mask
     from speechmask.train.data import load_features
 
-    if not force:
-        existing = [n for n in OUTPUTS if (out / n).exists()]
-        if existing:
-            raise SpeechmaskError(f"{out / existing[0]}: already exists (use --force to replace)")
+    settings = ExportConfig() if settings is None else settings
+    ram_budget = settings.ram_budget
+    folder = OutputFolder(out, force, owned=OUTPUTS)
+    folder.check()
     mask = load_mask(mask_path)  # CheckpointError: missing, corrupt, other kind or version
     cfg = mask.cfg
     contract = stamp(mask)
     fs = load_features(calib_manifest, cfg.frontend, progress=progress)
-    train = [i for i, r in enumerate(fs.rows) if r.get("split") == "train"][:calib_utterances]
-    test = [i for i, r in enumerate(fs.rows) if r.get("split") == "test"][:test_utterances]
+    train = [i for i, r in enumerate(fs.rows)
+             if r.get("split") == "train"][:settings.calib_utterances]
+    test = [i for i, r in enumerate(fs.rows)
+            if r.get("split") == "test"][:settings.test_utterances]
     if not train or not test:
         raise ExportError(f"{calib_manifest}: needs utterances with split 'train' (calibration) "
                           "and 'test' (parity checks)")
@@ -83,7 +88,26 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
         float_open += float(gates.sum())
         int8_open += float(loop.sum())
 
-    out.mkdir(parents=True, exist_ok=True)
+    parity = {"litert_vs_tflm_max_lsb": lsb, "gate_agreement": agree / max(1, total),
+              "closed_loop_gate_agreement": loop_agree / max(1, total),
+              "open_fraction_float": float_open / max(1, total),
+              "open_fraction_int8": int8_open / max(1, total), "segments": total,
+              "calls_checked_in_both_runtimes": len(calib) + len(test_calls)}
+    with folder.staged() as staging:
+        parity.update(_write_sources(staging, mask, model, litert, calib, test_calls,
+                                     test_logits, contract))
+        report = _report(mask, model, arena, ops, parity, contract,
+                         {"mask": str(mask_path), "calibration_manifest": str(calib_manifest)},
+                         ram_budget)
+        _write(staging / "report.json", (json.dumps(report, indent=1) + "\n").encode())
+        _write(staging / "report.md", markdown(report).encode())
+    return report
+
+
+def _write_sources(out: Path, mask, model: bytes, litert: LiteRT, calib: list, test_calls: list,
+                   test_logits: list, contract: dict) -> dict:
+    """The model files and C sources into `out`; returns ONNX's parity figures."""
+    cfg = mask.cfg
     _write(out / "mask.tflite", model)
     fp = export_onnx(mask, out / "mask.onnx")
     qp = quantize_onnx(fp, out / "mask_int8.onnx", calib[:: max(1, len(calib) // 500)])
@@ -96,14 +120,19 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
     _write(out / "model_data.c", c.encode())
     _write(out / "speechmask_frontend.h", frontend_header(cfg.frontend, contract).encode())
     _write(out / "speechmask_gates.h", gates_header(cfg, litert, contract).encode())
+    return {"onnx_float_max_abs": onnx_err, "onnx_int8_vs_float_max_abs": onnx_int8_err}
 
+
+def _report(mask, model: bytes, arena: int, ops: list[str], parity: dict, contract: dict,
+            sources: dict, ram_budget: int) -> dict:
+    cfg = mask.cfg
     calls_per_second = cfg.frontend.frames_per_second / cfg.frames_per_segment
     graph = graph_cost(model)
     est = estimate(graph, calls_per_second)
     ours = mask_cost(mask)
     macs = int(round(graph["macs"] * calls_per_second))
-    report = {
-        **contract, "mask": str(mask_path), "calibration_manifest": str(calib_manifest),
+    return {
+        **contract, **sources,
         "ops": ops, "params": ours["params"], "macs_per_second": macs,
         "macs_per_call": graph["macs"], "flash_bytes": len(model), "arena_bytes": arena,
         "memory_bytes": len(model) + arena, "ram_budget_bytes": ram_budget,
@@ -114,20 +143,11 @@ def export(mask_path: Path, calib_manifest: Path, out: Path, *, ram_budget: int 
         "est_ms_per_call_480mhz": est["ms_per_call"],
         "est_ms_per_second_480mhz": est["ms_per_second"],
         "est_cpu_share": est["cpu_share"], "est_method": est["method"],
-        "parity": {"litert_vs_tflm_max_lsb": lsb, "gate_agreement": agree / max(1, total),
-                   "closed_loop_gate_agreement": loop_agree / max(1, total),
-                   "open_fraction_float": float_open / max(1, total),
-                   "open_fraction_int8": int8_open / max(1, total),
-                   "segments": total,
-                   "calls_checked_in_both_runtimes": len(calib) + len(test_calls),
-                   "onnx_float_max_abs": onnx_err, "onnx_int8_vs_float_max_abs": onnx_int8_err},
+        "parity": parity,
         "analytic": ours,
         "baselines": baseline_costs(cfg.frontend, cfg.frames_per_segment, macs, ours,
                                     len(model) + arena),
     }
-    _write(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
-    _write(out / "report.md", markdown(report).encode())
-    return report
 
 
 def _lsb(litert: LiteRT, micro: TFLM, call: list[np.ndarray]) -> tuple[int, list[np.ndarray]]:

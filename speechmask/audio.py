@@ -121,3 +121,56 @@ def probe_audio(path: str | os.PathLike, *, min_duration_s: float = MIN_DURATION
     data, sr = _decode(path)
     validate_waveform(data, sr, source=str(path), sample_rate=sr, min_duration_s=min_duration_s)
     return data.shape[0] / sr
+
+
+def describe_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> dict:
+    """What reading `path` will do to it, from its header alone: `sample_rate`, `channels`,
+    `resampled` (from another rate to `sample_rate`), `downmixed` (several channels averaged),
+    and `truncated`: a WAV whose data chunk promises more bytes than the file holds (libsndfile
+    reads what is there without a word), with `declared_s` and `present_s`. AudioError for a
+    file libsndfile cannot open."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{path}: unreadable or unsupported audio ({_short(exc)})") from None
+    out = {"sample_rate": int(info.samplerate), "channels": int(info.channels),
+           "resampled": int(info.samplerate) != sample_rate, "downmixed": info.channels > 1,
+           "truncated": False}
+    declared = _wav_data_bytes(path)
+    if declared is not None:
+        promised, present, frame_bytes = declared
+        if present < promised:
+            rate = info.samplerate * frame_bytes
+            out.update(truncated=True, declared_s=round(promised / rate, 3),
+                       present_s=round(present / rate, 3))
+    return out
+
+
+def _wav_data_bytes(path: Path) -> tuple[int, int, int] | None:
+    """(bytes the data chunk declares, bytes present, bytes per frame) of a RIFF WAV; None for
+    other formats or headers this walk does not follow (RF64, a data size of 0xFFFFFFFF)."""
+    import struct
+
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = path.stat().st_size
+        frame_bytes = None
+        while True:
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            tag, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if tag == b"fmt ":
+                fmt = fh.read(min(length, 16))
+                if len(fmt) >= 14:
+                    frame_bytes = struct.unpack("<H", fmt[12:14])[0]  # block align
+                fh.seek(length - len(fmt) + (length & 1), 1)
+            elif tag == b"data":
+                if length == 0xFFFFFFFF or not frame_bytes:
+                    return None
+                return length, size - fh.tell(), frame_bytes
+            else:
+                fh.seek(length + (length & 1), 1)

@@ -9,13 +9,22 @@ from typing import NoReturn
 from . import __version__
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error convention: one line naming the flag and the problem,
+    exit code 1 (argparse's own is usage text and 2). Subcommand parsers are of this class too."""
+
+    def error(self, message: str):
+        where = self.prog.removeprefix("speechmask").strip()
+        fatal(f"{where + ': ' if where else ''}{message} (see `{self.prog} --help`)")
+
+
 def get_parser() -> argparse.ArgumentParser:
     """Build the full parser. Imports nothing heavy: handlers import their modules when run."""
     from .corpus import cli as corpus_cli
     from . import mask_cli
     from .train import cli as train_cli
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="speechmask",
         description="Privacy-preserving speech masking for microcontrollers: corpora, front-end, "
                     "mask training, attacks, export.")
@@ -55,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         fatal("interrupted", 130)
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a disk that fills up, a file that vanishes mid-run
+        where = f"{exc.filename}: " if exc.filename else ""
+        fatal(f"{where}{exc.strerror or exc}")
     return 0
 
 

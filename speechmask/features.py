@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from .errors import ConfigError
 
 
@@ -100,6 +98,8 @@ class FrontendConfig:
 @functools.lru_cache(maxsize=8)
 def window(cfg: FrontendConfig) -> np.ndarray:
     """Periodic Hann window, float64 `(win_length,)`."""
+    import numpy as np  # here: `speechmask --help` reads FrontendConfig without numpy
+
     n = np.arange(cfg.win_length)
     return 0.5 - 0.5 * np.cos(2 * np.pi * n / cfg.win_length)
 
@@ -109,6 +109,7 @@ def mel_filterbank(cfg: FrontendConfig) -> np.ndarray:
     """Triangular mel filters (Slaney mel scale, peak 1, no area normalisation): float64
     `(n_mels, n_bins)`. Peak-1 triangles quantise well to Q15 for the integer path."""
     import librosa
+    import numpy as np
 
     fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
                              fmin=cfg.fmin, fmax=cfg.fmax, htk=False, norm=None,
@@ -121,6 +122,8 @@ def mel_filterbank(cfg: FrontendConfig) -> np.ndarray:
 
 def log_mel_numpy(wave: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
     """Float64 reference in numpy. wave: `(n_samples,)` in [-1, 1) -> `(n_frames, n_mels)`."""
+    import numpy as np
+
     frames = frame_signal(np.asarray(wave, dtype=np.float64), cfg)
     spec = np.fft.rfft(frames * window(cfg), n=cfg.n_fft, axis=-1)
     power = spec.real ** 2 + spec.imag ** 2
@@ -129,6 +132,8 @@ def log_mel_numpy(wave: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> n
 
 def frame_signal(wave: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     """`(..., n_samples)` -> `(..., n_frames, win_length)` view, frame t at t * hop."""
+    import numpy as np
+
     n = cfg.n_frames(wave.shape[-1])
     if n == 0:
         return np.zeros(wave.shape[:-1] + (0, cfg.win_length), dtype=wave.dtype)

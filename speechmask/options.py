@@ -24,13 +24,13 @@ _REGISTRY = "_speechmask_options"  # parser attribute: {config class: {field: fl
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
            negative: str | None = None, choices: tuple | None = None,
-           metavar: str | None = None, default_factory: Any = dataclasses.MISSING
-           ) -> Any:
+           metavar: str | None = None, parse: Any = None,
+           default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that is also a CLI option. `flag`: the flag when it is not the field's
     name with dashes; `negative`: for a bool that defaults to True, the flag that turns it off
-    (`--no-amp`)."""
+    (`--no-amp`); `parse`: the argparse type when it is not the field's type."""
     meta = {"help": help, "flag": flag, "negative": negative, "choices": choices,
-            "metavar": metavar}
+            "metavar": metavar, "parse": parse}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -88,7 +88,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
             kwargs["choices"] = meta["choices"]
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(flag_of(cls, name), type=kind, help=help_text, **kwargs)
+        parser.add_argument(flag_of(cls, name), type=meta.get("parse") or kind, help=help_text,
+                            **kwargs)
         table.setdefault(cls, {})[name] = flag_of(cls, name)
 
 

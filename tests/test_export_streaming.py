@@ -271,6 +271,7 @@ def test_export_command_writes_everything_and_refuses_clearly(tiny_corpus, mask_
     from speechmask.errors import SpeechmaskError
     from speechmask.train.checkpoint import CheckpointError
 
+    from firmware_export.config import ExportConfig
     from firmware_export.pipeline import OUTPUTS, export
 
     out = tmp_path / "fw"
@@ -315,7 +316,7 @@ def test_export_command_writes_everything_and_refuses_clearly(tiny_corpus, mask_
     from firmware_export.tflite_int8 import ExportError
 
     with pytest.raises(ExportError, match="RAM budget"):
-        export(mask_path, tiny_corpus, tmp_path / "small", ram_budget=1024)
+        export(mask_path, tiny_corpus, tmp_path / "small", ExportConfig(ram_budget=1024))
     assert not (tmp_path / "small").exists()  # nothing half-written
     bad = tmp_path / "bad"
     with pytest.raises(CheckpointError, match="no such checkpoint"):

@@ -10,20 +10,21 @@ FORMATS = ("fsc", "slurp", "librispeech", "voxceleb", "vctk", "speechcommands")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..options import add_options
+    from .config import SynthConfig
+
     data = sub.add_parser("data", help="make, import, inspect and plot speech corpora")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     p = dsub.add_parser("synth", help="generate the built-in multi-speaker SLU corpus (TTS)")
     p.add_argument("--out", type=Path, required=True, help="corpus folder to create or resume")
-    p.add_argument("--speakers", type=int, default=30, help="distinct voices (default 30)")
-    p.add_argument("--utterances-per-speaker", type=int, default=40, help="default 40")
-    p.add_argument("--seed", type=int, default=0)
+    add_options(p, SynthConfig)
     p.add_argument("--engines", default=None,
                    help="comma-separated TTS engines among espeak-ng,flite "
                         "(default: every one installed)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="regenerate over a different corpus")
-    p.set_defaults(handler=_synth)
+    p.set_defaults(handler=_synth, parser=p)
 
     p = dsub.add_parser("manifest", help="build a manifest from a real corpus on disk")
     p.add_argument("--format", required=True, choices=FORMATS)
@@ -58,11 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth import SynthConfig, synthesize
+    from ..options import from_args
+    from .config import SynthConfig
+    from .synth import synthesize
     from .voices import resolve_engines
 
-    cfg = SynthConfig(speakers=args.speakers, utterances_per_speaker=args.utterances_per_speaker,
-                      seed=args.seed, engines=resolve_engines(args.engines))
+    cfg = from_args(SynthConfig, args, args.parser, engines=resolve_engines(args.engines))
     summary = synthesize(args.out, cfg, jobs=args.jobs, force=args.force)
     print(f"wrote {summary['manifest']}: {summary['utterances']} utterances from "
           f"{summary['speakers']} speakers ({summary['rendered']} rendered, "
@@ -87,12 +89,11 @@ def _manifest(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from ..audio import atomic_write_text
-    from ..errors import SpeechmaskError
+    from ..outputs import check_new_file
     from .manifest import read_manifest
     from .stats import corpus_stats, format_stats, frontend_parity
 
-    if args.json and args.json.exists() and not args.force:
-        raise SpeechmaskError(f"{args.json}: already exists (use --force to overwrite)")
+    check_new_file(args.json, args.force)
     rows = read_manifest(args.manifest)
     stats = corpus_stats(rows)
     if args.frontend:
@@ -105,10 +106,10 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from ..errors import SpeechmaskError
+    from ..outputs import check_new_file
     from ..plotting import plot_utterances
 
-    if args.out.exists() and not args.force:
-        raise SpeechmaskError(f"{args.out}: already exists (use --force to overwrite)")
+    check_new_file(args.out, args.force)
     if args.audio:
         items = [(str(p), p, None) for p in args.audio]
     else:

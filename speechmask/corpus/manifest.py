@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -71,29 +72,62 @@ def _validate_entity(ent: object, words: list[str], where: str) -> None:
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict]:
-    """Read and validate a manifest. Errors name the file and line."""
+    """Read and validate a manifest. Every problem is one ManifestError naming the file and
+    line: unreadable files, binary or non-UTF-8 bytes, invalid JSON, non-finite numbers (JSON
+    has none; Python's reader would accept `NaN` and `1e999`), rows off the schema."""
+    return [row for _, row in read_manifest_lines(path)]
+
+
+def read_manifest_lines(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """`read_manifest` with each row's line number, for errors about a row found later."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
-    rows: list[dict] = []
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot be read ({exc.strerror})") from None
+    rows: list[tuple[int, dict]] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{where}: invalid JSON ({exc.msg})") from None
-            validate_row(row, where)
-            if row["id"] in seen:
-                raise ManifestError(f"{where}: duplicate id {row['id']!r}")
-            seen.add(row["id"])
-            rows.append(row)
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        where = f"{path}:{lineno}"
+        if b"\0" in raw:
+            raise ManifestError(f"{where}: binary data (NUL bytes), not a JSON-lines manifest")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                f"column {exc.start + 1})") from None
+        if not line.strip():
+            continue
+        row = parse_json_line(line, where)
+        validate_row(row, where)
+        if row["id"] in seen:
+            raise ManifestError(f"{where}: duplicate id {row['id']!r}")
+        seen.add(row["id"])
+        rows.append((lineno, row))
     if not rows:
         raise ManifestError(f"{path}: manifest is empty")
     return rows
+
+
+def parse_json_line(line: str, where: str):
+    """One JSON value, strictly: no NaN/Infinity, no number that overflows a float."""
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ManifestError(f"{where}: number {text} is out of range")
+        return value
+
+    def constant(name: str):
+        raise ManifestError(f"{where}: {name} is not a number JSON allows")
+
+    try:
+        return json.loads(line, parse_float=finite, parse_constant=constant)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{where}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+    except RecursionError:
+        raise ManifestError(f"{where}: JSON nested too deeply") from None
 
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[dict], *, force: bool = False) -> Path:

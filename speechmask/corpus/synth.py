@@ -12,27 +12,13 @@ import soundfile as sf
 from ..audio import SAMPLE_RATE, atomic_write_text, write_wav
 from ..errors import CorpusError
 from ..parallel import default_jobs, progress_map
+from .config import SynthConfig
 from .manifest import assign_splits, write_manifest
 from .templates import INTENTS, fill
 from .voices import Voice, hash_seed, make_voices, render
 
-FORMAT_VERSION = 1
 CONFIG_NAME = "synth_config.json"
 MANIFEST_NAME = "manifest.jsonl"
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """What determines the corpus; stored beside it so a rerun can resume or refuse a clash."""
-
-    speakers: int = 30
-    utterances_per_speaker: int = 40
-    seed: int = 0
-    engines: tuple[str, ...] = ("espeak-ng", "flite")
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "engines": list(self.engines)}
 
 
 @dataclass(frozen=True)
@@ -46,10 +32,6 @@ class Job:
 
 def plan(cfg: SynthConfig) -> tuple[list[dict], list[Job]]:
     """Manifest rows (without duration) and render jobs; a pure function of `cfg`."""
-    if cfg.speakers < 2:
-        raise CorpusError("--speakers must be at least 2 (one of each gender)")
-    if cfg.utterances_per_speaker < 1:
-        raise CorpusError("--utterances-per-speaker must be at least 1")
     voices = make_voices(cfg.speakers, cfg.engines, cfg.seed)
     intents = sorted(INTENTS)
     rows, jobs = [], []
@@ -104,8 +86,8 @@ def synthesize(out: Path, cfg: SynthConfig, *, jobs: int | None = None, force: b
     cfg_path = out / CONFIG_NAME
     if cfg_path.exists() and not force:
         try:
-            old = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            old = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise CorpusError(f"{cfg_path}: unreadable ({exc}); use --force to regenerate") from None
         if old != cfg.to_dict():
             raise CorpusError(f"{out}: holds a corpus made with other settings ({old}); "

@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from ..errors import ConfigError
 from ..features import FrontendConfig
 from ..options import check_choice, check_int, check_number, option
@@ -51,8 +49,9 @@ class GateConfig:
         if self.band_groups > n_mels:
             raise ConfigError(f"band_groups must be <= the {n_mels} mel bands (got "
                               f"{self.band_groups})", field="band_groups")
-        cuts = np.linspace(0, n_mels, self.band_groups + 1).round().astype(int)
-        return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+        step = n_mels / self.band_groups  # as numpy's linspace: i * step, the end exact
+        cuts = [round(i * step) for i in range(self.band_groups)] + [n_mels]
+        return list(zip(cuts[:-1], cuts[1:]))
 
     @property
     def threshold_logit(self) -> float:

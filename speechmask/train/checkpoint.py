@@ -39,11 +39,15 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError, IndexError,
+            KeyError, TypeError, AttributeError, MemoryError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise CheckpointError(f"{path}: corrupt or not a speechmask checkpoint "
-                              f"({str(exc).splitlines()[0][:120]})") from None
+                              f"({detail})") from None
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):  # a valid pickle naming arbitrary objects
             raise CheckpointError(f"{path}: refused, holds objects beyond tensors and plain "

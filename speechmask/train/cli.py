@@ -80,6 +80,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     check_new_file(args.json, args.force)
     result = evaluate(args.manifest, args.slu, args.mask, split_field=args.split_field,
                       part=args.part)
+    if result["unknown_intent_utterances"]:
+        from ..outputs import note
+
+        names = ", ".join(result["unknown_intents"][:5])
+        more = "" if len(result["unknown_intents"]) <= 5 else ", ..."
+        note(f"{args.manifest}: {result['unknown_intent_utterances']} of {result['utterances']} "
+             f"{args.part} utterances have intents {args.slu} never saw ({names}{more}); they "
+             "count as errors")
     text = json.dumps(result)
     print(text)
     if args.json:

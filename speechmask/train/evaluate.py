@@ -42,7 +42,10 @@ def evaluate(manifest: Path, slu_path: Path, mask_path: Path | None = None, *,
             x = xm
         pred = slu(x, lengths).argmax(-1).tolist()
         correct += sum(p == label.get(fs.rows[i]["intent"], -1) for p, i in zip(pred, rows))
+    unknown = sorted({fs.rows[i]["intent"] for i in idx} - set(label) - {None})
     return {"utterances": len(idx), "intent_acc": correct / len(idx),
+            "unknown_intents": unknown,
+            "unknown_intent_utterances": sum(fs.rows[i]["intent"] in unknown for i in idx),
             "open_fraction": (opened / segments) if mask is not None else 1.0,
             "open_fraction_speech": (speech_open / speech_segments) if mask is not None else 1.0,
             "split_field": split_field, "part": part}

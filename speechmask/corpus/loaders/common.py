@@ -78,6 +78,21 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def read_text(path: Path, what: str) -> str:
+    """A corpus's text file, decoded as UTF-8; CorpusError naming the file, what it should be and
+    where the bytes stop being text."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot be read ({exc.strerror}; expected {what})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise CorpusError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}; "
+                          f"expected {what})") from None
+
+
 def build_manifest(fmt: str, root: Path, out: Path, *, jobs: int = 1, seed: int = 0,
                    force: bool = False) -> tuple[list[dict], list[tuple[str, str]]]:
     """Scan `root` in layout `fmt`, check every file, write `out` atomically.

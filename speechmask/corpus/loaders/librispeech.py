@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import CorpusError
-from .common import ScanResult, normalize_transcript, require_dir, require_file
+from .common import ScanResult, normalize_transcript, read_text, require_dir, require_file
 
 _GENDERS = {"F": "f", "M": "m"}
 
@@ -42,7 +42,8 @@ def scan(root: Path) -> ScanResult:
     result = ScanResult()
     for trans in trans_files:
         subset = trans.parent.parent.parent.name
-        for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        text = read_text(trans, "a LibriSpeech transcript file")
+        for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")

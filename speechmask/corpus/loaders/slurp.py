@@ -6,8 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from ...errors import CorpusError
-from .common import ScanResult, normalize_transcript, require_dir, require_file
+from ...errors import CorpusError, ManifestError
+from ..manifest import parse_json_line
+from .common import ScanResult, normalize_transcript, read_text, require_dir, require_file
 
 #: Official splits with real recordings. train_synthetic.jsonl (TTS audio in audio/slurp_synth)
 #: is ignored on purpose: it has no real speakers and would distort the speaker splits.
@@ -35,7 +36,7 @@ _GENDERS = {"F": "f", "M": "m"}
 def _speakers(path: Path) -> dict[str, str]:
     """Recording file name -> usrid, from metadata.json."""
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        records = json.loads(read_text(path, "SLURP metadata"))
         return {name: str(info["usrid"]) for record in records.values()
                 for name, info in record.get("recordings", {}).items() if info.get("usrid")}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError) as exc:
@@ -95,17 +96,17 @@ def scan(root: Path) -> ScanResult:
                           "unpacked from slurp_real.tar.gz)")
     result = ScanResult()
     for split, path in jsonls.items():
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, line in enumerate(read_text(path, "SLURP JSON lines").splitlines(), 1):
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
-                entry = json.loads(line)
+                entry = parse_json_line(line, where)
                 transcript, slots, entities = _annotate(entry)
                 recordings = [rec["file"] for rec in entry["recordings"]]
                 intent = (f"{entry['scenario']}_{entry['action']}"
                           if entry.get("scenario") and entry.get("action") else entry["intent"])
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            except (ManifestError, KeyError, TypeError, AttributeError) as exc:
                 result.bad.append((where, f"unparsable SLURP entry ({type(exc).__name__}: {exc})"))
                 continue
             for name in recordings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import CorpusError
-from .common import ScanResult, normalize_transcript, require_dir, require_file
+from .common import ScanResult, normalize_transcript, read_text, require_dir, require_file
 
 #: Official split lists (paths relative to the root, one per line); everything else is train.
 SPLIT_LISTS = {"valid": "validation_list.txt", "test": "testing_list.txt"}
@@ -15,7 +15,8 @@ _MARK = "_nohash_"
 
 
 def _read_list(path: Path) -> set[str]:
-    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    text = read_text(path, "a Speech Commands list file")
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 def scan(root: Path) -> ScanResult:
