@@ -1,5 +1,5 @@
 """What one call of the int8 TFLite model computes, counted from its graph, and the time that
-takes on a 480 MHz Cortex-M7, estimated (the firmware issue measures it).
+takes on a 480 MHz Cortex-M7, estimated (an estimate until firmware measures it on the core).
 
 Counting: multiply-accumulates of CONV_2D (output elements x kernel height x width x input
 channels), DEPTHWISE_CONV_2D (output elements x kernel height x width) and FULLY_CONNECTED (output

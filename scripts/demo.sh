@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on the built-in corpus (about 23 minutes on 2 cores).
+# `make demo`: the main job end to end on the built-in corpus (most of its time is the attack suite).
 # Re-running resumes the corpus and retrains the models.
 set -euo pipefail
 OUT=${1:-demo_out}
@@ -44,7 +44,7 @@ step "9. export the mask for the microcontroller: int8 TFLite, ONNX, C sources, 
 $SM export --mask "$R/mask.pt" --calib "$M" --out "$OUT/fw" --force
 
 step "10. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
-echo "(the full-strength suite with default settings, about 15 minutes on 2 cores; it trains every"
+echo "(the full suite with default settings, the longest step of the demo; it trains every"
 echo " attacker and baseline encoder and caches them in $OUT/attack/cache/, so a rerun is quick;"
 echo " speechmask_int8 is the exported int8 model's own gates, beside the float mask's)"
 $SM attack --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --slu-masked "$R/slu_masked.pt" \

@@ -1,4 +1,4 @@
-"""Export groundwork (issue 5): the streaming call the firmware makes reproduces the offline
+"""Export: the streaming call the firmware makes reproduces the offline
 mask exactly, its Keras twin matches it in float, and the int8 TFLite model gives the same
 outputs in ai-edge-litert and in TFLite Micro's host interpreter."""
 

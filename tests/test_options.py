@@ -54,7 +54,7 @@ def test_cli_defaults_are_the_config_defaults(command):
 
 
 def test_trainers_have_the_cli_learning_rates():
-    """The issue that started this: the mask's lr was 5e-3 on the CLI and 2e-3 in Python."""
+    """A Python caller of each trainer gets the learning rate the command line gets."""
     from speechmask.train.config import FinetuneConfig, MaskTrainConfig, SLUTrainConfig
 
     for cls, command in ((MaskTrainConfig, "speechmask train mask"),

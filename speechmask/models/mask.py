@@ -7,17 +7,14 @@ pooled per segment. Both are causal: a segment's gate depends only on frames up 
 Gate feedback (`feedback` > 0): the gates of the last `feedback` segments, as decided, are added
 linearly to the current segment's logits (weights bounded to +-logit_bound by tanh). The device
 knows what it has already withheld, and what the cloud model can do without depends on it: single
-closed 40 ms segments between open ones cost almost nothing, runs of closed segments cost much
-more. Measured on the built-in corpus with the clean cloud model at half the segments open:
-alternating 40 ms segments, KL 0.08 and accuracy unchanged; the same share closed at random,
-KL 0.41 and 18 points lost (`benchmarks/bench_patterns.py`). A feed-forward mask sees only audio
-and cannot learn such run-length rules: its gates did no better than random ones at equal open
-fraction. The weight of the latest gate starts at `feedback_init` (< 0: after an open segment,
-lean towards closing); from there training moves every weight, and the audio path may make
-segments deviate from the alternation. Measured on the built-in corpus, it barely does: the trained
-mask sends every other segment, silence nearly as often as speech (README). Without that start, the feedback weights drifted towards "stay open" in 300 steps. Training samples the gates
-segment by segment and feeds the samples back; inference feeds back the binary gates the device
-sends.
+closed 40 ms segments between open ones cost the clean cloud model far less than the same share
+closed at random (`benchmarks/bench_patterns.py`, docs/results.md). A feed-forward mask sees only
+audio and cannot learn such run-length rules. The weight of the latest gate starts at
+`feedback_init` (< 0: after an open segment, lean towards closing); from there training moves
+every weight, and the audio path may make segments deviate from the alternation (how far it does:
+bench_patterns' trained-mask row against the regular pattern; without a negative start the
+weights drift towards "stay open", CHANGELOG.md). Training samples the gates segment by segment
+and feeds the samples back; inference feeds back the binary gates the device sends.
 """
 
 from __future__ import annotations

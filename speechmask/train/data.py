@@ -18,8 +18,7 @@ from ..parallel import default_jobs, progress_map
 
 CACHE_DIR_NAME = ".speechmask-cache"
 # part of every feature-cache key: bump it when the cached content changes meaning, so caches an
-# older version wrote are recomputed (version 1 could hold features in the wrong rows, fixed in
-# 3d3bc56; a corpus re-synthesized into the same manifest bytes used to pick them up again)
+# older version wrote are recomputed (each version's reason: CHANGELOG.md)
 FEATURE_CACHE_VERSION = 2
 
 

@@ -32,8 +32,8 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: float, g: torch.G
     (what soft hard-concrete samples do in mask training: `ln(u**2)` added, u ~ U(0, 1)).
 
     The cloud model must tolerate masking for a mask to exist at all: trained without it, a few
-    closed segments cost over a nat of KL and the mask generator can close nothing (measured:
-    KL 1.35 at 7 % closed). SILENCE's premise is that intent survives heavy short-term masking;
+    closed segments cost more KL than the mask's budget allows, and the mask generator can close
+    nothing (CHANGELOG.md, mask generator). SILENCE's premise is that intent survives heavy short-term masking;
     this teaches the cloud model that, on clean training data. `strength` in [0, 1] scales the
     probabilities of segment masking and gains (a curriculum: see SLUTask.step)."""
     x = x.clone()
@@ -101,10 +101,9 @@ class SLUTask:
         x, lengths, y = self.batch(self.ctx.shard(glob), self.train_idx, t_max)
         g = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
         # curriculum: heavy masking from the start left the model at chance for hundreds of steps
-        # and made the final accuracy depend on floating-point noise (0.34-0.75 across runs).
-        # Fine-tuning on masked input adds no random drops or gains on top of the mask's (band
-        # masks only): measured on the built-in corpus, 0.911 test accuracy against 0.883 with
-        # full-strength drops on top, at 0.48 open
+        # and its final accuracy at the mercy of floating-point noise. Fine-tuning on masked
+        # input adds no random drops or gains on top of the mask's (band masks only): it scored
+        # higher without them (both: CHANGELOG.md, mask generator)
         strength = 0.0 if self.mask is not None else min(1.0, step / (0.25 * self.total))
         x = spec_augment(x.cpu(), lengths.cpu(), self.floor, g, strength).to(self.device)
         for group in self.optimizer.param_groups:
