@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
     from .data import SuiteData
 
-SUITE_FIELDS = ["attacks", "seed", "max_steps", "pocketsphinx_utterances", "pocketsphinx_lm"]
 REPORT_FILES = ["report.json", "report.md", "det.png", "examples.png"]
 SWEEP_FILES = ["sweep.json", "sweep.png"]
 CACHE = "cache"  # trained attackers, reused by the next run
@@ -46,7 +45,7 @@ def _common(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--out", type=Path, required=required,
                    help="output folder; its cache/ keeps trained attackers for the next run "
                         "(required)")
-    add_options(p, SuiteConfig, SUITE_FIELDS)
+    add_options(p, SuiteConfig)  # every field declared with option()
     p.add_argument("--split-field", choices=SPLIT_FIELDS, default=None,
                    help="content attackers' and utility's train/test parts (default: the one the "
                         "cloud model was trained on)")
@@ -123,16 +122,16 @@ def _check_inputs(args: argparse.Namespace, *, mask: Path | None = None,
     check_input_file(args.manifest, "manifest")
     slu = load_slu(args.slu)
     split_field = args.split_field or trained_split_field(args.slu)
-    models = {"--mask": load_mask(mask) if mask else None,
-              "--slu-masked": load_slu(slu_masked) if slu_masked else None}
-    for flag, model in models.items():
+    mask_model = load_mask(mask) if mask else None
+    masked_slu = load_slu(slu_masked) if slu_masked else None
+    for path, model in ((mask, mask_model), (slu_masked, masked_slu)):
         if model is not None and model.cfg.frontend != slu.cfg.frontend:
             fe, theirs = slu.cfg.frontend, model.cfg.frontend
-            raise ConfigError(f"{mask if flag == '--mask' else slu_masked}: its front-end "
-                              f"({theirs.sample_rate} Hz, {theirs.n_mels} mels) differs from the "
-                              f"cloud model's ({fe.sample_rate} Hz, {fe.n_mels} mels)")
-    int8_model = _int8_model(int8, models["--mask"]) if int8 else None
-    return slu, models["--mask"], models["--slu-masked"], int8_model, split_field
+            raise ConfigError(f"{path}: its front-end ({theirs.sample_rate} Hz, "
+                              f"{theirs.n_mels} mels) differs from the cloud model's "
+                              f"({fe.sample_rate} Hz, {fe.n_mels} mels)")
+    int8_model = _int8_model(int8, mask_model) if int8 else None
+    return slu, mask_model, masked_slu, int8_model, split_field
 
 
 def _output(args: argparse.Namespace, owned: list[str], keep: list[str]) -> OutputFolder:
@@ -152,17 +151,18 @@ def _load_data(args: argparse.Namespace, slu: SLUModel, split_field: str) -> Sui
 def _attack(args: argparse.Namespace) -> int:
     from speechmask.errors import ConfigError
 
+    from .fit import Cache
     from .report import markdown, plot_det, plot_examples, versions, write_report
-    from .suite import Suite, config_dict, default_cache, run_suite
+    from .suite import Suite, config_dict, run_suite
 
     missing = [f"--{k}" for k in ("manifest", "slu", "out") if getattr(args, k) is None]
     if missing:
         args.parser.error(f"the following arguments are required: {', '.join(missing)}")
     if args.mask is None and (args.slu_masked is not None or args.int8 is not None):
         raise ConfigError("--slu-masked and --int8 need --mask")
-    given = {"mask": args.mask, "int8_model": args.int8}
-    names = systems.choose([] if "none" in args.baselines else args.baselines,
-                           [k for k, v in given.items() if v is not None])
+    given = [k for k, flag in systems.INPUTS.items()
+             if getattr(args, flag.lstrip("-").replace("-", "_")) is not None]
+    names = systems.choose([] if "none" in args.baselines else args.baselines, given)
     if not names:
         raise ConfigError("nothing to attack: give --mask and/or --baselines")
     cfg = from_args(SuiteConfig, args, args.parser, systems=names)
@@ -172,7 +172,7 @@ def _attack(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     data = _load_data(args, slu, split_field)
-    suite = Suite(data, slu, mask, cfg, default_cache(args.out), slu_masked=slu_masked,
+    suite = Suite(data, slu, mask, cfg, Cache(args.out / CACHE), slu_masked=slu_masked,
                   int8_model=int8, progress=args.progress)
     rows = run_suite(suite)
     t = suite.trials() if "speaker" in cfg.attacks else None
@@ -209,8 +209,9 @@ def _sweep(args: argparse.Namespace) -> int:
     from speechmask.train.config import MaskTrainConfig, ObjectiveConfig
     from speechmask.train.mask import train_mask
 
+    from .fit import Cache
     from .report import plot_sweep
-    from .suite import Suite, default_cache, run_suite
+    from .suite import Suite, run_suite
 
     cfg = from_args(SuiteConfig, args, args.parser, systems=("speechmask",))
     steps = args.mask_steps if args.mask_steps is not None else args.max_steps
@@ -231,7 +232,7 @@ def _sweep(args: argparse.Namespace) -> int:
     for gamma, obj, path in zip(args.gammas, objectives, paths):
         train_mask(args.manifest, args.slu, path, MaskConfig(), obj, train_cfg,
                    resume=path.exists())
-        suite = Suite(data, slu, load_mask(path), cfg, default_cache(args.out),
+        suite = Suite(data, slu, load_mask(path), cfg, Cache(args.out / CACHE),
                       progress=args.progress)
         row = run_suite(suite)[0]
         points.append({"gamma": gamma, "mask": str(path), **row})

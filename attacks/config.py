@@ -1,4 +1,4 @@
-"""The attack suite's configs, torch-free so that `speechmask attack` reads its defaults from them."""
+"""The attack suite's configs, torch-free: `speechmask attack` reads its defaults from them."""
 
 from __future__ import annotations
 

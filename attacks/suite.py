@@ -434,7 +434,3 @@ def _shared_task(task: str) -> None:
 def _system_task(name: str) -> tuple[str, dict, dict, dict]:
     row = _SUITE.run_system(name)
     return name, row, _SUITE.details.get(name, {}), _SUITE.examples.get(name, {})
-
-
-def default_cache(out: Path) -> Cache:
-    return Cache(out / "cache")
