@@ -1,4 +1,4 @@
 """speechmask attack suite: what still leaks (content, speaker) and what still works (intent).
 
-Builds on the `speechmask` core and never the reverse; the attackers arrive with issue 4.
+Builds on the `speechmask` core and never the reverse.
 """

@@ -1,15 +1,40 @@
 """`speechmask attack` and `speechmask attack sweep`: registered as a plugin of the `speechmask`
-command (entry point group `speechmask.commands`), so the core never imports this package."""
+command (entry point group `speechmask.commands`), so the core never imports this package.
+
+Their flags take defaults and help from `SuiteConfig`'s fields, `--baselines` its choices from
+the registry of protections (`attacks.systems`). Each handler checks its flags, inputs and output
+folder before any work, then writes its files as one set (`speechmask.outputs.OutputFolder`): an
+interrupted run leaves the old set or the new one, never a mix. Trained attackers stay in the
+folder's `cache/`, and the sweep's masks beside it, for the next run to reuse."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-BASELINES = ("all_offload", "random", "mcadams", "vae", "ppslu", "on_device")
-ATTACK_NAMES = ("pocketsphinx", "passive", "informed", "inpainting", "speaker")
+from speechmask.options import add_options, flagged, from_args
+from speechmask.train.config import SPLIT_FIELDS
+
+from . import systems
+from .config import SuiteConfig
+
+if TYPE_CHECKING:
+    from speechmask.models.mask import MaskGenerator
+    from speechmask.models.slu import SLUModel
+    from speechmask.outputs import OutputFolder
+    from speechmask.train.config import MaskTrainConfig
+
+    from .data import SuiteData
+
+REPORT_FILES = ["report.json", "report.md", "det.png", "examples.png"]
+SWEEP_FILES = ["sweep.json", "sweep.png"]
+CACHE = "cache"  # trained attackers, reused by the next run
+SWEEP_MASKS = "mask_gamma*.pt"  # the sweep's masks, resumed by the next run
+NO_DEV_EVAL = 10 ** 9  # the sweep's masks are scored by the suite, not by dev evaluations
 
 
 def _common(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -18,26 +43,20 @@ def _common(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--manifest", type=Path, required=required, help="(required)")
     p.add_argument("--slu", type=Path, required=required, help="clean cloud model (required)")
     p.add_argument("--out", type=Path, required=required,
-                   help="folder for the report and plots (required)")
-    p.add_argument("--attacks", nargs="+", choices=ATTACK_NAMES, default=list(ATTACK_NAMES),
-                   help="attackers to run (default: all)")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="bound every training inside the suite (quick runs)")
-    p.add_argument("--split-field", choices=("split", "speaker_split"), default=None,
+                   help="output folder; its cache/ keeps trained attackers for the next run "
+                        "(required)")
+    add_options(p, SuiteConfig)  # every field declared with option()
+    p.add_argument("--split-field", choices=SPLIT_FIELDS, default=None,
                    help="content attackers' and utility's train/test parts (default: the one the "
                         "cloud model was trained on)")
-    p.add_argument("--pocketsphinx-max", type=int, default=None,
-                   help="decode at most this many test utterances with PocketSphinx")
-    p.add_argument("--pocketsphinx-lm", choices=("domain", "generic"), default="domain",
-                   help="PocketSphinx's language model: a bigram of the training transcripts "
-                        "(default; an attacker who knows the application) or the wheel's "
-                        "general en-US model")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="replace an existing report")
+    p.add_argument("--force", action="store_true",
+                   help="replace the folder's earlier outputs (what it keeps for reuse stays)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    baselines = systems.baselines()
+    listed = "; ".join(f"{n}: {systems.get(n).summary}" for n in baselines).replace("%", "%%")
     p = sub.add_parser("attack", help="score what leaks (content, speaker) and what works (intent)",
                        description="Run the attack suite: every system (the mask and the "
                                    "baselines) through every attacker; writes report.json, "
@@ -50,28 +69,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slu-masked", type=Path, default=None,
                    help="cloud model fine-tuned on the mask's output (default: the suite "
                         "fine-tunes one)")
-    p.add_argument("--baselines", nargs="+", default=list(BASELINES),
-                   choices=list(BASELINES) + ["none"], help="baseline systems (default: all)")
-    p.set_defaults(handler=_attack, attack_parser=p)
+    p.add_argument("--baselines", nargs="+", default=list(baselines),
+                   choices=list(baselines) + ["none"],
+                   help=f"baseline systems (default: all; none: only the mask): {listed}")
+    p.set_defaults(handler=_attack, parser=p)
     sp = p.add_subparsers(dest="attack_command", metavar="sweep")
     s = sp.add_parser("sweep", help="privacy-utility curve: train a mask per gamma, attack each")
     _common(s)
     s.add_argument("--gammas", nargs="+", type=float, required=True, help="KL budgets (nats)")
     s.add_argument("--mask-steps", type=int, default=None,
-                   help="mask training steps per gamma (default: the trainer's)")
-    s.set_defaults(handler=_sweep)
+                   help="mask training steps per gamma (default: --max-steps, else the mask "
+                        "trainer's)")
+    s.set_defaults(handler=_sweep, parser=s)
 
 
-def _split_field(args, slu_path: Path) -> str:
-    from speechmask.train.checkpoint import load_checkpoint
-
-    if args.split_field:
-        return args.split_field
-    return load_checkpoint(slu_path, kind="slu").get("train_config", {}).get("split_field",
-                                                                              "split")
-
-
-def _int8_model(path: Path, mask) -> bytes:
+def _int8_model(path: Path, mask: MaskGenerator) -> bytes:
     """The exported mask.tflite, checked against the mask it should come from: the device
     contract's version and the export id in its metadata, then its inputs and outputs."""
     from speechmask.device import ContractError, check_stamp, stamp
@@ -95,65 +107,75 @@ def _int8_model(path: Path, mask) -> bytes:
     return model
 
 
-def _suite(args, mask, systems_: tuple[str, ...], slu_masked=None, int8=None):
-    from speechmask.api import load_slu
+def _check_inputs(args: argparse.Namespace, *, mask: Path | None = None,
+                  slu_masked: Path | None = None, int8: Path | None = None
+                  ) -> tuple[SLUModel, MaskGenerator | None, SLUModel | None, bytes | None, str]:
+    """Every input read and checked before any work: the manifest readable, each checkpoint of
+    its kind and of the cloud model's front-end, the int8 model stamped for the mask. Returns
+    the models and the split field."""
+    from speechmask.api import load_mask, load_slu
     from speechmask.errors import ConfigError
+    from speechmask.outputs import check_input_file
 
-    from .data import SuiteData
-    from .suite import Suite, SuiteConfig, default_cache
+    from .data import trained_split_field
 
+    check_input_file(args.manifest, "manifest")
     slu = load_slu(args.slu)
-    if mask is not None and mask.cfg.frontend != slu.cfg.frontend:
-        raise ConfigError(f"{args.mask}: the mask's front-end ({mask.cfg.frontend.sample_rate} "
-                          f"Hz, {mask.cfg.frontend.n_mels} mels) differs from the cloud model's "
-                          f"({slu.cfg.frontend.sample_rate} Hz, {slu.cfg.frontend.n_mels} mels)")
-    data = SuiteData.load(args.manifest, slu.cfg.frontend, _split_field(args, args.slu),
-                          progress=args.progress)
-    cfg = SuiteConfig(systems=systems_, attacks=tuple(args.attacks), seed=args.seed,
-                      max_steps=args.max_steps, pocketsphinx_utterances=args.pocketsphinx_max,
-                      pocketsphinx_lm=args.pocketsphinx_lm)
-    return Suite(data, slu, mask, cfg, default_cache(args.out), slu_masked=slu_masked,
-                 int8_model=int8, progress=args.progress), data
+    split_field = args.split_field or trained_split_field(args.slu)
+    mask_model = load_mask(mask) if mask else None
+    masked_slu = load_slu(slu_masked) if slu_masked else None
+    for path, model in ((mask, mask_model), (slu_masked, masked_slu)):
+        if model is not None and model.cfg.frontend != slu.cfg.frontend:
+            fe, theirs = slu.cfg.frontend, model.cfg.frontend
+            raise ConfigError(f"{path}: its front-end ({theirs.sample_rate} Hz, "
+                              f"{theirs.n_mels} mels) differs from the cloud model's "
+                              f"({fe.sample_rate} Hz, {fe.n_mels} mels)")
+    int8_model = _int8_model(int8, mask_model) if int8 else None
+    return slu, mask_model, masked_slu, int8_model, split_field
 
 
-def _check_out(out: Path, name: str, force: bool) -> None:
-    from speechmask.errors import SpeechmaskError
+def _output(args: argparse.Namespace, owned: list[str], keep: list[str]) -> OutputFolder:
+    from speechmask.outputs import OutputFolder
 
-    if (out / name).exists() and not force:
-        raise SpeechmaskError(f"{out / name}: already exists (use --force to replace it; "
-                              "trained attackers in its cache/ are reused)")
+    out = OutputFolder(args.out, args.force, owned=owned, keep=keep)
+    out.check()
+    return out
+
+
+def _load_data(args: argparse.Namespace, slu: SLUModel, split_field: str) -> SuiteData:
+    from .data import SuiteData
+
+    return SuiteData.load(args.manifest, slu.cfg.frontend, split_field, progress=args.progress)
 
 
 def _attack(args: argparse.Namespace) -> int:
-    from speechmask.api import load_mask, load_slu
     from speechmask.errors import ConfigError
 
+    from .fit import Cache
     from .report import markdown, plot_det, plot_examples, versions, write_report
-    from .suite import config_dict, run_suite
+    from .suite import Suite, config_dict, run_suite
 
     missing = [f"--{k}" for k in ("manifest", "slu", "out") if getattr(args, k) is None]
     if missing:
-        args.attack_parser.error(f"the following arguments are required: {', '.join(missing)}")
-    _check_out(args.out, "report.json", args.force)
-    baselines = [] if "none" in args.baselines else args.baselines
-    systems_ = [b for b in BASELINES if b in baselines and b != "on_device"]
-    if args.mask is not None:
-        systems_.append("speechmask")
-        if args.int8 is not None:
-            systems_.append("speechmask_int8")
-    elif args.slu_masked is not None or args.int8 is not None:
+        args.parser.error(f"the following arguments are required: {', '.join(missing)}")
+    if args.mask is None and (args.slu_masked is not None or args.int8 is not None):
         raise ConfigError("--slu-masked and --int8 need --mask")
-    if "on_device" in baselines:
-        systems_.append("on_device")
-    if not systems_:
+    given = [k for k, flag in systems.INPUTS.items()
+             if getattr(args, flag.lstrip("-").replace("-", "_")) is not None]
+    names = systems.choose([] if "none" in args.baselines else args.baselines, given)
+    if not names:
         raise ConfigError("nothing to attack: give --mask and/or --baselines")
-    mask = load_mask(args.mask) if args.mask else None
-    slu_masked = load_slu(args.slu_masked) if args.slu_masked else None
-    int8 = _int8_model(args.int8, mask) if args.int8 else None
+    cfg = from_args(SuiteConfig, args, args.parser, systems=names)
+    slu, mask, slu_masked, int8, split_field = _check_inputs(
+        args, mask=args.mask, slu_masked=args.slu_masked, int8=args.int8)
+    out = _output(args, REPORT_FILES, [CACHE])
+
     t0 = time.perf_counter()
-    suite, data = _suite(args, mask, tuple(systems_), slu_masked, int8)
+    data = _load_data(args, slu, split_field)
+    suite = Suite(data, slu, mask, cfg, Cache(args.out / CACHE), slu_masked=slu_masked,
+                  int8_model=int8, progress=args.progress)
     rows = run_suite(suite)
-    t = suite.trials() if "speaker" in args.attacks else None
+    t = suite.trials() if "speaker" in cfg.attacks else None
     first = next((d["speaker"] for d in suite.details.values() if "speaker" in d), None)
     any_res = next(iter(first.values())) if first else {}
     report = {
@@ -166,45 +188,77 @@ def _attack(args: argparse.Namespace) -> int:
                    "nontarget": any_res.get("nontarget_trials", 0)},
         "systems": rows, "details": suite.details, "config": config_dict(suite.cfg),
         "mask_config": mask.cfg.to_dict() if mask is not None else None,
-        "versions": versions(), "seed": args.seed,
+        "versions": versions(), "seed": cfg.seed,
         "seconds": round(time.perf_counter() - t0, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_report(args.out, report)
-    if t is not None:
-        plot_det(suite.details, args.out / "det.png")
-    plot_examples(suite.examples, data.floor, args.out / "examples.png")
+    with out.staged() as staging:
+        write_report(staging, report)
+        if t is not None:
+            plot_det(suite.details, staging / "det.png")
+        plot_examples(suite.examples, data.floor, staging / "examples.png")
+        written = [n for n in REPORT_FILES if (staging / n).exists()]
     print(markdown(report))
-    print(f"wrote {args.out}/report.json, report.md, det.png, examples.png "
-          f"({report['seconds']:.0f} s)")
+    print(f"wrote {args.out}/{', '.join(written)} ({report['seconds']:.0f} s)")
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from speechmask.api import load_mask
     from speechmask.audio import atomic_write_text
-    from speechmask.models.mask import MaskConfig
-    from speechmask.train.loop import TrainConfig
-    from speechmask.train.mask import ObjectiveConfig, train_mask
+    from speechmask.errors import ConfigError
+    from speechmask.models.config import MaskConfig
+    from speechmask.train.config import MaskTrainConfig, ObjectiveConfig
+    from speechmask.train.mask import train_mask
 
+    from .fit import Cache
     from .report import plot_sweep
-    from .suite import run_suite
+    from .suite import Suite, run_suite
 
-    _check_out(args.out, "sweep.json", args.force)
+    cfg = from_args(SuiteConfig, args, args.parser, systems=("speechmask",))
+    steps = args.mask_steps if args.mask_steps is not None else args.max_steps
+    try:
+        objectives = [ObjectiveConfig(gamma=gamma) for gamma in args.gammas]
+        train_cfg = MaskTrainConfig(max_steps=steps, progress=args.progress,
+                                    eval_every=NO_DEV_EVAL)
+    except ConfigError as exc:
+        raise flagged(exc, {"gamma": "--gammas", "max_steps": "--mask-steps"}) from None
+    slu, _, _, _, split_field = _check_inputs(args)
+    train_cfg = replace(train_cfg, split_field=split_field)
+    out = _output(args, SWEEP_FILES, [CACHE, SWEEP_MASKS])
+    paths = [args.out / f"mask_gamma{gamma:g}.pt" for gamma in args.gammas]
+    _check_resumable(paths, train_cfg)
+
+    data = _load_data(args, slu, split_field)
     points = []
-    for gamma in args.gammas:
-        path = args.out / f"mask_gamma{gamma:g}.pt"
-        train_mask(args.manifest, args.slu, path, MaskConfig(), ObjectiveConfig(gamma=gamma),
-                   TrainConfig(lr=5e-3, max_steps=args.mask_steps or args.max_steps,
-                               split_field=_split_field(args, args.slu),
-                               progress=args.progress, eval_every=10 ** 9),
+    for gamma, obj, path in zip(args.gammas, objectives, paths):
+        train_mask(args.manifest, args.slu, path, MaskConfig(), obj, train_cfg,
                    resume=path.exists())
-        args.mask = path
-        suite, _ = _suite(args, load_mask(path), ("speechmask",))
+        suite = Suite(data, slu, load_mask(path), cfg, Cache(args.out / CACHE),
+                      progress=args.progress)
         row = run_suite(suite)[0]
         points.append({"gamma": gamma, "mask": str(path), **row})
         print(f"gamma {gamma:g}: " + json.dumps({k: None if v is None else round(v, 3)
                                                  for k, v in row["metrics"].items()}))
-    atomic_write_text(args.out / "sweep.json", json.dumps({"points": points}, indent=1) + "\n")
-    plot_sweep(points, args.out / "sweep.png")
+    with out.staged() as staging:
+        atomic_write_text(staging / "sweep.json", json.dumps({"points": points}, indent=1) + "\n")
+        plot_sweep(points, staging / "sweep.png")
     print(f"wrote {args.out}/sweep.json, sweep.png")
     return 0
+
+
+def _check_resumable(paths: list[Path], cfg: MaskTrainConfig) -> None:
+    """The sweep resumes the masks an earlier run left: each must be a mask checkpoint trained
+    with these settings (those `train` lets a resumed run change aside)."""
+    from speechmask.errors import SpeechmaskError
+    from speechmask.train.checkpoint import load_checkpoint
+    from speechmask.train.loop import RESUMABLE_CHANGES
+
+    for path in paths:
+        if not path.exists():
+            continue
+        blob = load_checkpoint(path, kind="mask")
+        old, new = blob.get("train_config", {}), cfg.to_dict()
+        diff = sorted(k for k in set(old) | set(new)
+                      if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        if diff:
+            raise SpeechmaskError(f"{path}: trained with other settings ({', '.join(diff)}); "
+                                  "move it away to train this gamma afresh")

@@ -4,7 +4,6 @@ protection sends), inpainting followed by ASR, and their scores (WER, EntER)."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -12,24 +11,11 @@ import torch
 from speechmask.train.adversaries import ctc_loss
 from speechmask.train.data import array_stats, feature_stats, pad_batch
 
+from .config import ContentConfig  # noqa: F401 (its old import path)
 from .data import Sent, SuiteData
 from .fit import Cache, FitConfig, digest_arrays, fit, seeded, warm_start
 from .metrics import entity_error_rate, normalize_words, word_error_rate
 from .nets import CTCASR, Inpainter, greedy_decode
-
-
-@dataclass(frozen=True)
-class ContentConfig:
-    asr_steps: int = 1000  # passive ASR on clean training speech
-    informed_steps: int = 200  # fine-tuning on what the protection sends (log-mel)
-    transfer_steps: int = 300  # the same for another representation (a new input layer)
-    inpaint_steps: int = 150
-    asr_lr: float = 2e-3
-    finetune_lr: float = 7e-4
-    # the ASR's width: 160 / 128 gives clean test WER 0.41 after 1000 steps (262 s on 2 cores)
-    # on the built-in corpus, against 0.36 (400 s) for 192 / 160; the suite trains six
-    asr_channels: int = 160
-    asr_hidden: int = 128
 
 
 def train_asr(data: SuiteData, feats: list[np.ndarray], *, stride: int, steps: int, lr: float,
@@ -67,8 +53,8 @@ class Lexicon:
     """The attacker's vocabulary: every word of the training transcripts. Greedy CTC output is
     spelled by ear ("swich the litenrm"); snapping each word to the closest vocabulary word
     (difflib's ratio >= `cutoff`, else kept as heard) is what a word-level decoder with this
-    lexicon would do, at a fraction of the code. Measured on the built-in corpus: clean test WER
-    0.74 -> 0.51 for the same network."""
+    lexicon would do, at a fraction of the code. It lowers the same network's WER
+    (CHANGELOG.md records by how much; benchmarks/bench_attack.py reports the WER it reaches)."""
 
     def __init__(self, transcripts: list[str | None], cutoff: float = 0.5):
         self.words = sorted({w for t in transcripts for w in normalize_words(t)})

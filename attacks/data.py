@@ -72,6 +72,17 @@ class SuiteData:
         return sorted({self.rows[i]["speaker"] for i in idx})
 
 
+def trained_split_field(slu_path: Path) -> str:
+    """The split field the cloud model in `slu_path` was trained on (its checkpoint's training
+    config): the content attackers and the utility score on the same one by default."""
+    from speechmask.options import field_default
+    from speechmask.train.checkpoint import load_checkpoint
+    from speechmask.train.config import TrainConfig
+
+    return load_checkpoint(slu_path, kind="slu").get("train_config", {}).get(
+        "split_field", field_default(TrainConfig, "split_field"))
+
+
 def _select(fs: FeatureSet, split_field: str, part: str) -> list[int]:
     idx = [i for i, r in enumerate(fs.rows) if r.get(split_field) == part]
     if not idx:

@@ -2,7 +2,8 @@
 
 By default it decodes with the wheel's general en-US language model. The suite gives it a domain
 language model instead (`domain_lm`: a bigram over the attacker's training transcripts), as an
-attacker who knows the application would: on the built-in corpus that roughly halves its WER.
+attacker who knows the application would (benchmarks/bench_attack.py's wer_pocketsphinx; the
+comparison with the general model is in CHANGELOG.md).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from tqdm.auto import tqdm
 from speechmask.audio import SAMPLE_RATE, to_pcm16
 
 # One decoder per process, built on first use (or by the pool initializer) and reused: building
-# one loads the acoustic model, language model and dictionary (about 0.25 s).
+# one loads the acoustic model, language model and dictionary, which costs more than decoding a
+# short utterance.
 _decoder: Decoder | None = None
 _decoder_lm: str | None = None
 
@@ -125,8 +127,9 @@ def transcribe(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, lm: str | None 
     if not pcm.any():  # digital silence: the decoder would guess "of"; no samples: it raises
         return ""
     decoder = _process_decoder(lm)
-    # The front-end carries its noise estimate over from the last utterance; resetting it (about
-    # 0.1 ms) makes the transcript depend on this waveform only, not on what the process saw.
+    # The front-end carries its noise estimate over from the last utterance; resetting it (cheap
+    # beside decoding) makes the transcript depend on this waveform only, not on what the
+    # process saw.
     decoder.reinit_feat()
     decoder.start_utt()
     try:

@@ -13,20 +13,11 @@ import torch.nn.functional as F
 
 from speechmask.train.data import array_stats, pad_batch
 
+from .config import SpeakerConfig
 from .data import AttackError, SuiteData
 from .fit import Cache, FitConfig, digest_arrays, fit, seeded, warm_start
 from .metrics import det_points, eer
 from .nets import SpeakerEmbedder
-
-
-@dataclass(frozen=True)
-class SpeakerConfig:
-    steps: int = 400  # embedder on clean training speakers
-    informed_steps: int = 150  # semi-informed: fine-tuned on what the protection sends (log-mel)
-    transfer_steps: int = 200  # the same for another representation (a new input layer)
-    crop_frames: int = 200  # training crops of 2 s
-    enroll_per_speaker: int = 5  # enrollment utterances per test speaker
-    lr: float = 2e-3
 
 
 @dataclass

@@ -2,54 +2,39 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from speechmask.device import mask_cost
-from speechmask.models.cost import count_cost
 from speechmask.models.gates import GateConfig
+from speechmask.models.mask import MaskGenerator
 from speechmask.models.slu import SLUModel
+from speechmask.options import field_default
 from speechmask.parallel import default_jobs
 from speechmask.train.adversaries import ctc_loss
+from speechmask.train.config import FinetuneConfig
 from speechmask.train.data import pad_batch
 
 from . import content, speaker, systems
-from .content import ContentConfig
-from .speaker import SpeakerConfig
-from .systems import INT8, SYSTEMS, BaselineConfig
+from .config import SuiteConfig
 from .data import AttackError, Sent, SuiteData
 from .fit import Cache, FitConfig, digest_arrays, fit
-from .mcadams import mcadams_cost
+from .nets import CTCASR, SpeakerEmbedder
+from .systems import System
 
 METRICS = ("intent_acc", "wer_pocketsphinx", "wer_passive", "wer_informed", "wer_inpainting",
            "entity_error_rate", "eer_ignorant", "eer_lazy_informed", "eer_semi_informed",
            "speaker_id_acc", "gender_acc", "open_fraction")
-ATTACKS = ("pocketsphinx", "passive", "informed", "inpainting", "speaker")
-
-
-@dataclass(frozen=True)
-class SuiteConfig:
-    """Everything the suite's numbers depend on (stored in report.json)."""
-
-    systems: tuple[str, ...] = SYSTEMS
-    attacks: tuple[str, ...] = ATTACKS
-    seed: int = 0
-    max_steps: int | None = None  # bounds every training inside the suite (quick runs)
-    slu_finetune_steps: int = 200  # cloud model fine-tuned on each protection's output
-    pocketsphinx_utterances: int | None = None  # decode at most this many test utterances
-    # "domain": PocketSphinx decodes with a bigram of the training transcripts (an attacker who
-    # knows the application); "generic": with the wheel's general en-US language model
-    pocketsphinx_lm: str = "domain"
-    content: ContentConfig = field(default_factory=ContentConfig)
-    speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
-    baselines: BaselineConfig = field(default_factory=BaselineConfig)
-
-    def steps(self, n: int) -> int:
-        return n if self.max_steps is None else max(1, min(n, self.max_steps))
+ASR_ATTACKS = ("passive", "informed", "inpainting")  # the attacks that need the clean ASR
+# relative time of training the shared attackers, on the scale of `System.build_cost`: what
+# `run_suite` builds ahead, longest first
+SHARED_COST = {"asr": 5.0, "xvector": 2.0}
+# the suite fine-tunes the cloud model on a protection's output as `train finetune` does
+FINETUNE_LR = field_default(FinetuneConfig, "lr")
 
 
 class Suite:
@@ -57,21 +42,29 @@ class Suite:
     mask generator and clean cloud model; `slu_masked` optionally the cloud model already
     fine-tuned on the mask's output (otherwise the suite fine-tunes one)."""
 
-    def __init__(self, data: SuiteData, slu: SLUModel, mask, cfg: SuiteConfig, cache: Cache,
-                 *, slu_masked: SLUModel | None = None, int8_model: bytes | None = None,
-                 progress: bool = True):
+    def __init__(self, data: SuiteData, slu: SLUModel, mask: MaskGenerator | None,
+                 cfg: SuiteConfig, cache: Cache, *, slu_masked: SLUModel | None = None,
+                 int8_model: bytes | None = None, progress: bool = True):
         self.data, self.slu, self.mask, self.cfg, self.cache = data, slu, mask, cfg, cache
         self.int8_model = int8_model  # the exported mask.tflite (system speechmask_int8)
         self.slu_masked, self.progress = slu_masked, progress
         self.inner_jobs: int | None = None  # processes of PocketSphinx and McAdams (1 in workers)
         self.gate = mask.cfg.gate if mask is not None else GateConfig()
-        self._asr = self._embedder = self._trials = self._lm = self._float_sent = None
-        self.details: dict[str, dict] = {}
         self.lexicon = content.Lexicon([data.rows[i]["transcript"] for i in data.content_train])
+        self.details: dict[str, dict] = {}
         self.examples: dict[str, dict] = {}
+        # the registered systems' instances, made on first use (they keep what they train)
+        self._systems: dict[str, System] = {}
+        # what a system that others train as (`System.trains_as`) sends, built once per process
+        self._sent: dict[str, Sent] = {}
+        self._asr: CTCASR | None = None
+        self._embedder: SpeakerEmbedder | None = None
+        self._trials: speaker.Trials | None = None
+        self._lm: Path | None = None
+        self._lm_dir: tempfile.TemporaryDirectory | None = None  # the LM without a cache folder
 
     # shared attackers (trained once on clean speech)
-    def passive_asr(self):
+    def passive_asr(self) -> CTCASR:
         if self._asr is None:
             c = self.cfg.content
             self._asr = content.train_asr(
@@ -80,7 +73,7 @@ class Suite:
                 progress=self.progress, width=(c.asr_channels, c.asr_hidden))
         return self._asr
 
-    def clean_embedder(self):
+    def clean_embedder(self) -> SpeakerEmbedder:
         if self._embedder is None:
             s = self.cfg.speaker
             self._embedder = speaker.train_embedder(
@@ -97,40 +90,58 @@ class Suite:
         """The ARPA file PocketSphinx decodes with (None: the wheel's general model)."""
         if self.cfg.pocketsphinx_lm == "generic":
             return None
-        if self.cfg.pocketsphinx_lm != "domain":
-            raise AttackError(f"pocketsphinx_lm must be 'domain' or 'generic', got "
-                              f"{self.cfg.pocketsphinx_lm!r}")
         if self._lm is None:
             from .pocketsphinx_asr import domain_lm
 
             texts = [self.data.rows[i]["transcript"] for i in self.data.content_train]
             cached = self.cache.path("pocketsphinx-domain", Cache.key("lm", texts))
             if cached is None:
-                import tempfile
-
-                self._tmp = tempfile.TemporaryDirectory(prefix="speechmask-lm-")
-                path = Path(self._tmp.name) / "domain.arpa"
+                self._lm_dir = tempfile.TemporaryDirectory(prefix="speechmask-lm-")
+                path = Path(self._lm_dir.name) / "domain.arpa"
             else:
                 path = cached.with_suffix(".arpa")
             self._lm = path if path.is_file() else domain_lm(texts, path)
         return self._lm
 
+    # the systems
+    def system(self, name: str) -> System:
+        """The suite's instance of the registered system `name`."""
+        if name not in self._systems:
+            self._systems[name] = systems.get(name).create()
+        return self._systems[name]
+
+    def require(self, name: str) -> None:
+        """AttackError unless the suite holds everything system `name` needs."""
+        entry = systems.get(name)
+        if entry.missing(k for k in systems.INPUTS if getattr(self, k) is not None):
+            raise AttackError(f"the {name} system needs "
+                              f"{' and '.join(systems.INPUTS[n] for n in entry.needs)}")
+
+    def build(self, name: str) -> Sent | None:
+        """What system `name` sends (None: nothing leaves the device)."""
+        self.require(name)
+        return self.system(name).build(self)
+
+    def cost(self, name: str) -> dict:
+        """System `name`'s on-device cost per second of audio (before or after `build`)."""
+        return self.system(name).cost(self)
+
     def shared_tasks(self) -> list[str]:
-        """What `shared` can build ahead of the systems, longest first."""
-        c, systems_ = self.cfg.attacks, self.cfg.systems
-        log_mel = [n for n in systems_ if n not in ("on_device", "ppslu")]
-        tasks = []
-        if any(a in c for a in ("passive", "informed", "inpainting")) and log_mel:
-            tasks.append("asr")
-        tasks += [n for n in ("ppslu", "vae") if n in systems_]
-        if "speaker" in c and log_mel:
-            tasks.append("xvector")
-        if "mcadams" in systems_:
-            tasks.append("mcadams")
-        return tasks
+        """What `shared` can build ahead of the systems, longest first: the shared attackers
+        that the configured systems' attacks use, and the systems worth building ahead."""
+        chosen = {n: self.system(n) for n in self.cfg.systems}
+        used = frozenset().union(*(s.shared for s in chosen.values()))
+        attacks = self.cfg.attacks
+        cost = {}
+        if "asr" in used and any(a in attacks for a in ASR_ATTACKS):
+            cost["asr"] = SHARED_COST["asr"]
+        if "xvector" in used and "speaker" in attacks:
+            cost["xvector"] = SHARED_COST["xvector"]
+        cost.update({n: s.build_cost for n, s in chosen.items() if s.build_cost > 0})
+        return sorted(cost, key=lambda task: -cost[task])
 
     def shared(self, task: str) -> None:
-        """Train (or load from the cache) one shared network, or compute McAdams features."""
+        """Train (or load from the cache) one shared attacker, or build one system ahead."""
         if task == "asr":
             self.passive_asr()
         elif task == "xvector":
@@ -139,16 +150,18 @@ class Suite:
             self.build(task)
 
     def check(self) -> None:
-        """Fail early on data the suite cannot use (before any training)."""
+        """Fail early on what the suite cannot use (before any training)."""
+        for name in self.cfg.systems:
+            self.require(name)
         if "speaker" in self.cfg.attacks:
             self.trials()
 
     # one system
     def run_system(self, name: str) -> dict:
         t0 = time.perf_counter()
-        if name == "on_device":
-            return self._on_device()
         sent = self.build(name)
+        if sent is None:
+            return self._nothing_sent(name)
         metrics = dict.fromkeys(METRICS)
         metrics["open_fraction"] = sent.open_fraction
         details: dict = {}
@@ -161,50 +174,6 @@ class Suite:
         self._example(name, sent)
         return {"name": name, "metrics": metrics, "cost": self.cost(name)}
 
-    def build(self, name: str) -> Sent:
-        d, b, seed = self.data, self.cfg.baselines, self.cfg.seed
-        if name == "all_offload":
-            return systems.all_offload(d)
-        if name == "random":
-            return systems.random_mask(d, self.gate, b.random_open, seed)
-        if name == "mcadams":
-            return systems.mcadams(d, seed, self.cache, self.progress, jobs=self.inner_jobs)
-        if name == "vae":
-            self._vae = systems.train_vae(d, b, FitConfig(self.cfg.steps(b.vae_steps), seed=seed),
-                                          self.cache, self.progress)
-            return systems.vae(d, self._vae)
-        if name == "ppslu":
-            self._ppslu, intents = systems.train_ppslu(
-                d, b, FitConfig(self.cfg.steps(b.ppslu_steps), seed=seed), self.cache,
-                self.progress)
-            return systems.ppslu(d, self._ppslu, intents)
-        if name == "speechmask":
-            if self.mask is None:
-                raise AttackError("the speechmask system needs --mask")
-            return systems.speechmask_mask(d, self.mask)
-        if name == INT8:
-            if self.mask is None or self.int8_model is None:
-                raise AttackError("the speechmask_int8 system needs --mask and --int8")
-            return systems.speechmask_int8(d, self.mask, self.int8_model, self.progress)
-        raise AttackError(f"unknown system {name!r} (choose from {SYSTEMS + (INT8,)})")
-
-    def cost(self, name: str) -> dict:
-        fe = self.data.frontend
-        example = torch.zeros(1, int(fe.frames_per_second), fe.n_mels)
-        if name in ("all_offload", "random"):
-            return {"params": 0, "macs_per_second": 0, "weight_bytes": 0, "activation_bytes": 0}
-        if name == "mcadams":
-            return mcadams_cost()
-        if name == "vae":
-            return count_cost(self._vae.device_part(), example, 1.0)
-        if name == "ppslu":
-            return count_cost(self._ppslu.device_part(), example, 1.0)
-        if name in ("speechmask", INT8):
-            c = mask_cost(self.mask)
-            return {k: c[k] for k in ("params", "macs_per_second", "weight_bytes",
-                                      "activation_bytes")}
-        return count_cost(self.slu, example, 1.0)  # on_device: the whole cloud model, local
-
     # utility
     def utility(self, name: str, sent: Sent) -> tuple[float, dict]:
         d = self.data
@@ -214,15 +183,15 @@ class Suite:
             acc = float(np.mean([p == t for p, t in zip(sent.intent(idx), truth)]))
             return acc, {"model": "own cloud head"}
         clean_acc = self._accuracy(self.slu, sent.features, idx)
-        if name == "all_offload":
+        if self.system(name).sends_clean:
             return clean_acc, {"clean_model": clean_acc}
-        if name in ("speechmask", INT8) and self.slu_masked is not None:
+        if "mask" in systems.get(name).needs and self.slu_masked is not None:
             tuned, how = self.slu_masked, "given --slu-masked"
-        elif name == INT8:  # the cloud model the float mask's output trained, as deployed
-            tuned = self._finetune_slu("speechmask", self._float_mask_sent())
-            how = "fine-tuned by the suite on the float mask's output"
         else:
-            tuned, how = self._finetune_slu(name, sent), "fine-tuned by the suite"
+            train_name, train = self._training_data(name, sent)
+            tuned = self._finetune_slu(train_name, train)
+            how = "fine-tuned by the suite" + (
+                "" if train_name == name else f" on what {train_name} sends")
         return self._accuracy(tuned, sent.features, idx), {"clean_model": clean_acc,
                                                            "fine_tuned": how}
 
@@ -244,7 +213,8 @@ class Suite:
         model = SLUModel(self.slu.cfg)
         model.load_state_dict(self.slu.state_dict())
         label = {n: k for k, n in enumerate(model.cfg.intents)}
-        cfg = FitConfig(self.cfg.steps(self.cfg.slu_finetune_steps), lr=5e-4, seed=self.cfg.seed)
+        cfg = FitConfig(self.cfg.steps(self.cfg.slu_finetune_steps), lr=FINETUNE_LR,
+                        seed=self.cfg.seed)
 
         def loss(batch: list[int], g: torch.Generator) -> torch.Tensor:
             rows = [idx[p] for p in batch]
@@ -263,20 +233,14 @@ class Suite:
 
     # content
     def _training_data(self, name: str, sent: Sent) -> tuple[str, Sent]:
-        """What the informed attackers of system `name` train on: what it sends, except for
-        speechmask_int8, read by the very attackers trained on the float mask's output, so that
-        its row differs from speechmask's only by what the int8 gates change (trained afresh on
-        the int8 output instead, they put its entity error rate 2 of 145 entities away)."""
-        if name == INT8:
-            return "speechmask", self._float_mask_sent()
-        return name, sent
-
-    def _float_mask_sent(self) -> Sent:
-        """What the float mask sends, built once per process (the int8 row's attackers and cloud
-        model are the float mask's)."""
-        if self._float_sent is None:
-            self._float_sent = self.build("speechmask")
-        return self._float_sent
+        """What the informed attackers and the fine-tuned cloud model of system `name` train on:
+        what it sends, or what the system it trains as sends (`System.trains_as`)."""
+        other = self.system(name).trains_as
+        if other is None:
+            return name, sent
+        if other not in self._sent:
+            self._sent[other] = self.build(other)
+        return other, self._sent[other]
 
     def content_attacks(self, name: str, sent: Sent, metrics: dict, details: dict) -> None:
         d, c, attacks = self.data, self.cfg.content, self.cfg.attacks
@@ -297,7 +261,7 @@ class Suite:
         informed = None
         train_name, train = self._training_data(name, sent)
         if "informed" in attacks:
-            if name == "all_offload" and "passive" in found:
+            if self.system(name).sends_clean and "passive" in found:
                 found["informed"] = found["passive"]  # its training data is the clean data
             else:
                 informed = content.train_asr(
@@ -349,7 +313,7 @@ class Suite:
             found["lazy_informed"] = speaker.verify(
                 d, trials, emb, sent.features, sent.features, pad, pad,
                 speaker.gender_training(d, emb, sent.features, pad))
-        if name == "all_offload" and "lazy_informed" in found:
+        if self.system(name).sends_clean and "lazy_informed" in found:
             found["semi_informed"] = found["lazy_informed"]  # retraining on clean changes nothing
         else:
             train_name, train = self._training_data(name, sent)
@@ -370,7 +334,7 @@ class Suite:
         metrics["gender_acc"] = max(genders) if genders else None
         details["speaker"] = found
 
-    def _on_device(self) -> dict:
+    def _nothing_sent(self, name: str) -> dict:
         """Nothing leaves the device: the cloud model runs locally on clean features. An
         attacker that receives nothing outputs an empty transcript (WER 1, EntER 1) and a
         constant score (EER 0.5), guesses a speaker (chance) and the majority gender."""
@@ -390,9 +354,9 @@ class Suite:
             metrics["speaker_id_acc"] = 1.0 / len(t.speakers)
             genders = [d.rows[i]["gender"] for i in t.utterances]
             metrics["gender_acc"] = max(genders.count(g) for g in set(genders)) / len(genders)
-        self.details["on_device"] = {"note": "nothing is sent; attack metrics are those of an "
-                                             "attacker with no input"}
-        return {"name": "on_device", "metrics": metrics, "cost": self.cost("on_device")}
+        self.details[name] = {"note": "nothing is sent; attack metrics are those of an attacker "
+                                      "with no input"}
+        return {"name": name, "metrics": metrics, "cost": self.cost(name)}
 
     def _example(self, name: str, sent: Sent) -> None:
         i = self.data.content_test[0]
@@ -412,15 +376,16 @@ def run_suite(suite: Suite, jobs: int | None = None) -> list[dict]:
 
     With `jobs` > 1 (default: 2 where there are 2 cores and a cache folder) the work runs in
     `jobs` processes of one torch thread each: first what several systems share or what takes
-    long to build (clean ASR, clean x-vector, the VAE and PPSLU encoders, McAdams features),
-    then one system per task. Workers hand their trained networks over through the cache. Small
-    networks use 2 threads poorly (a 2-layer BiGRU step is 1.6x faster on 2 threads than on 1),
-    so two single-threaded trainings side by side finish about 1.25x sooner."""
+    long to build (`Suite.shared_tasks`), then one system per task, the longest first
+    (`System.expected_cost`); systems with nothing to attack run in this process afterwards.
+    Workers hand their trained networks over through the cache. Small networks use a second
+    thread poorly, so single-threaded trainings side by side finish sooner (CHANGELOG.md
+    records the measurement; benchmarks/bench_attack.py times the whole suite)."""
     suite.check()
     names = list(suite.cfg.systems)
     if jobs is None:
         jobs = min(2, default_jobs()) if suite.cache.folder is not None else 1
-    remote = [n for n in names if n != "on_device"]
+    remote = [n for n in names if suite.system(n).expected_cost > 0]
     if jobs <= 1 or len(remote) <= 1 or suite.cache.folder is None:
         return [suite.run_system(name) for name in names]
     import multiprocessing as mp
@@ -438,7 +403,7 @@ def run_suite(suite: Suite, jobs: int | None = None) -> list[dict]:
                           desc="attack suite: shared attackers and encoders",
                           disable=not suite.progress, dynamic_ncols=True):
                 pass
-            order = sorted(remote, key=lambda n: -_EXPECTED_COST.get(n, 1))
+            order = sorted(remote, key=lambda n: -suite.system(n).expected_cost)
             for name, row, details, examples in tqdm(
                     pool.imap_unordered(_system_task, order), total=len(order),
                     desc="attack suite: systems", disable=not suite.progress, dynamic_ncols=True):
@@ -447,14 +412,12 @@ def run_suite(suite: Suite, jobs: int | None = None) -> list[dict]:
                 suite.examples[name] = examples
     finally:
         _SUITE = None
-    if "on_device" in names:
-        rows["on_device"] = suite.run_system("on_device")
+    for name in names:
+        if name not in rows:
+            rows[name] = suite.run_system(name)
     return [rows[name] for name in names]
 
 
-# relative run time of each system's attacks (1 thread), to start the longest first
-_EXPECTED_COST = {"ppslu": 5, "vae": 4, "random": 4, "mcadams": 3, "speechmask": 3,
-                  INT8: 3, "all_offload": 1}
 _SUITE: Suite | None = None
 
 
@@ -471,7 +434,3 @@ def _shared_task(task: str) -> None:
 def _system_task(name: str) -> tuple[str, dict, dict, dict]:
     row = _SUITE.run_system(name)
     return name, row, _SUITE.details.get(name, {}), _SUITE.examples.get(name, {})
-
-
-def default_cache(out: Path) -> Cache:
-    return Cache(out / "cache")

@@ -1,9 +1,10 @@
 """Privacy-utility of the mask objective's adversary settings, scored by the attack suite.
 
 For each setting (no adversary, speaker adversary, CTC-ASR adversary) this trains a mask against
-the given clean cloud model with default settings otherwise, fine-tunes the cloud model on it,
-and runs the attack suite's `speechmask` row with the passive and informed ASR attackers and the
-three speaker attackers. One attacker cache is shared (`--cache`; pass bench_attack.py's
+the given clean cloud model with default settings otherwise (`MaskTrainConfig`, `MaskConfig`,
+`ObjectiveConfig`), fine-tunes the cloud model on it (`FinetuneConfig`), and runs the attack
+suite's `speechmask` row (`SuiteConfig`'s defaults) with the passive and informed ASR attackers
+and the three speaker attackers. One attacker cache is shared (`--cache`; pass bench_attack.py's
 `build/bench_attack/cache` to reuse its clean-speech attackers). Prints one JSON line and a table.
   python benchmarks/bench_adversary.py --corpus DIR --slu build/bench_mask/slu.pt
 """
@@ -18,9 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
-from attacks.data import SuiteData  # noqa: E402
+from attacks.config import SuiteConfig  # noqa: E402
+from attacks.data import SuiteData, trained_split_field  # noqa: E402
 from attacks.fit import Cache  # noqa: E402
-from attacks.suite import Suite, SuiteConfig  # noqa: E402
+from attacks.suite import Suite  # noqa: E402
 from speechmask.api import load_mask, load_slu  # noqa: E402
 from speechmask.models.mask import MaskConfig  # noqa: E402
 from speechmask.train.config import FinetuneConfig, MaskTrainConfig  # noqa: E402
@@ -44,7 +46,8 @@ def main() -> None:
     manifest = args.corpus / "manifest.jsonl"
     quiet = dict(progress=False)
     slu = load_slu(args.slu)
-    data = SuiteData.load(manifest, slu.cfg.frontend, progress=False)
+    data = SuiteData.load(manifest, slu.cfg.frontend, trained_split_field(args.slu),
+                          progress=False)
     cache = Cache(args.cache or args.work / "cache")
     cfg = SuiteConfig(systems=("speechmask",), attacks=("passive", "informed", "speaker"))
     record: dict = {"corpus": str(args.corpus), "settings": []}

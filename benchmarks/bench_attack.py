@@ -1,8 +1,9 @@
 """The whole attack suite on the built-in corpus: wall time (target <= 15 min on 2 cores) and the
 reference numbers (attackers on unprotected speech, our mask, the baselines).
 
-Runs `speechmask attack` with default settings into a fresh folder (no cached attackers), so the
-time includes every training. Needs the models of bench_mask.py:
+Runs `speechmask attack` with default settings (those of `attacks.config.SuiteConfig` and the
+registered baselines) into a fresh folder (no cached attackers), so the time includes every
+training. Needs the models of bench_mask.py:
   python benchmarks/bench_attack.py --corpus build/bench_mask/corpus --runs build/bench_mask
 Prints one JSON line and a table (rates in %).
 """
@@ -19,11 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import corpus_and_runs, report  # noqa: E402
 
+from attacks.report import COLUMNS  # noqa: E402
 from speechmask.cli import main as speechmask  # noqa: E402
 
-KEYS = ("intent_acc", "open_fraction", "wer_pocketsphinx", "wer_passive", "wer_informed",
-        "wer_inpainting", "entity_error_rate", "eer_ignorant", "eer_lazy_informed",
-        "eer_semi_informed", "speaker_id_acc", "gender_acc")
+KEYS = tuple(key for key, _ in COLUMNS)  # the report's columns, in its order
 
 
 def main() -> None:

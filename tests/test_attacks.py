@@ -10,12 +10,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from attacks.content import ContentConfig
+from attacks.config import BaselineConfig, ContentConfig, SpeakerConfig, SuiteConfig
 from attacks.data import AttackError, SuiteData
 from attacks.fit import Cache
-from attacks.speaker import SpeakerConfig, Trials
-from attacks.suite import METRICS, Suite, SuiteConfig
-from attacks.systems import BaselineConfig, random_mask, speechmask_mask
+from attacks.speaker import Trials
+from attacks.suite import METRICS, Suite
+from attacks.systems.random_mask import random_mask
+from attacks.systems.speechmask import speechmask_mask
 from speechmask.api import load_mask, load_slu
 from speechmask.device import mask_cost
 from speechmask.cli import main
@@ -167,7 +168,7 @@ def test_int8_system_attacks_the_exported_model_beside_the_float_one(corpus, dat
     (a row `speechmask_int8` beside `speechmask`); a file that is not this mask's model is
     refused by name."""
     pytest.importorskip("ai_edge_litert", reason="needs the [export] extra")
-    from attacks.systems import speechmask_int8
+    from attacks.systems.speechmask import speechmask_int8
     from speechmask.device import float_calls, stamp
     from speechmask.device.int8 import stamp_tflite
 
