@@ -153,7 +153,8 @@ def _attack(args: argparse.Namespace) -> int:
 
     from .fit import Cache
     from .report import markdown, plot_det, plot_examples, versions, write_report
-    from .suite import Suite, config_dict, run_suite
+    from .runner import run_suite
+    from .suite import Suite, config_dict
 
     missing = [f"--{k}" for k in ("manifest", "slu", "out") if getattr(args, k) is None]
     if missing:
@@ -211,7 +212,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     from .fit import Cache
     from .report import plot_sweep
-    from .suite import Suite, run_suite
+    from .runner import run_suite
+    from .suite import Suite
 
     cfg = from_args(SuiteConfig, args, args.parser, systems=("speechmask",))
     steps = args.mask_steps if args.mask_steps is not None else args.max_steps

@@ -24,7 +24,9 @@ def _parsers(parser: argparse.ArgumentParser, name: str = "speechmask"):
 PARSERS = dict(_parsers(get_parser()))
 # options that mirror a field but mean something else by design, with the reason
 NOT_MIRRORS = {("speechmask data synth", "engines"): "comma-separated; default: every engine "
-                                                      "installed, resolved at run time"}
+                                                      "installed, resolved at run time",
+               ("speechmask attack", "baselines"): "chooses baseline systems (into "
+                                                   "SuiteConfig.systems), not BaselineConfig"}
 
 
 def test_every_command_is_walked():
