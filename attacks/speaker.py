@@ -93,6 +93,7 @@ def train_embedder(data: SuiteData, feats: list[np.ndarray], *, cfg: SpeakerConf
         return F.cross_entropy(model(x, lengths), y, label_smoothing=0.1)
 
     init_key = digest_arrays(p.detach().numpy() for p in init.parameters()) if init else None
+
     def dev() -> float:  # whole utterances, no smoothing: how well it tells them apart
         total = 0.0
         for s in range(0, len(dev_rows), 64):
