@@ -176,6 +176,7 @@ def _attack(args: argparse.Namespace) -> int:
     suite = Suite(data, slu, mask, cfg, Cache(args.out / CACHE), slu_masked=slu_masked,
                   int8_model=int8, progress=args.progress)
     rows = run_suite(suite)
+    unprotected = unprotected_metrics(suite, rows)
     t = suite.trials() if "speaker" in cfg.attacks else None
     first = next((d["speaker"] for d in suite.details.values() if "speaker" in d), None)
     any_res = next(iter(first.values())) if first else {}
@@ -187,6 +188,7 @@ def _attack(args: argparse.Namespace) -> int:
         "trials": {"speakers": len(t.speakers) if t else 0,
                    "target": any_res.get("target_trials", 0),
                    "nontarget": any_res.get("nontarget_trials", 0)},
+        "strength": cfg.strength, "unprotected": unprotected,
         "systems": rows, "details": suite.details, "config": config_dict(suite.cfg),
         "mask_config": mask.cfg.to_dict() if mask is not None else None,
         "versions": versions(), "seed": cfg.seed,
@@ -200,6 +202,17 @@ def _attack(args: argparse.Namespace) -> int:
     print(markdown(report))
     print(f"wrote {args.out}/{', '.join(written)} ({report['seconds']:.0f} s)")
     return 0
+
+
+def unprotected_metrics(suite, rows: list[dict]) -> dict:
+    """Every attacker's score on unprotected speech (its strength), stated beside the figures:
+    the all_offload row, run on its own when the comparison left it out."""
+    row = next((r for r in rows if r["name"] == "all_offload"), None)
+    if row is None:
+        row = suite.run_system("all_offload")
+        suite.details.pop("all_offload", None)
+        suite.examples.pop("all_offload", None)
+    return row["metrics"]
 
 
 def _sweep(args: argparse.Namespace) -> int:

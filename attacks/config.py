@@ -11,6 +11,7 @@ from . import systems
 
 ATTACKS = ("pocketsphinx", "passive", "informed", "inpainting", "speaker")
 POCKETSPHINX_LMS = ("domain", "generic")
+STRENGTHS = ("quick", "full")
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,21 @@ class SuiteConfig:
         "domain", "PocketSphinx's language model: domain, a bigram of the training transcripts "
                   "(an attacker who knows the application), or generic, the wheel's general "
                   "en-US model", choices=POCKETSPHINX_LMS)
+    strength: str = option(
+        "quick", "quick: short fixed trainings (tests, the demo); full: every attacker trains "
+                 "until its dev loss stops improving, with wider ASRs (the suite's real "
+                 "figures)", choices=STRENGTHS)
     content: ContentConfig = field(default_factory=ContentConfig)
     speaker: SpeakerConfig = field(default_factory=SpeakerConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
+        check_choice(self.strength, "strength", STRENGTHS)
+        if self.strength == "full":  # the full-strength settings, unless given explicitly
+            if self.content == ContentConfig():
+                object.__setattr__(self, "content", FULL_CONTENT)
+            if self.speaker == SpeakerConfig():
+                object.__setattr__(self, "speaker", FULL_SPEAKER)
         known = systems.names()
         for name in self.systems:
             if name not in known:
@@ -117,3 +128,19 @@ class SuiteConfig:
 
     def steps(self, n: int) -> int:
         return n if self.max_steps is None else max(1, min(n, self.max_steps))
+
+    @property
+    def early_stop(self) -> tuple[int, int] | None:
+        """(evaluate every N steps, patience) at full strength; None at quick."""
+        return EARLY_STOP if self.strength == "full" else None
+
+
+#: `--strength full`: every attacker trains until its dev loss stops improving (`EARLY_STOP`),
+#: the step counts below being caps, and the ASRs are wider; the quick defaults above are what
+#: `make test` and the demo run. A full-strength attacker is never weaker than a quick one: it
+#: trains at least as long on the same data, and keeps the weights of its best dev loss.
+FULL_CONTENT = ContentConfig(asr_steps=12000, informed_steps=6000, transfer_steps=6000,
+                             inpaint_steps=6000, asr_channels=256, asr_hidden=256)
+FULL_SPEAKER = SpeakerConfig(steps=8000, informed_steps=4000, transfer_steps=4000)
+#: (dev evaluation every N steps, evaluations without improvement before stopping)
+EARLY_STOP = (200, 6)

@@ -30,6 +30,7 @@ class SuiteData:
     split_field: str = "split"
     content_train: list[int] = field(default_factory=list)
     content_test: list[int] = field(default_factory=list)
+    content_dev: list[int] = field(default_factory=list)  # may be empty (quick strength)
     speaker_train: list[int] = field(default_factory=list)
     speaker_test: list[int] = field(default_factory=list)
 
@@ -43,6 +44,7 @@ class SuiteData:
         data = cls(fs, split_field)
         data.content_train = _select(fs, split_field, "train")
         data.content_test = _select(fs, split_field, "test")
+        data.content_dev = [i for i, r in enumerate(fs.rows) if r.get(split_field) == "dev"]
         data.speaker_train = _select(fs, "speaker_split", "train")
         data.speaker_test = _select(fs, "speaker_split", "test")
         overlap = {fs.rows[i]["speaker"] for i in data.speaker_train} & \
@@ -70,6 +72,17 @@ class SuiteData:
 
     def speakers(self, idx: list[int]) -> list[str]:
         return sorted({self.rows[i]["speaker"] for i in idx})
+
+    def speaker_dev_split(self) -> tuple[list[int], list[int]]:
+        """The speaker attackers' training rows split for early stopping: (train, dev), dev
+        being the training speakers' utterances in the utterance-level 'dev' part (the classes
+        are the training speakers, so held-out utterances of theirs measure the fit)."""
+        dev = [i for i in self.speaker_train if self.rows[i].get("split") == "dev"]
+        if not dev:
+            raise AttackError(f"{self.fs.manifest}: full strength needs utterances of the "
+                              "speaker_split training speakers with split == 'dev'")
+        held = set(dev)
+        return [i for i in self.speaker_train if i not in held], dev
 
 
 def trained_split_field(slu_path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
@@ -37,6 +38,18 @@ class FitConfig:
                          self.seed)
 
 
+@dataclass(frozen=True)
+class EarlyStop:
+    """Train until the dev loss stops improving: evaluate every `every` steps, stop after
+    `patience` evaluations without a loss below the best by more than `min_delta`, and keep the
+    best weights. `FitConfig.steps` stays the cap (and the length of the learning-rate
+    schedule)."""
+
+    every: int = 100
+    patience: int = 5
+    min_delta: float = 1e-3
+
+
 M = TypeVar("M", bound=nn.Module)
 
 
@@ -51,14 +64,18 @@ def seeded(seed: int, build: Callable[[], M]) -> M:
 
 def fit(model: nn.Module, loss_fn: Callable[[list[int], torch.Generator], torch.Tensor],
         n_items: int, cfg: FitConfig, *, desc: str, progress: bool = True,
-        params: Iterable[nn.Parameter] | None = None) -> nn.Module:
+        params: Iterable[nn.Parameter] | None = None,
+        dev: Callable[[], float] | None = None, stop: EarlyStop | None = None) -> nn.Module:
     """Minimise `loss_fn(batch, generator)` over seeded batches of positions `0..n_items-1`.
-    Leaves the model in eval mode."""
+    With `dev` (the loss on held-out data, evaluated without gradients) and `stop`, training
+    stops once the dev loss no longer improves and the best weights are kept (`model.fit_log`
+    records the evaluations). Leaves the model in eval mode."""
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(list(params) if params is not None else model.parameters(),
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed + 1)
     model.train()
+    best, best_state, bad, log = math.inf, None, 0, []
     bar = tqdm(range(cfg.steps), desc=desc, dynamic_ncols=True, disable=not progress, leave=False)
     for step in bar:
         for group in opt.param_groups:
@@ -71,7 +88,34 @@ def fit(model: nn.Module, loss_fn: Callable[[list[int], torch.Generator], torch.
         opt.step()
         if step % 10 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.3g}", refresh=False)
+        done = step + 1
+        if dev is not None and stop is not None and (done % stop.every == 0
+                                                     or done == cfg.steps):
+            value = _evaluate(model, dev)
+            log.append({"step": done, "dev_loss": value})
+            if value < best - stop.min_delta:
+                best, bad = value, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+            bar.set_postfix(dev=f"{value:.3g}", best=f"{best:.3g}", refresh=False)
+            if bad >= stop.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.fit_log = log
     return model.eval()
+
+
+def _evaluate(model: nn.Module, dev: Callable[[], float]) -> float:
+    """`dev()` in eval mode without gradients; the model's mode and torch's RNG are restored, so
+    evaluating does not change the training that follows."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model.eval()
+        try:
+            return float(dev())
+        finally:
+            model.train()
 
 
 def warm_start(model: nn.Module, init: nn.Module) -> list[str]:

@@ -63,7 +63,14 @@ def markdown(report: dict) -> str:
             _count(c["params"]), _count(c["macs_per_second"]), _count(c["weight_bytes"]),
             _count(c["activation_bytes"])]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "— = does not apply (no audio sent, no log-mel sent, or nothing withheld).",
+    reference = report.get("unprotected")
+    if reference:
+        cells = ["*unprotected*"] + [_fmt(reference.get(k)) for k, _ in COLUMNS] + [""] * 4
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Attackers at {report.get('strength', 'quick')} strength; *unprotected*: each "
+              "attacker's score on unprotected speech (its strength: what it recovers when "
+              "nothing is hidden).",
+              "— = does not apply (no audio sent, no log-mel sent, or nothing withheld).",
               "`on_device` sends nothing: its attack figures are those of an attacker with no "
               "input (WER 100, EER 50, speaker-ID at chance).", ""]
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from speechmask.train.data import array_stats, pad_batch
 
 from .config import SpeakerConfig
 from .data import AttackError, SuiteData
-from .fit import Cache, FitConfig, digest_arrays, fit, seeded, warm_start
+from .fit import Cache, EarlyStop, FitConfig, digest_arrays, fit, seeded, warm_start
 from .metrics import det_points, eer
 from .nets import SpeakerEmbedder
 
@@ -64,10 +64,13 @@ class Trials:
 
 def train_embedder(data: SuiteData, feats: list[np.ndarray], *, cfg: SpeakerConfig, steps: int,
                    stride: int, cache: Cache, name: str, init: SpeakerEmbedder | None = None,
-                   seed: int = 0, progress: bool = True) -> SpeakerEmbedder:
+                   seed: int = 0, progress: bool = True,
+                   stop: EarlyStop | None = None) -> SpeakerEmbedder:
     """Speaker classifier over the speaker_split training speakers, on `feats`, starting from
-    `init` when given (every layer whose shape matches, as in `content.train_asr`)."""
-    idx = data.speaker_train
+    `init` when given (every layer whose shape matches, as in `content.train_asr`). With `stop`,
+    the training speakers' dev utterances are held out and training stops once the
+    classification loss on them stops improving."""
+    idx, dev_rows = data.speaker_dev_split() if stop else (data.speaker_train, [])
     speakers = data.speakers(idx)
     label = {s: k for k, s in enumerate(speakers)}
     model = seeded(seed, lambda: SpeakerEmbedder(feats[idx[0]].shape[1], len(speakers)))
@@ -90,10 +93,21 @@ def train_embedder(data: SuiteData, feats: list[np.ndarray], *, cfg: SpeakerConf
         return F.cross_entropy(model(x, lengths), y, label_smoothing=0.1)
 
     init_key = digest_arrays(p.detach().numpy() for p in init.parameters()) if init else None
+
+    def dev() -> float:  # whole utterances, no smoothing: how well it tells them apart
+        total = 0.0
+        for s in range(0, len(dev_rows), 64):
+            rows = dev_rows[s:s + 64]
+            x, lengths = pad_batch([feats[i] for i in rows], pad)
+            y = torch.tensor([label[data.rows[i]["speaker"]] for i in rows])
+            total += float(F.cross_entropy(model(x, lengths), y, reduction="sum"))
+        return total / len(dev_rows)
+
     key = Cache.key(name, cfg, fcfg, stride, init_key, speakers,
-                    digest_arrays(feats[i] for i in idx))
+                    digest_arrays(feats[i] for i in idx), *(() if stop is None else (stop,)))
     return cache.get_or_fit(model, name, key, lambda: fit(
-        model, loss, len(idx), fcfg, desc=f"train {name}", progress=progress))
+        model, loss, len(idx), fcfg, desc=f"train {name}", progress=progress,
+        dev=dev if stop else None, stop=stop))
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from speechmask.train.data import pad_batch
 from . import content, speaker, systems
 from .config import SuiteConfig
 from .data import AttackError, Sent, SuiteData
-from .fit import Cache, FitConfig, digest_arrays, fit
+from .fit import Cache, EarlyStop, FitConfig, digest_arrays, fit
 from .nets import CTCASR, SpeakerEmbedder
 from .systems import System
 
@@ -63,13 +63,19 @@ class Suite:
         self._lm_dir: tempfile.TemporaryDirectory | None = None  # the LM without a cache folder
 
     # shared attackers (trained once on clean speech)
+    @property
+    def stop(self) -> EarlyStop | None:
+        """Early stopping of every attacker at full strength (`SuiteConfig.early_stop`)."""
+        every = self.cfg.early_stop
+        return EarlyStop(*every) if every else None
+
     def passive_asr(self) -> CTCASR:
         if self._asr is None:
             c = self.cfg.content
             self._asr = content.train_asr(
                 self.data, self.data.fs.features, stride=1, steps=self.cfg.steps(c.asr_steps),
                 lr=c.asr_lr, cache=self.cache, name="asr-clean", seed=self.cfg.seed,
-                progress=self.progress, width=(c.asr_channels, c.asr_hidden))
+                progress=self.progress, width=(c.asr_channels, c.asr_hidden), stop=self.stop)
         return self._asr
 
     def clean_embedder(self) -> SpeakerEmbedder:
@@ -77,7 +83,8 @@ class Suite:
             s = self.cfg.speaker
             self._embedder = speaker.train_embedder(
                 self.data, self.data.fs.features, cfg=s, steps=self.cfg.steps(s.steps), stride=1,
-                cache=self.cache, name="xvector-clean", seed=self.cfg.seed, progress=self.progress)
+                cache=self.cache, name="xvector-clean", seed=self.cfg.seed, progress=self.progress,
+                stop=self.stop)
         return self._embedder
 
     def trials(self) -> speaker.Trials:
@@ -269,7 +276,7 @@ class Suite:
                     lr=c.finetune_lr if sent.log_mel else c.asr_lr / 2, cache=self.cache,
                     name=f"asr-informed-{train_name}", init=self.passive_asr(),
                     seed=self.cfg.seed, progress=self.progress,
-                    width=(c.asr_channels, c.asr_hidden))
+                    width=(c.asr_channels, c.asr_hidden), stop=self.stop)
                 found["informed"] = content.scores(
                     d, content.transcribe(informed, sent.features, idx, pad, self.lexicon), idx)
         if "inpainting" in attacks and sent.withheld is not None:
@@ -277,7 +284,7 @@ class Suite:
             # by the informed ASR and by the clean-trained one, and the better of the two counts
             painter = content.train_inpainter(d, train, steps=self.cfg.steps(c.inpaint_steps),
                                               cache=self.cache, seed=self.cfg.seed,
-                                              progress=self.progress)
+                                              progress=self.progress, stop=self.stop)
             filled_rows = content.inpaint(painter, d, sent, idx)
             filled = [filled_rows.get(i, f) for i, f in enumerate(sent.features)]
             readers = {"passive": self.passive_asr()}
@@ -321,7 +328,7 @@ class Suite:
                 steps=self.cfg.steps(s.informed_steps if sent.log_mel else s.transfer_steps),
                 stride=sent.frame_stride, cache=self.cache, name=f"xvector-{train_name}",
                 init=self.clean_embedder(), seed=self.cfg.seed,
-                progress=self.progress)
+                progress=self.progress, stop=self.stop)
             found["semi_informed"] = speaker.verify(
                 d, trials, emb, sent.features, sent.features, pad, pad,
                 speaker.gender_training(d, emb, sent.features, pad))

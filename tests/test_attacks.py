@@ -312,3 +312,27 @@ def test_seeded_build_leaves_the_callers_random_stream_alone():
     a = seeded(0, lambda: torch.nn.Linear(4, 4))
     assert torch.equal(torch.rand(3), expected)
     assert torch.equal(seeded(0, lambda: torch.nn.Linear(4, 4)).weight, a.weight)
+
+
+def test_full_strength_stops_on_dev_loss_and_states_the_attackers_strength(corpus, slu_path,
+                                                                           tmp_path):
+    """`--strength full`: the attackers train with early stopping on their dev loss (capped here
+    by --max-steps), and the report states every attacker's score on unprotected speech even
+    when all_offload is not among the rows."""
+    out = tmp_path / "full"
+    assert main(["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
+                 "--baselines", "random", "--attacks", "passive", "informed", "inpainting",
+                 "speaker", "--strength", "full", "--max-steps", "3", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["strength"] == "full" and report["config"]["strength"] == "full"
+    assert report["config"]["content"]["asr_channels"] == 256  # the full-strength settings
+    assert [s["name"] for s in report["systems"]] == ["random"]
+    unprotected = report["unprotected"]
+    assert unprotected["wer_passive"] is not None and unprotected["eer_semi_informed"] is not None
+    assert "*unprotected*" in (out / "report.md").read_text()
+    # quick and full attackers are cached apart: a quick run trains its own
+    quick = {p.name for p in (out / "cache").iterdir()}
+    assert main(["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
+                 "--baselines", "random", "--attacks", "passive", "--max-steps", "3", "--quiet",
+                 "--force"]) == 0
+    assert {p.name for p in (out / "cache").iterdir()} - quick

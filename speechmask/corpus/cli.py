@@ -12,6 +12,7 @@ FORMATS = ("fsc", "slurp", "librispeech", "voxceleb", "vctk", "speechcommands")
 def register(sub: argparse._SubParsersAction) -> None:
     from ..options import add_options
     from .config import SynthConfig
+    from .heldout import HeldoutConfig
 
     data = sub.add_parser("data", help="make, import, inspect and plot speech corpora")
     dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
@@ -34,6 +35,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     p.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     p.set_defaults(handler=_manifest)
+
+    p = dsub.add_parser("heldout", help="a split whose test part has unseen speakers and unseen "
+                                        "sentence templates",
+                        description="Write a manifest whose split puts the speaker_split test "
+                                    "speakers on held-out sentence templates in 'test' and the "
+                                    "other speakers on the remaining templates in 'train'/'dev', "
+                                    "leaving out what belongs to neither; every command runs on "
+                                    "it as on any manifest.")
+    p.add_argument("--manifest", type=Path, required=True, help="a manifest with 'template'")
+    p.add_argument("--out", type=Path, required=True, help="manifest.jsonl to write")
+    add_options(p, HeldoutConfig)
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.set_defaults(handler=_heldout, parser=p)
 
     p = dsub.add_parser("stats", help="print corpus statistics (and front-end parity)")
     p.add_argument("--manifest", type=Path, required=True)
@@ -69,6 +83,27 @@ def _synth(args: argparse.Namespace) -> int:
     print(f"wrote {summary['manifest']}: {summary['utterances']} utterances from "
           f"{summary['speakers']} speakers ({summary['rendered']} rendered, "
           f"{summary['skipped']} already there)")
+    return 0
+
+
+def _heldout(args: argparse.Namespace) -> int:
+    from ..options import from_args
+    from ..outputs import check_new_file
+    from .heldout import HeldoutConfig, heldout_split
+    from .manifest import read_manifest, resolve_audio, write_manifest
+
+    cfg = from_args(HeldoutConfig, args, args.parser)
+    check_new_file(args.out, args.force)
+    rows = read_manifest(args.manifest)
+    out = heldout_split(rows, cfg, str(args.manifest))
+    for r in out:  # paths stay valid wherever the new manifest is written
+        r["path"] = str(resolve_audio(args.manifest, r))
+    write_manifest(args.out, out, force=args.force)
+    counts = {p: sum(r["split"] == p for r in out) for p in ("train", "dev", "test")}
+    print(f"wrote {args.out}: {len(out)} of {len(rows)} utterances, " +
+          ", ".join(f"{p} {n}" for p, n in counts.items()) +
+          f"; test on {len({r['template'] for r in out if r['split'] == 'test'})} unseen "
+          "templates")
     return 0
 
 
