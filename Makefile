@@ -37,6 +37,7 @@ bench: install
 		--runs build/bench_mask --out build/bench_export
 	$(BIN)/python benchmarks/bench_adversary.py --corpus build/bench_mask/corpus \
 		--slu build/bench_mask/slu.pt --work build/bench_adversary --cache build/bench_attack/cache
+	$(BIN)/python benchmarks/bench_speaker_cues.py --manifest build/bench_mask/corpus/manifest.jsonl
 	$(BIN)/python scripts/results.py
 
 # docs/results.md and the README's headline table, from benchmarks/results/*.json

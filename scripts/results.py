@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_format import (BEGIN, COMMANDS, END, HEADLINE_METRICS, HEADLINE_SYSTEMS,  # noqa: E402
                             METRIC_NAMES, TARGETS, TITLES, anchor, gain, kib, pct, points, ratio,
                             table, wrap)
+from results_privacy import SECTIONS as PRIVACY_SECTIONS  # noqa: E402
 from results_sections import SECTIONS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def render_doc(records: dict) -> str:
              "specifications.", ""]
     lines += ["Contents: " + ", ".join(f"[{name}](#{anchor(name)})" for name in TITLES) + ".",
               ""]
-    for fn in SECTIONS:
+    for fn in SECTIONS + PRIVACY_SECTIONS:
         lines += fn(records)
     lines = [wrapped for line in lines for wrapped in wrap(line)]
     while lines and lines[-1] == "":

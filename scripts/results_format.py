@@ -26,6 +26,8 @@ COMMANDS = {
                     "--runs build/bench_mask --out build/bench_attack",
     "bench_export": "python benchmarks/bench_export.py --corpus build/bench_mask/corpus "
                     "--runs build/bench_mask --out build/bench_export",
+    "bench_speaker_cues": "python benchmarks/bench_speaker_cues.py --manifest "
+                          "build/bench_mask/corpus/manifest.jsonl",
 }
 
 # Section headings, in the order of the page (the README links to their anchors).
@@ -37,6 +39,7 @@ TITLES = {
     "bench_adversary": "adversary settings of the mask objective",
     "bench_attack": "the attack suite",
     "bench_export": "the int8 model for the microcontroller",
+    "bench_speaker_cues": "speaker cues left by each device-side step (a probe)",
 }
 
 # Targets are specifications (the issues' texts and the SILENCE paper's claims), not

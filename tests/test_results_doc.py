@@ -147,6 +147,14 @@ def fixture_records() -> dict:
                     round(100 * (speechmask_int8[k] - systems["speechmask"][k]), 2))
                 for k in compared},
             "command": "python benchmarks/bench_export.py --corpus c --runs r"},
+        "bench_speaker_cues": {
+            "benchmark": "bench_speaker_cues", **stamp, "corpus": "m", "speakers": 30,
+            "train_utterances": 840, "test_utterances": 180, "chance": 1 / 30,
+            "settings": [{"step": "none", "frames": None, "speaker_id_means": 0.95,
+                          "speaker_id_statistics": 0.9944},
+                         {"step": "band_norm_mean", "frames": 16, "speaker_id_means": 0.1111,
+                          "speaker_id_statistics": 0.9056}],
+            "command": "python benchmarks/bench_speaker_cues.py --manifest m"},
     }
 
 
@@ -196,6 +204,10 @@ def test_tables_carry_the_records_numbers(tmp_path):
     assert _row(doc, "regular (alternate)")[1:] == ["0.10 / 0.93 (open 0.50)",
                                                     "0.24 / 0.86 (open 0.50)"]
     assert _row(doc, "`mask_40ms.pt`")[1:] == ["0.489", "0.095", "0.933"]
+    # bench_speaker_cues: one row per device-side step, rates in %
+    assert _row(doc, "none (the front-end's log-mel)")[1:] == ["95.0", "99.4"]
+    assert _row(doc, "per-band normalisation, running mean of 16 frames")[1:] == ["11.1", "90.6"]
+    assert "chance 3.3 %" in _flat(doc)
     # bench_adversary: rates in %, intent against the no-adversary row
     asr = _row(doc, "asr (1)")[1:]
     assert asr[0] == "88.3" and asr[3] == "48.7" and asr[-2] == "-5.0"
