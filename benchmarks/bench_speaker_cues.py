@@ -1,7 +1,8 @@
 """Speaker cues left in what the device computes, per device-side step: a cheap probe.
 
-For each setting of a device-side step (today: none, and the streaming per-band normalisation
-`speechmask.device.bandnorm` at several lengths), every utterance of the corpus goes through the
+For each setting of the device-side steps (none; the streaming per-band normalisation
+`speechmask.device.bandnorm` at several lengths; cepstral liftering `speechmask.device.lifter`
+at several numbers of kept coefficients; both together), every utterance of the corpus goes through the
 firmware's integer front-end and the step, and a linear classifier (scikit-learn's logistic
 regression on standardised inputs) identifies the speaker from per-utterance statistics of what
 comes out: (a) the band means alone, (b) band means, standard deviations, 10th and 90th
@@ -29,6 +30,7 @@ from common import report  # noqa: E402
 from speechmask.audio import read_audio, to_pcm16  # noqa: E402
 from speechmask.corpus.manifest import read_manifest, resolve_audio  # noqa: E402
 from speechmask.device.bandnorm import calibrate, normalize_int  # noqa: E402
+from speechmask.device.lifter import LifterConfig, lifter_int  # noqa: E402
 from speechmask.features import FrontendConfig  # noqa: E402
 from speechmask.features_int import log_mel_int  # noqa: E402
 
@@ -53,6 +55,8 @@ def main() -> None:
     ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256],
                     help="running-mean lengths of the band normalisation to probe")
+    ap.add_argument("--keep", type=int, nargs="+", default=[8, 13, 20],
+                    help="cepstral coefficients kept by the lifter, to probe")
     args = ap.parse_args()
 
     fe = FrontendConfig()
@@ -63,22 +67,29 @@ def main() -> None:
     test = [i for i, r in enumerate(rows) if r["split"] == "test"]
     speakers = np.array([r["speaker"] for r in rows])
 
-    settings = [("none", None)] + [("band_norm_mean", n) for n in args.frames]
+    # (step, band-norm frames or None, lifter keep or 0); both together at the middle lengths
+    settings = ([("none", None, 0)] + [("band_norm_mean", n, 0) for n in args.frames]
+                + [("lifter", None, k) for k in args.keep]
+                + [("band_norm_mean+lifter", sorted(args.frames)[len(args.frames) // 2],
+                    sorted(args.keep)[len(args.keep) // 2])])
     record: dict = {"corpus": str(args.manifest), "speakers": len(set(speakers)),
                     "train_utterances": len(train), "test_utterances": len(test),
                     "chance": 1 / len(set(speakers)), "settings": []}
     table = []
-    for step, frames in tqdm(settings, desc="settings", dynamic_ncols=True):
+    for step, frames, keep in tqdm(settings, desc="settings", dynamic_ncols=True):
         out = feats
         if frames is not None:  # target means from the training utterances only
             cfg = calibrate([feats[i] for i in train], frames=frames)
-            out = [normalize_int(f, cfg) for f in feats]
+            out = [normalize_int(f, cfg) for f in out]
+        if keep:
+            out = [lifter_int(f, LifterConfig(keep)) for f in out]
         x = np.stack([statistics(f, fe.log_frac_bits) for f in out])
-        row = {"step": step, "frames": frames,
+        row = {"step": step, "frames": frames, "keep": keep,
                "speaker_id_means": speaker_id(x[:, :fe.n_mels], speakers, train, test),
                "speaker_id_statistics": speaker_id(x, speakers, train, test)}
         record["settings"].append(row)
-        name = step if frames is None else f"{step}, {frames} frames"
+        name = ", ".join([step] + ([f"{frames} frames"] if frames else [])
+                         + ([f"keep {keep}"] if keep else []))
         table.append((name, f"band means {100 * row['speaker_id_means']:.1f} %, statistics "
                             f"{100 * row['speaker_id_statistics']:.1f} %"))
     table.append(("chance", f"{100 * record['chance']:.1f} %"))

@@ -153,7 +153,9 @@ def fixture_records() -> dict:
             "settings": [{"step": "none", "frames": None, "speaker_id_means": 0.95,
                           "speaker_id_statistics": 0.9944},
                          {"step": "band_norm_mean", "frames": 16, "speaker_id_means": 0.1111,
-                          "speaker_id_statistics": 0.9056}],
+                          "speaker_id_statistics": 0.9056},
+                         {"step": "band_norm_mean+lifter", "frames": 64, "keep": 13,
+                          "speaker_id_means": 0.2, "speaker_id_statistics": 0.8}],
             "command": "python benchmarks/bench_speaker_cues.py --manifest m"},
     }
 
@@ -207,6 +209,8 @@ def test_tables_carry_the_records_numbers(tmp_path):
     # bench_speaker_cues: one row per device-side step, rates in %
     assert _row(doc, "none (the front-end's log-mel)")[1:] == ["95.0", "99.4"]
     assert _row(doc, "per-band normalisation, running mean of 16 frames")[1:] == ["11.1", "90.6"]
+    assert _row(doc, "per-band normalisation, running mean of 64 frames + liftering, 13 "
+                     "cepstral coefficients")[1:] == ["20.0", "80.0"]
     assert "chance 3.3 %" in _flat(doc)
     # bench_adversary: rates in %, intent against the no-adversary row
     asr = _row(doc, "asr (1)")[1:]
