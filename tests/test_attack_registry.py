@@ -155,7 +155,8 @@ def test_cli_defaults_equal_the_config_defaults():
     for parser in attack_parsers():
         tables = options_of(parser)
         assert set(tables[SuiteConfig]) == {"attacks", "seed", "max_steps",
-                                            "pocketsphinx_utterances", "pocketsphinx_lm"}
+                                            "pocketsphinx_utterances", "pocketsphinx_lm",
+                                            "strength"}
         by_dest = {a.dest: a for a in parser._actions}
         for cls, table in tables.items():
             for name, flag in table.items():
