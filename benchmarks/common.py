@@ -42,8 +42,15 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, list[
 
 
 def machine() -> dict:
-    return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    """The machine, and how busy it was: the 15-minute load average when the record is written
+    (about the number of cores in use by this benchmark alone; more means other work shared
+    them and timings overstate)."""
+    out = {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+           "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count()}
+    if hasattr(os, "getloadavg"):
+        out["load_15min"] = round(os.getloadavg()[2], 2)
+    return out
 
 
 def command_line(argv: list[str] | None = None) -> str:

@@ -155,7 +155,9 @@ def table(head: list[str], rows: list[list[str]]) -> list[str]:
 
 def machine(rec: dict) -> str:
     m = rec.get("machine", {})
-    return f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, Python {m.get('python', '?')}"
+    load = (f", load {m['load_15min']:.1f} (15-minute average at the end)"
+            if "load_15min" in m else "")
+    return f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, Python {m.get('python', '?')}{load}"
 
 
 def provenance(name: str, rec: dict | None) -> list[str]:
