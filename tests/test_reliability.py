@@ -239,11 +239,15 @@ def test_sigint_exits_130_and_keeps_the_old_checkpoint(tiny_corpus, slu_path, ma
     keep = tmp_path / "keep.pt"
     keep.write_bytes(mask_path.read_bytes())
     before = snapshot(tmp_path)
+    # SIGINT restored to its default in the child: a test run started in the background of a
+    # non-interactive shell inherits SIGINT ignored, and so would the command
     proc = subprocess.Popen([sys.executable, "-m", "speechmask", "train", "mask", "--manifest",
                              str(tiny_corpus), "--slu", str(slu_path), "--out", str(keep),
-                             "--force", "--quiet", "--device", "cpu", "--eval-every", "1000"],
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+                             "--force", "--device", "cpu", "--eval-every", "1000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc.stderr.read(1)  # the progress bar's first write: the command is past its imports
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == \
