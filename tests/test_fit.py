@@ -31,7 +31,7 @@ def test_early_stopping_keeps_the_best_dev_weights_and_stops():
     assert log[-1]["step"] < 2000  # stopped early
     best = min(e["dev_loss"] for e in log)
     assert abs(float((model.weight.detach() - 1.0).pow(2).sum()) - best) < 1e-9  # the best weights kept
-    assert float(model.weight) < 2.0 and not model.training
+    assert float(model.weight.detach()) < 2.0 and not model.training
 
 
 def test_evaluating_does_not_change_the_training():
