@@ -36,7 +36,7 @@ LOG2_FRAC_BITS = 16
 LN2_Q30 = int(round(np.log(2.0) * (1 << 30)))
 
 
-def _round_shift(x: np.ndarray, shift: int) -> np.ndarray:
+def round_shift(x: np.ndarray, shift: int) -> np.ndarray:
     """(x + 2**(shift-1)) >> shift: round half up, arithmetic shift (as C on two's complement)."""
     return (x + (1 << (shift - 1))) >> shift if shift > 0 else x
 
@@ -112,22 +112,22 @@ def ilog2_q16(v: np.ndarray) -> np.ndarray:
     frac = np.where(e >= 30, v >> np.maximum(e - 30, 0), v << np.maximum(30 - e, 0)) - (1 << 30)
     idx = frac >> (30 - LOG2_TABLE_BITS)
     rem = frac & ((1 << (30 - LOG2_TABLE_BITS)) - 1)
-    interp = _round_shift((t[idx + 1] - t[idx]) * rem, 30 - LOG2_TABLE_BITS)
+    interp = round_shift((t[idx + 1] - t[idx]) * rem, 30 - LOG2_TABLE_BITS)
     return (e << LOG2_FRAC_BITS) + t[idx] + interp
 
 
 def frames_to_features(frames_pcm: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     """int16 frames `(n_frames, win_length)` -> int16 features `(n_frames, n_mels)`."""
     t = tables(cfg)
-    x = _round_shift(frames_pcm.astype(np.int64) * t["window_q15"], cfg.window_shift)
+    x = round_shift(frames_pcm.astype(np.int64) * t["window_q15"], cfg.window_shift)
     re = np.zeros(frames_pcm.shape[:-1] + (cfg.n_fft,), dtype=np.int64)
     re[..., : cfg.win_length] = x
     re, im = fft_q31(re, np.zeros_like(re), cfg)
     nb = cfg.n_bins
-    power = _round_shift(re[..., :nb] ** 2 + im[..., :nb] ** 2, cfg.power_shift)
+    power = round_shift(re[..., :nb] ** 2 + im[..., :nb] ** 2, cfg.power_shift)
     mel = power @ t["mel_q15"].T + t["floor_q"]
     log2 = ilog2_q16(mel) - (cfg.mel_scale_log2 << LOG2_FRAC_BITS)
-    out = _round_shift(log2 * LN2_Q30, LOG2_FRAC_BITS + 30 - cfg.log_frac_bits)
+    out = round_shift(log2 * LN2_Q30, LOG2_FRAC_BITS + 30 - cfg.log_frac_bits)
     return np.clip(out, -32768, 32767).astype(np.int16)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
+from ..features_int import round_shift
 
 MODES = ("none", "mean")
 
@@ -77,7 +78,7 @@ def calibrate(features_q: list[np.ndarray], frames: int = BandNormConfig.frames,
     count = sum(len(f) for f in features_q)
     if count == 0:
         raise ConfigError("band-norm calibration needs at least one frame", field="target")
-    mean = np.sign(total) * ((np.abs(total) + count // 2) // count)
+    mean = _div_round(total, count)
     return BandNormConfig("mean", frames, frac_bits, tuple(int(v) for v in mean))
 
 
@@ -115,7 +116,7 @@ class StreamingBandNormInt:
         for t, row in enumerate(x.astype(np.int64)):
             self.count = min(self.count + 1, self.cfg.frames)
             self.mean += _div_round((row << f) - self.mean, self.count)
-            y = row - ((self.mean + (1 << (f - 1))) >> f) + self._target
+            y = row - round_shift(self.mean, f) + self._target
             out[t] = np.clip(y, -32768, 32767)
         return out
 

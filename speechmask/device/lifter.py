@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..features_int import round_shift
 
 Q15_BITS = 15
 
@@ -76,7 +77,7 @@ def lifter_int(features_q: np.ndarray, cfg: LifterConfig) -> np.ndarray:
         return x.copy()
     m = lifter_matrix_q15(cfg.keep, x.shape[1]).astype(np.int64)
     acc = x.astype(np.int64) @ m.T
-    return np.clip((acc + (1 << (Q15_BITS - 1))) >> Q15_BITS, -32768, 32767).astype(np.int16)
+    return np.clip(round_shift(acc, Q15_BITS), -32768, 32767).astype(np.int16)
 
 
 def lifter_float(features, cfg: LifterConfig):
