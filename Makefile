@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_adversary.py --corpus build/bench_mask/corpus \
 		--slu build/bench_mask/slu.pt --work build/bench_adversary --cache build/bench_attack/cache
 	$(BIN)/python benchmarks/bench_speaker_cues.py --manifest build/bench_mask/corpus/manifest.jsonl
+	$(BIN)/python benchmarks/bench_ablation.py --manifest build/bench_mask/corpus/manifest.jsonl \
+		--slu build/bench_mask/slu.pt --mask build/bench_mask/mask_40ms.pt
 	$(BIN)/python scripts/results.py
 
 # docs/results.md and the README's headline table, from benchmarks/results/*.json

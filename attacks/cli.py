@@ -16,8 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speechmask.options import add_options, flagged, from_args
-from speechmask.train.config import SPLIT_FIELDS
+from speechmask.models.config import SendConfig
+from speechmask.options import add_options, field_default, flagged, from_args
+from speechmask.train.config import SPLIT_FIELDS, ObjectiveConfig
 
 from . import systems
 from .config import SuiteConfig
@@ -74,9 +75,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"baseline systems (default: all; none: only the mask): {listed}")
     p.set_defaults(handler=_attack, parser=p)
     sp = p.add_subparsers(dest="attack_command", metavar="sweep")
-    s = sp.add_parser("sweep", help="privacy-utility curve: train a mask per gamma, attack each")
+    s = sp.add_parser("sweep", help="privacy-utility frontier: a mask per gamma, each send "
+                                    "setting of it, every baseline")
     _common(s)
-    s.add_argument("--gammas", nargs="+", type=float, required=True, help="KL budgets (nats)")
+    s.add_argument("--gammas", nargs="+", type=float,
+                   default=[field_default(ObjectiveConfig, "gamma")],
+                   help="KL budgets (nats): one mask each")
+    s.add_argument("--norm-frames", nargs="+", type=int,
+                   default=[field_default(SendConfig, "norm_frames")],
+                   help="lengths of the send normalisation to try (0 = off)")
+    s.add_argument("--warps", nargs="+", type=float,
+                   default=[field_default(SendConfig, "warp_max")],
+                   help="ranges of the send frequency warp to try (0 = off)")
+    s.add_argument("--baselines", nargs="+", default=list(baselines),
+                   choices=list(baselines) + ["none"],
+                   help="baselines drawn beside the sweep (default: all; none: no baselines)")
     s.add_argument("--mask-steps", type=int, default=None,
                    help="mask training steps per gamma (default: --max-steps, else the mask "
                         "trainer's)")
@@ -220,11 +233,11 @@ def _sweep(args: argparse.Namespace) -> int:
     from speechmask.audio import atomic_write_text
     from speechmask.errors import ConfigError
     from speechmask.models.config import MaskConfig
-    from speechmask.train.config import MaskTrainConfig, ObjectiveConfig
+    from speechmask.train.config import MaskTrainConfig
     from speechmask.train.mask import train_mask
 
+    from . import sweep
     from .fit import Cache
-    from .report import plot_sweep
     from .runner import run_suite
     from .suite import Suite
 
@@ -234,8 +247,15 @@ def _sweep(args: argparse.Namespace) -> int:
         objectives = [ObjectiveConfig(gamma=gamma) for gamma in args.gammas]
         train_cfg = MaskTrainConfig(max_steps=steps, progress=args.progress,
                                     eval_every=NO_DEV_EVAL)
+        for n in args.norm_frames:
+            SendConfig(norm_frames=n)
+        for w in args.warps:
+            SendConfig(warp_max=w)
     except ConfigError as exc:
-        raise flagged(exc, {"gamma": "--gammas", "max_steps": "--mask-steps"}) from None
+        raise flagged(exc, {"gamma": "--gammas", "max_steps": "--mask-steps",
+                            "norm_frames": "--norm-frames", "warp_max": "--warps"}) from None
+    chosen = [] if "none" in args.baselines else args.baselines
+    base_cfg = replace(cfg, systems=systems.choose(chosen, [])) if chosen else None
     slu, _, _, _, split_field = _check_inputs(args)
     train_cfg = replace(train_cfg, split_field=split_field)
     out = _output(args, SWEEP_FILES, [CACHE, SWEEP_MASKS])
@@ -243,19 +263,28 @@ def _sweep(args: argparse.Namespace) -> int:
     _check_resumable(paths, train_cfg)
 
     data = _load_data(args, slu, split_field)
+    train = [data.fs.features[i] for i in data.content_train]
+    default_gamma = field_default(ObjectiveConfig, "gamma")
+    cache = Cache(args.out / CACHE)
     points = []
     for gamma, obj, path in zip(args.gammas, objectives, paths):
         train_mask(args.manifest, args.slu, path, MaskConfig(), obj, train_cfg,
                    resume=path.exists())
-        suite = Suite(data, slu, load_mask(path), cfg, Cache(args.out / CACHE),
-                      progress=args.progress)
-        row = run_suite(suite)[0]
-        points.append({"gamma": gamma, "mask": str(path), **row})
-        print(f"gamma {gamma:g}: " + json.dumps({k: None if v is None else round(v, 3)
-                                                 for k, v in row["metrics"].items()}))
+        for setting in sweep.settings([gamma], args.norm_frames, args.warps):
+            mask = sweep.with_send(load_mask(path), setting, train)
+            row = run_suite(Suite(data, slu, mask, cfg, cache, progress=args.progress))[0]
+            points.append({"gamma": gamma, "norm_frames": setting.norm_frames,
+                           "warp_max": setting.warp_max, "label": setting.label,
+                           "default": setting.is_default(default_gamma), "mask": str(path),
+                           **row})
+            print(f"{setting.label}: " + json.dumps({k: None if v is None else round(v, 3)
+                                                     for k, v in row["metrics"].items()}))
+    baseline_rows = run_suite(Suite(data, slu, None, base_cfg, cache,
+                                    progress=args.progress)) if base_cfg else []
     with out.staged() as staging:
-        atomic_write_text(staging / "sweep.json", json.dumps({"points": points}, indent=1) + "\n")
-        plot_sweep(points, staging / "sweep.png")
+        atomic_write_text(staging / "sweep.json", json.dumps(
+            {"points": points, "baselines": baseline_rows}, indent=1) + "\n")
+        sweep.plot_frontier(points, baseline_rows, staging / "sweep.png")
     print(f"wrote {args.out}/sweep.json, sweep.png")
     return 0
 

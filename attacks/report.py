@@ -147,29 +147,3 @@ def plot_examples(examples: dict, floor: float, out: Path) -> None:
     np.atleast_1d(axes)[-1].set_xlabel("frame (10 ms)")
     save_figure(fig, out)
     plt.close(fig)
-
-
-def plot_sweep(points: list[dict], out: Path) -> None:
-    """Privacy-utility curves over gamma: intent accuracy against each leakage metric."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    leaks = (("wer_passive", "WER, passive ASR"), ("wer_informed", "WER, informed ASR"),
-             ("entity_error_rate", "EntER"), ("eer_semi_informed", "EER, semi-informed"))
-    fig, axes = plt.subplots(1, len(leaks), figsize=(14, 3.8), layout="constrained", sharey=True)
-    for ax, (key, label) in zip(axes, leaks):
-        pts = [(p["metrics"][key], p["metrics"]["intent_acc"], p["gamma"]) for p in points
-               if p["metrics"].get(key) is not None]
-        if pts:
-            x, y, g = zip(*pts)
-            ax.plot(x, y, "o-")
-            for xi, yi, gi in pts:
-                ax.annotate(f"γ={gi:g}", (xi, yi), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.set_xlabel(f"{label} (higher = more private)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("intent accuracy")
-    save_figure(fig, out)
-    plt.close(fig)

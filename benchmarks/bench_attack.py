@@ -7,7 +7,10 @@ training. Needs the models of bench_mask.py:
   python benchmarks/bench_attack.py --corpus build/bench_mask/corpus --runs build/bench_mask
 Prints one JSON line and a table (rates in %). `--strength full` runs every attacker to
 convergence on its dev loss (the record is then `bench_attack_full`; the 15-minute target is the
-quick suite's).
+quick suite's). `--reuse-cache DIR` starts from the attacker cache of an earlier run (DIR/cache):
+what was trained on the same data with the same settings is reused (same weights, so the same
+figures), so only what changed (e.g. a new mask's rows) trains; the record then says so and its
+time is not compared with the target.
 """
 
 from __future__ import annotations
@@ -34,11 +37,22 @@ def main() -> None:
     corpus_and_runs(ap)
     ap.add_argument("--out", type=Path, default=None, help="default: build/bench_attack[_full]")
     ap.add_argument("--strength", choices=STRENGTHS, default=SuiteConfig().strength)
+    ap.add_argument("--reuse-cache", type=Path, default=None,
+                    help="an earlier run's output folder whose cache/ to start from")
     args = ap.parse_args()
     name = "bench_attack" if args.strength == "quick" else f"bench_attack_{args.strength}"
     args.out = args.out or Path("build") / name
+    reused = None
+    if args.reuse_cache is not None:
+        if not (args.reuse_cache / "cache").is_dir():
+            raise SystemExit(f"bench_attack: {args.reuse_cache}/cache: no such folder")
+        reused = Path(shutil.copytree(args.reuse_cache / "cache", args.out.parent /
+                                      f".{args.out.name}-cache", dirs_exist_ok=True))
     if args.out.exists():
         shutil.rmtree(args.out)  # time the whole suite, trainings included
+    if reused is not None:
+        args.out.mkdir(parents=True)
+        reused.rename(args.out / "cache")
     t0 = time.perf_counter()
     speechmask(["attack", "--manifest", str(args.corpus / "manifest.jsonl"),
                 "--slu", str(args.runs / "slu.pt"), "--mask", str(args.runs / "mask_40ms.pt"),
@@ -47,8 +61,11 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     result = json.loads((args.out / "report.json").read_text())
     record = {"seconds": round(seconds, 1), "strength": args.strength,
-              "target_seconds": 900 if args.strength == "quick" else None,
+              "target_seconds": 900 if args.strength == "quick" and reused is None else None,
+              "cache_reused_from": str(args.reuse_cache) if reused is not None else None,
               "unprotected": result["unprotected"],
+              # the mask's device-side send steps (None: it sends its gated features as they are)
+              "mask_send": (result.get("mask_config") or {}).get("send"),
               "split_field": result["split_field"],
               "content_test_utterances": result["content_test_utterances"],
               "trials": result["trials"],

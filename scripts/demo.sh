@@ -32,12 +32,15 @@ step "7. test-set intent accuracy: clean model on clean input, fine-tuned model 
 $SM evaluate --manifest "$M" --slu "$R/slu.pt"
 $SM evaluate --manifest "$M" --slu "$R/slu_masked.pt" --mask "$R/mask.pt"
 
-step "8. mask one test utterance: masked audio, masked features, plot of the gates"
+step "8. mask one test utterance: what the device sends (features), plot of the gates"
 WAV=$(.venv/bin/python -c "
 import sys; from speechmask.corpus.manifest import read_manifest, resolve_audio
 rows = [r for r in read_manifest(sys.argv[1]) if r['split'] == 'test' and r['entities']]
 print(resolve_audio(sys.argv[1], rows[0]))" "$M")
-$SM mask --model "$R/mask.pt" "$WAV" --out "$OUT/masked.wav" --features "$OUT/masked.npy" \
+echo "(the default mask normalises and warps what it sends, which has no audio counterpart, so it"
+echo " sends features only; a mask trained with --send-norm-frames 0 --send-warp 0 can also write"
+echo " masked audio with --out masked.wav)"
+$SM mask --model "$R/mask.pt" "$WAV" --features "$OUT/masked.npy" \
   --plot "$OUT/mask.png" --stats "$OUT/mask.json" --force
 
 step "9. export the mask for the microcontroller: int8 TFLite, ONNX, C sources, report"
@@ -50,7 +53,7 @@ echo " speechmask_int8 is the exported int8 model's own gates, beside the float 
 $SM attack --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --slu-masked "$R/slu_masked.pt" \
   --int8 "$OUT/fw/mask.tflite" --out "$OUT/attack" --quiet --force
 
-printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (models), masked.wav,\n' "$OUT"
+printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (models),\n' "$OUT"
 printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json,\n'
 printf 'fw/ (mask.tflite, mask.onnx, mask_int8.onnx, model_data.h/.c, speechmask_frontend.h,\n'
 printf 'speechmask_gates.h, report.json, report.md), attack/ (report.json, report.md, det.png,\n'

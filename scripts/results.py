@@ -105,8 +105,33 @@ def render_headline(records: dict) -> str:
         out += table([""] + [f"**{n}**" if n == "speechmask" else n for n in names], rows) + [""]
     else:
         out += ["Attack suite: **not yet run** (`" + COMMANDS["bench_attack"] + "`).", ""]
+    out += headline_steps(records, attack)
     out.append(END)
     return "\n".join(out)
+
+
+def headline_steps(records: dict, attack: dict | None) -> list[str]:
+    """What the device-side send steps add, from the ablation over the same gates."""
+    abl = records.get("bench_ablation")
+    if not abl or "gates" not in abl["variants"]:
+        return []
+    # the default steps: named by the record, else the tuning run's choice (which set them)
+    default = abl.get("default_variant") or (records.get("bench_ablation_tuning") or {}).get(
+        "chosen")
+    gates, ours = abl["variants"]["gates"], abl["variants"].get(default or "")
+    if ours is None:
+        return []
+    link = f"docs/results.md#{anchor('bench_ablation')}"
+    where = ("" if attack is None or attack.get("mask_send") else
+             " The table above is of the mask's gates alone: its record predates the steps.")
+    return [f"Device-side send steps ([bench_ablation]({link}), the default {default} over the "
+            f"same gates, cloud model and attackers retrained on what is sent): semi-informed "
+            f"speaker EER {pct(ours.get('eer_semi_informed'))} % (gates alone "
+            f"{pct(gates.get('eer_semi_informed'))} %), lazy-informed "
+            f"{pct(ours.get('eer_lazy_informed'))} % ({pct(gates.get('eer_lazy_informed'))} %), "
+            f"informed WER {pct(ours.get('wer_informed'))} % ({pct(gates.get('wer_informed'))} %), "
+            f"intent accuracy {pct(ours.get('intent_acc'))} % ({pct(gates.get('intent_acc'))} "
+            f"%).{where}", ""]
 
 
 def splice(readme: str, block: str) -> str:

@@ -28,6 +28,16 @@ COMMANDS = {
                     "--runs build/bench_mask --out build/bench_export",
     "bench_speaker_cues": "python benchmarks/bench_speaker_cues.py --manifest "
                           "build/bench_mask/corpus/manifest.jsonl",
+    "bench_ablation_tuning": "speechmask data synth --out build/tuning/corpus --seed 101 && "
+                             "python benchmarks/bench_ablation.py --manifest "
+                             "build/tuning/corpus/manifest.jsonl --slu build/bench_mask/slu.pt "
+                             "--mask build/bench_mask/mask_40ms.pt --attacks speaker "
+                             "--record bench_ablation_tuning --cache build/tuning/cache "
+                             "--variants gates norm32 norm64 norm256 norm32+warp20 norm64+warp10 "
+                             "norm64+warp20 norm256+warp10 norm256+warp20 norm256+warp30",
+    "bench_ablation": "python benchmarks/bench_ablation.py --manifest "
+                      "build/bench_mask/corpus/manifest.jsonl --slu build/bench_mask/slu.pt "
+                      "--mask build/bench_mask/mask_40ms.pt",
 }
 
 # Section headings, in the order of the page (the README links to their anchors).
@@ -40,6 +50,8 @@ TITLES = {
     "bench_attack": "the attack suite",
     "bench_export": "the int8 model for the microcontroller",
     "bench_speaker_cues": "speaker cues left by each device-side step (a probe)",
+    "bench_ablation_tuning": "choosing the device-side steps (a corpus of other voices)",
+    "bench_ablation": "ablation of the device-side steps",
 }
 
 # Targets are specifications (the issues' texts and the SILENCE paper's claims), not

@@ -229,8 +229,12 @@ def sec_attack(records: dict) -> list[str]:
         if trials:
             scope.append(f"speaker trials on {trials['speakers']} held-out speakers "
                          f"({trials['target']} target / {trials['nontarget']} non-target)")
-        out += [("Default settings, fresh attacker cache; " + "; ".join(scope) + ". "
-                 if scope else "Default settings, fresh attacker cache. ")
+        fresh = ("Default settings, fresh attacker cache" if not rec.get("cache_reused_from")
+                 else "Default settings; attackers and baselines trained on the same data with "
+                      f"the same settings reused from the cache of `{rec['cache_reused_from']}` "
+                      "(the same weights, so the same figures; the time below covers only what "
+                      "was trained anew)")
+        out += [(fresh + "; " + "; ".join(scope) + ". " if scope else fresh + ". ")
                 + "Rates in %; — where a metric does not apply. Cost: on-device, per second of "
                   "audio, front-end excluded, weights int8.", ""]
         rows = []

@@ -49,9 +49,9 @@ def _mask(args: argparse.Namespace) -> int:
     if args.out_dir or args.as_features:
         raise SpeechmaskError("--out-dir and --as-features go with --manifest")
     mask = load_mask(args.model)
-    if args.out and mask.cfg.gate.band_groups != 1:
-        raise SpeechmaskError(f"{args.model}: gates {mask.cfg.gate.band_groups} band groups, so "
-                              "it masks features only; use --features instead of --out")
+    if args.out and not mask.cfg.sends_audio:
+        raise SpeechmaskError(f"{args.model}: {features_only(mask.cfg)}, so it masks features "
+                              "only; use --features instead of --out")
     source = args.inputs[0]
     check_input_file(source, "audio file")
     outputs = [p for p in (args.out, args.features, args.plot, args.stats) if p is not None]
@@ -81,6 +81,14 @@ def _mask(args: argparse.Namespace) -> int:
     print(f"{source}: {result.gates.shape[0]} segments of {mask.cfg.gate.segment_ms:g} ms, "
           f"{100 * result.open_fraction:.1f} % sent; wrote {', '.join(map(str, outputs))}")
     return 0
+
+
+def features_only(cfg) -> str:
+    """Why a mask sends features only."""
+    if cfg.gate.band_groups != 1:
+        return f"it gates {cfg.gate.band_groups} groups of mel bands"
+    return ("it normalises or warps what it sends (--send-norm-frames, --send-warp), which has no "
+            "audio counterpart")
 
 
 def _note_input(source: Path, described: dict) -> None:
@@ -122,8 +130,8 @@ def _mask_manifest(args: argparse.Namespace, mask) -> int:
     from .masking import mask_utterance
     from .outputs import OutputFolder, check_new_file, confined
 
-    if not args.as_features and mask.cfg.gate.band_groups != 1:
-        raise SpeechmaskError(f"{args.model}: gates mel bands; use --as-features")
+    if not args.as_features and not mask.cfg.sends_audio:
+        raise SpeechmaskError(f"{args.model}: {features_only(mask.cfg)}; use --as-features")
     lines = read_manifest_lines(args.manifest)
     suffix = ".npy" if args.as_features else ".wav"
     rels = []

@@ -1,5 +1,7 @@
 """Inference: gates for an utterance, masked features and audio. Streaming, call by call as the
-device runs it: `speechmask.device` (identical gates)."""
+device runs it: `speechmask.device` (identical gates). The gates are decided on the raw features;
+what is sent of the open positions has first been through the device-side steps of the mask's
+`SendConfig` (`speechmask.device.send`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import torch
 
 from .audio import from_pcm16, to_pcm16
+from .device.send import send_float
 from .features import log_mel_numpy
 from .models.gates import binary_gates, expand_gates, floor_value, mask_features, mask_waveform
 from .models.mask import MaskGenerator
@@ -17,10 +20,11 @@ from .models.mask import MaskGenerator
 @dataclass
 class MaskedUtterance:
     features: np.ndarray  # (T, n_mels) clean log-mel
-    masked_features: np.ndarray  # (T, n_mels), masked positions at the floor value
+    masked_features: np.ndarray  # (T, n_mels) sent: open positions after the send steps,
+                                 # withheld ones at the floor value
     log_alpha: np.ndarray  # (S, G)
     gates: np.ndarray  # (S, G) binary, what the device sends
-    masked_audio: np.ndarray | None  # (n,) when band_groups == 1
+    masked_audio: np.ndarray | None  # (n,) when band_groups == 1 and no send step is on
 
     @property
     def open_fraction(self) -> float:
@@ -42,7 +46,7 @@ def mask_batch(mask: MaskGenerator, x: torch.Tensor, lengths: torch.Tensor):
     segments = lengths // cfg.frames_per_segment
     valid = torch.arange(gates.shape[1], device=x.device)[None] < segments[:, None]
     m = expand_gates(gates, x.shape[1], cfg.frames_per_segment, cfg.gate.band_edges(x.shape[2]))
-    return mask_features(x, m, floor_value(cfg.frontend)), gates, valid
+    return mask_features(send_float(x, cfg, lengths), m, floor_value(cfg.frontend)), gates, valid
 
 
 def mask_utterance(mask: MaskGenerator, wave: np.ndarray) -> MaskedUtterance:
@@ -54,7 +58,8 @@ def mask_utterance(mask: MaskGenerator, wave: np.ndarray) -> MaskedUtterance:
     gates = binary_gates(torch.from_numpy(log_alpha), cfg.gate).numpy()
     m = expand_gates(torch.from_numpy(gates)[None], feats.shape[0], cfg.frames_per_segment,
                      cfg.gate.band_edges(cfg.frontend.n_mels))
-    masked = mask_features(torch.from_numpy(feats)[None], m, floor_value(cfg.frontend))[0].numpy()
+    sent = send_float(torch.from_numpy(feats)[None], cfg)
+    masked = mask_features(sent, m, floor_value(cfg.frontend))[0].numpy()
     audio = (mask_waveform(wave, gates[:, 0], cfg.gate.samples_per_segment(cfg.frontend))
-             if cfg.gate.band_groups == 1 else None)
+             if cfg.sends_audio else None)
     return MaskedUtterance(feats, masked, log_alpha, gates, audio)

@@ -70,6 +70,7 @@ def test_cost_counts_one_call_and_the_histories():
     mask = _mask()
     cost = mask_cost(mask)
     assert cost["history_bytes"] == history_values(mask.cfg) == (4 + 8 + 16) * 32
-    assert cost["memory_bytes"] == cost["weight_bytes"] + cost["activation_bytes"]
+    assert cost["memory_bytes"] == (cost["weight_bytes"] + cost["activation_bytes"]
+                                   + cost["send_table_bytes"])
     assert cost["activation_bytes"] > cost["history_bytes"]
     assert cost["calls_per_second"] == 25

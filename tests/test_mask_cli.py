@@ -12,6 +12,7 @@ import speechmask
 from speechmask.api import load_mask
 from speechmask.cli import main
 from speechmask.corpus.manifest import read_manifest, resolve_audio
+from speechmask.models.config import OFF, SendConfig
 from speechmask.models.gates import GateConfig
 from speechmask.models.mask import MaskConfig, MaskGenerator
 from speechmask.train.checkpoint import save_checkpoint
@@ -21,6 +22,16 @@ def first_wav(manifest):
     return resolve_audio(manifest, read_manifest(manifest)[0])
 
 
+def plain(mask_path, tmp_path):
+    """The trained mask without its send steps (the same gates): it can send masked audio."""
+    from dataclasses import replace
+
+    mask = load_mask(mask_path)
+    cfg = replace(mask.cfg, send=SendConfig(**OFF))
+    return save_checkpoint(tmp_path / "plain.pt", {"config": cfg.to_dict(),
+                                                   "model": mask.state_dict()}, kind="mask")
+
+
 def test_api_loads_models(slu_path, mask_path):
     mask, slu = speechmask.load_mask(mask_path), speechmask.load_slu(slu_path)
     assert not mask.training and not slu.training
@@ -28,6 +39,7 @@ def test_api_loads_models(slu_path, mask_path):
 
 
 def test_mask_a_file_to_audio_features_plot_and_stats(tmp_path, tiny_corpus, mask_path, capsys):
+    mask_path = plain(mask_path, tmp_path)
     wav = first_wav(tiny_corpus)
     out = {k: tmp_path / f"o.{k}" for k in ("wav", "npy", "png", "json")}
     assert main(["mask", "--model", str(mask_path), str(wav), "--out", str(out["wav"]),
@@ -55,7 +67,7 @@ def test_mask_a_file_to_audio_features_plot_and_stats(tmp_path, tiny_corpus, mas
 
 
 def test_band_gates_refuse_audio_output(tmp_path, tiny_corpus, mask_path):
-    cfg = MaskConfig(gate=GateConfig(band_groups=4))
+    cfg = MaskConfig(gate=GateConfig(band_groups=4), send=SendConfig(**OFF))
     path = save_checkpoint(tmp_path / "bands.pt", {"config": cfg.to_dict(),
                                                    "model": MaskGenerator(cfg).state_dict()},
                            kind="mask")
@@ -66,7 +78,24 @@ def test_band_gates_refuse_audio_output(tmp_path, tiny_corpus, mask_path):
                  str(tmp_path / "x.npy")]) == 0
 
 
+def test_the_default_mask_sends_features_only(tmp_path, tiny_corpus, mask_path):
+    """The default send steps have no audio counterpart: --out is refused in one line, the
+    features are written."""
+    wav = first_wav(tiny_corpus)
+    with pytest.raises(SystemExit):
+        main(["mask", "--model", str(mask_path), str(wav), "--out", str(tmp_path / "x.wav")])
+    assert not (tmp_path / "x.wav").exists()
+    assert main(["mask", "--model", str(mask_path), str(wav), "--features",
+                 str(tmp_path / "x.npy")]) == 0
+    with pytest.raises(SystemExit):
+        main(["mask", "--model", str(mask_path), "--manifest", str(tiny_corpus), "--out-dir",
+              str(tmp_path / "m")])
+    assert main(["mask", "--model", str(mask_path), "--manifest", str(tiny_corpus), "--out-dir",
+                 str(tmp_path / "m"), "--as-features"]) == 0
+
+
 def test_mask_a_manifest(tmp_path, tiny_corpus, mask_path):
+    mask_path = plain(mask_path, tmp_path)
     out_dir = tmp_path / "masked"
     assert main(["mask", "--model", str(mask_path), "--manifest", str(tiny_corpus),
                  "--out-dir", str(out_dir), "--stats", str(tmp_path / "s.json")]) == 0

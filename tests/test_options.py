@@ -26,7 +26,9 @@ PARSERS = dict(_parsers(get_parser()))
 NOT_MIRRORS = {("speechmask data synth", "engines"): "comma-separated; default: every engine "
                                                       "installed, resolved at run time",
                ("speechmask attack", "baselines"): "chooses baseline systems (into "
-                                                   "SuiteConfig.systems), not BaselineConfig"}
+                                                   "SuiteConfig.systems), not BaselineConfig",
+               ("speechmask attack sweep", "baselines"): "the baselines drawn beside the "
+                                                         "sweep, not BaselineConfig"}
 
 
 def test_every_command_is_walked():

@@ -125,7 +125,7 @@ def test_mask_manifest_paths_cannot_leave_the_output_folder(tiny_corpus, mask_pa
     manifest = _manifest_with(tmp_path, tiny_corpus, **change)
     before = snapshot(tmp_path)
     refused(capsys, ["mask", "--model", str(mask_path), "--manifest", str(manifest),
-                     "--out-dir", str(tmp_path / "out")], f"{manifest}:2")
+                     "--out-dir", str(tmp_path / "out"), "--as-features"], f"{manifest}:2")
     assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
     assert not (tmp_path / "escaped").exists()
 
@@ -135,17 +135,18 @@ def test_mask_manifest_refuses_an_earlier_output_folder_without_force(tiny_corpu
     manifest = _manifest_with(tmp_path, tiny_corpus)
     out = tmp_path / "out"
     assert main(["mask", "--model", str(mask_path), "--manifest", str(manifest),
-                 "--out-dir", str(out)]) == 0
+                 "--out-dir", str(out), "--as-features"]) == 0
     capsys.readouterr()
     speaker = read_manifest(manifest)[0]["speaker"]
-    (out / "manifest.jsonl").unlink()  # only masked audio left: still the command's output
+    (out / "manifest.jsonl").unlink()  # only masked features left: still the command's output
     before = snapshot(tmp_path)
     refused(capsys, ["mask", "--model", str(mask_path), "--manifest", str(manifest),
-                     "--out-dir", str(out)], speaker, "--force")
+                     "--out-dir", str(out), "--as-features"], speaker, "--force")
     (out / "notes.txt").write_text("mine")
     before = snapshot(tmp_path)
     refused(capsys, ["mask", "--model", str(mask_path), "--manifest", str(manifest),
-                     "--out-dir", str(out), "--force"], "notes.txt", "not written by")
+                     "--out-dir", str(out), "--as-features", "--force"], "notes.txt",
+            "not written by")
     assert snapshot(tmp_path) == before
 
 

@@ -157,6 +157,25 @@ def fixture_records() -> dict:
                          {"step": "band_norm_mean+lifter", "frames": 64, "keep": 13,
                           "speaker_id_means": 0.2, "speaker_id_statistics": 0.8}],
             "command": "python benchmarks/bench_speaker_cues.py --manifest m"},
+        "bench_ablation_tuning": {
+            "benchmark": "bench_ablation_tuning", **stamp, "strength": "quick", "max_drop": 3.0,
+            "attacks": ["speaker"], "trials": 8, "chosen": "norm64+warp10", "seconds": 1.0,
+            "variants": {v: {"open_fraction": 0.48, "intent_acc": acc, "eer_semi_informed": eer}
+                         for v, acc, eer in (("unprotected", 0.867, 0.008),
+                                             ("gates", 0.911, 0.004),
+                                             ("norm64+warp10", 0.883, 0.096))},
+            "command": "python benchmarks/bench_ablation.py --manifest t"},
+        "bench_ablation": {
+            "benchmark": "bench_ablation", **stamp, "strength": "quick", "max_drop": 3.0,
+            "attacks": ["informed", "speaker"], "trials": 8, "chosen": "norm256", "seconds": 1.0,
+            "variants": {v: {"open_fraction": 0.479, "intent_acc": acc, "wer_informed": wer,
+                             "eer_lazy_informed": lazy, "eer_semi_informed": eer}
+                         for v, acc, wer, lazy, eer in (
+                             ("unprotected", 0.928, 0.409, 0.032, 0.032),
+                             ("gates", 0.956, 0.498, 0.218, 0.043),
+                             ("norm256", 0.928, 0.523, 0.452, 0.093),
+                             ("norm64+warp10", 0.922, 0.583, 0.462, 0.125))},
+            "command": "python benchmarks/bench_ablation.py --manifest m"},
     }
 
 
@@ -212,6 +231,12 @@ def test_tables_carry_the_records_numbers(tmp_path):
     assert _row(doc, "per-band normalisation, running mean of 64 frames + liftering, 13 "
                      "cepstral coefficients")[1:] == ["20.0", "80.0"]
     assert "chance 3.3 %" in _flat(doc)
+    # bench_ablation(_tuning): one row per variant, the rule's pick bold, the default named
+    assert _row(doc, "**gates + norm 64 frames + warp 10 % (default)**")[1:] == ["88.3", "9.6"]
+    assert _row(doc, "**gates + norm 256 frames**")[1:] == ["92.8", "52.3", "45.2", "9.3"]
+    assert _row(doc, "gates + norm 64 frames + warp 10 % (default)")[1:] == [
+        "92.2", "58.3", "46.2", "12.5"]
+    assert _row(doc, "gates only")[1:] == ["91.1", "0.4"]  # the first table: tuning
     # bench_adversary: rates in %, intent against the no-adversary row
     asr = _row(doc, "asr (1)")[1:]
     assert asr[0] == "88.3" and asr[3] == "48.7" and asr[-2] == "-5.0"

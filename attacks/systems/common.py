@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from speechmask.device.send import send_float
+from speechmask.models.config import MaskConfig
 from speechmask.models.cost import count_cost
 from speechmask.models.gates import GateConfig, expand_gates, mask_waveform
 from speechmask.train.data import pad_batch
@@ -56,14 +58,19 @@ def crop_batch(feats: list[np.ndarray], rows: list[int], frames: int | None, flo
     return pad_batch(parts, floor)
 
 
-def gated(data: SuiteData, gates: list[np.ndarray], gate: GateConfig) -> Sent:
-    """Sent features, withheld flags and masked audio for per-utterance binary gates `(S_i, G)`."""
+def gated(data: SuiteData, gates: list[np.ndarray], gate: GateConfig,
+          mask_cfg: MaskConfig | None = None) -> Sent:
+    """Sent features, withheld flags and masked audio for per-utterance binary gates `(S_i, G)`;
+    with `mask_cfg`, the open features first go through its send steps (`device.send`), and no
+    audio is sent when they have no waveform counterpart."""
     fe, floor = data.frontend, data.floor
     seg_frames = gate.frames_per_segment(fe)
     edges = gate.band_edges(fe.n_mels)
     feats, withheld = [], []
     for f, g in zip(data.fs.features, gates):
         keep = expand_gates(torch.from_numpy(g)[None], f.shape[0], seg_frames, edges)[0].numpy() > 0
+        if mask_cfg is not None:
+            f = send_float(f, mask_cfg)
         # binary gates: a feature is sent as is or replaced by the floor value, which is what
         # mask_features computes, without its exp/log over every value
         feats.append(np.where(keep, f, np.float32(floor)).astype(np.float32))
@@ -72,7 +79,8 @@ def gated(data: SuiteData, gates: list[np.ndarray], gate: GateConfig) -> Sent:
     def masked_audio(i: int) -> np.ndarray:
         return mask_waveform(data.wave(i), gates[i][:, 0], gate.samples_per_segment(fe))
 
-    audio = masked_audio if gate.band_groups == 1 else None  # band gates: features only
+    sends_audio = mask_cfg.sends_audio if mask_cfg is not None else gate.band_groups == 1
+    audio = masked_audio if sends_audio else None  # band gates, send steps: features only
     test = data.content_test
     open_fraction = float(np.concatenate([gates[i].ravel() for i in test]).mean())
     return Sent(feats, withheld=withheld, audio=audio, open_fraction=open_fraction)

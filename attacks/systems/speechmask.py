@@ -30,7 +30,7 @@ def speechmask_mask(data: SuiteData, mask: MaskGenerator) -> Sent:
             _, g, _ = mask_batch(mask.eval(), x, lengths)
             n = mask.cfg.frames_per_segment
             gates += [g[k, : f.shape[0] // n].numpy() for k, f in enumerate(feats)]
-    return gated(data, gates, mask.cfg.gate)
+    return gated(data, gates, mask.cfg.gate, mask.cfg)
 
 
 def speechmask_int8(data: SuiteData, mask: MaskGenerator, model: bytes,
@@ -45,7 +45,7 @@ def speechmask_int8(data: SuiteData, mask: MaskGenerator, model: bytes,
     litert = LiteRT(model, mask.cfg)  # refuses a model whose inputs do not fit this mask
     gates = [int8_gates(litert, f)[1] for f in tqdm(data.fs.features, desc="int8 gates",
                                                      disable=not progress, leave=False)]
-    return gated(data, gates, mask.cfg.gate)
+    return gated(data, gates, mask.cfg.gate, mask.cfg)
 
 
 def _mask(suite: Suite) -> MaskGenerator:

@@ -128,19 +128,29 @@ def normalize_int(features_q: np.ndarray, cfg: BandNormConfig) -> np.ndarray:
 
 
 def normalize_float(features, cfg: BandNormConfig, log_frac_bits: int):
-    """The float twin for training: float log-mel `(..., frames, n_mels)` (a torch tensor, natural
-    log units) -> the same shape. `target` is read in Q`log_frac_bits` units."""
-    import torch
-
+    """The float twin: float log-mel `(..., frames, n_mels)` (a torch tensor or numpy array,
+    natural log units) -> the same type and shape. `target` is read in Q`log_frac_bits` units.
+    The recursion in closed form: the running plain mean (a cumulative sum) during the warm-up,
+    then the exponential average as a first-order IIR filter (`scipy.signal.lfilter`, started
+    from the warm-up's last mean), so that no Python loop runs over frames. Not differentiable:
+    it shapes what is sent, and nothing is trained through it."""
     if not cfg.enabled:
         return features
-    x = features
-    target = torch.tensor(cfg.target, dtype=x.dtype) / (1 << log_frac_bits)
-    steps = x.shape[-2]
-    n = torch.clamp(torch.arange(1, steps + 1, dtype=x.dtype), max=cfg.frames)
-    mean = torch.zeros_like(x[..., 0, :])
-    out = []
-    for t in range(steps):  # a recursion over time; mask training computes it once per batch
-        mean = mean + (x[..., t, :] - mean) / n[t]
-        out.append(x[..., t, :] - mean + target)
-    return torch.stack(out, -2) if out else x.clone()
+    from scipy.signal import lfilter
+
+    is_torch = not isinstance(features, np.ndarray)
+    x = features.detach().cpu().double().numpy() if is_torch else features.astype(np.float64)
+    steps, n = x.shape[-2], cfg.frames
+    mean = np.cumsum(x[..., :n, :], axis=-2) / np.arange(1, min(steps, n) + 1)[:, None]
+    if steps > n:
+        a = 1.0 - 1.0 / n
+        zi = a * mean[..., -1:, :]
+        tail, _ = lfilter([1.0 / n], [1.0, -a], x[..., n:, :], axis=-2, zi=zi)
+        mean = np.concatenate([mean, tail], axis=-2)
+    target = np.asarray(cfg.target, dtype=np.float64) / (1 << log_frac_bits)
+    y = x - mean + target
+    if not is_torch:
+        return y.astype(features.dtype)
+    import torch
+
+    return torch.from_numpy(y).to(features.dtype).to(features.device)

@@ -63,6 +63,68 @@ class GateConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SendConfig:
+    """What the device does to the features it sends, after the gates have chosen which to send:
+    the device-side privacy steps (`speechmask.device.send`), in this order:
+
+    - the streaming per-band normalisation (`speechmask.device.bandnorm`): each band minus its
+      running mean over `norm_frames` frames, plus `norm_target`, the training features' band
+      means (calibrated by `train mask`, in the front-end's int16 units). It removes the speaker
+      cues that sit in every frame (level, average spectrum, microphone band);
+    - random frequency warping (`speechmask.device.warp`): the frequency axis of each utterance
+      rescaled by a factor drawn for it, up to `1 + warp_max`, over `warp_levels` quantised
+      factors on each side of 1. It hides the vocal-tract length, which the normalisation
+      leaves.
+
+    Gating whole segments touches neither cue; benchmarks/bench_ablation.py measures each step
+    on and off."""
+
+    # defaults chosen by the rule of docs/design.md on a corpus of other voices
+    # (benchmarks/results/bench_ablation_tuning.json)
+    norm_frames: int = option(64, "running-mean length of the per-band normalisation of what is "
+                                  "sent, in frames (0 = off)", flag="--send-norm-frames")
+    warp_max: float = option(0.1, "random per-utterance frequency warping of what is sent: the "
+                                  "largest factor is 1 + this (0 = off)", flag="--send-warp")
+    norm_target: tuple[int, ...] = ()
+    norm_frac_bits: int = 8
+    warp_levels: int = 8
+    warp_pivot: float = 0.8
+
+    def __post_init__(self) -> None:
+        check_int(self.norm_frames, "norm_frames", low=0)
+        if self.norm_frames > 1 << 15:
+            raise ConfigError(f"norm_frames must be <= 32768 (got {self.norm_frames})",
+                              field="norm_frames")
+        check_int(self.norm_frac_bits, "norm_frac_bits")
+        check_number(self.warp_max, "warp_max", low=0, high=1)
+        check_int(self.warp_levels, "warp_levels")
+        check_number(self.warp_pivot, "warp_pivot", low=0, high=1, strict_low=True)
+        object.__setattr__(self, "norm_target", tuple(int(v) for v in self.norm_target))
+
+    @property
+    def norm(self) -> bool:
+        return self.norm_frames > 0
+
+    @property
+    def warp(self) -> bool:
+        return self.warp_max > 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.norm or self.warp
+
+    @property
+    def calibrated(self) -> bool:
+        return not self.norm or bool(self.norm_target)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "norm_target": list(self.norm_target)}
+
+
+# what a mask saved before the send steps existed sends: its gated features as they are
+OFF = {"norm_frames": 0, "warp_max": 0.0}
+
 ARCHS = ("tiny", "small")
 
 
@@ -84,6 +146,7 @@ class MaskConfig:
                               # reach of the gradients, and int8 output has a known range
     gate: GateConfig = field(default_factory=GateConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    send: SendConfig = field(default_factory=SendConfig)
 
     def __post_init__(self) -> None:
         check_choice(self.arch, "arch", ARCHS)
@@ -99,19 +162,35 @@ class MaskConfig:
             raise ConfigError("|feedback_init| must be below logit_bound", field="feedback_init")
         self.gate.frames_per_segment(self.frontend)  # validates segment_ms against the hop
         self.gate.band_edges(self.frontend.n_mels)
+        if self.send.norm_target and len(self.send.norm_target) != self.frontend.n_mels:
+            raise ConfigError(f"send.norm_target has {len(self.send.norm_target)} bands, the "
+                              f"front-end {self.frontend.n_mels}", field="norm_target")
 
     @property
     def frames_per_segment(self) -> int:
         return self.gate.frames_per_segment(self.frontend)
 
+    @property
+    def sends_audio(self) -> bool:
+        """Whether the device can send masked audio: whole-segment gates and no send step (the
+        steps have no waveform counterpart, `speechmask.device.send`)."""
+        return self.gate.band_groups == 1 and not self.send.enabled
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.send.enabled:
+            d["send"] = self.send.to_dict()
+        else:  # as masks were saved before the send steps: the same export id, the same bytes
+            del d["send"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "MaskConfig":
         d = dict(d)
         d["gate"] = GateConfig(**d.get("gate", {}))
         d["frontend"] = FrontendConfig.from_dict(d.get("frontend", {}))
+        # masks saved before the send steps existed send the gated features as they are
+        d["send"] = SendConfig(**{**OFF, **d.get("send", {})})
         return cls(**d)
 
 

@@ -1,6 +1,6 @@
 """`speechmask train {slu,finetune,mask}` and `speechmask evaluate`: flags map one-to-one onto
 the fields of `SLUTrainConfig` / `FinetuneConfig` / `MaskTrainConfig`, `MaskConfig`,
-`GateConfig`, `ObjectiveConfig` and take their defaults and help from them (`options`).
+`GateConfig`, `SendConfig`, `ObjectiveConfig` and take their defaults and help from them (`options`).
 
 Every handler validates all of its arguments, inputs and outputs before it trains or writes
 anything; `--force` never deletes the old checkpoint: the first new checkpoint replaces it
@@ -19,6 +19,7 @@ TRAIN_FIELDS = ["epochs", "max_steps", "batch_size", "lr", "weight_decay", "seed
                 "split_field", "device", "amp", "progress"]
 MASK_FIELDS = ["arch", "hidden", "layers", "kernel", "context_segments", "feedback"]
 GATE_FIELDS = ["segment_ms", "band_groups", "beta"]
+SEND_FIELDS = ["norm_frames", "warp_max"]
 
 
 def _common(p: argparse.ArgumentParser, config: type) -> None:
@@ -32,7 +33,7 @@ def _common(p: argparse.ArgumentParser, config: type) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..models.config import GateConfig, MaskConfig, SLUConfig
+    from ..models.config import GateConfig, MaskConfig, SendConfig, SLUConfig
     from .config import FinetuneConfig, MaskTrainConfig, ObjectiveConfig, SLUTrainConfig
 
     train = sub.add_parser("train", help="train the cloud SLU model and the mask generator")
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_options(p, ObjectiveConfig)
     add_options(p, MaskConfig, MASK_FIELDS)
     add_options(p, GateConfig, GATE_FIELDS)
+    add_options(p, SendConfig, SEND_FIELDS)
     p.set_defaults(handler=_mask, parser=p, trainer=MaskTrainConfig)
 
     p = sub.add_parser("evaluate", help="intent accuracy on clean or masked input")
@@ -138,12 +140,13 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _mask(args: argparse.Namespace) -> int:
-    from ..models.config import GateConfig, MaskConfig
+    from ..models.config import GateConfig, MaskConfig, SendConfig
     from .config import ObjectiveConfig
     from .mask import train_mask
 
     gate = from_args(GateConfig, args, args.parser)
-    mask_cfg = from_args(MaskConfig, args, args.parser, gate=gate)
+    send = from_args(SendConfig, args, args.parser)
+    mask_cfg = from_args(MaskConfig, args, args.parser, gate=gate, send=send)
     obj = from_args(ObjectiveConfig, args, args.parser)
     cfg = _prepare(args, ((args.slu, "slu"),))
     return _report(args, train_mask(args.manifest, args.slu, args.out, mask_cfg, obj, cfg,

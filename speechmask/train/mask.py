@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..device import mask_cost
+from ..device import mask_cost, send
 from ..masking import mask_batch
 from ..models.gates import expand_gates, floor_value, mask_features, prob_open
 from ..models.mask import MaskConfig, MaskGenerator
@@ -33,8 +33,10 @@ class MaskTask:
     def __init__(self, fs: FeatureSet, slu: SLUModel, slu_path: str, mask_cfg: MaskConfig,
                  obj: ObjectiveConfig, cfg: TrainConfig, ctx: DistContext, device: torch.device):
         self.fs, self.obj, self.cfg, self.ctx, self.device = fs, obj, cfg, ctx, device
-        self.mask_cfg, self.slu_path = mask_cfg, slu_path
         self.train_idx = fs.select(cfg.split_field, "train")
+        # the send steps' constants come from the training features, as the gates' normaliser's
+        mask_cfg = send.calibrate(mask_cfg, [fs.features[i] for i in self.train_idx])
+        self.mask_cfg, self.slu_path = mask_cfg, slu_path
         self.dev_idx = fs.select(cfg.split_field, "dev")
         self.slu = slu.to(device).eval()
         for p in self.slu.parameters():

@@ -1,0 +1,106 @@
+"""`speechmask attack sweep`: the privacy-utility frontier over the knobs that matter, with every
+baseline on the same plots and the default setting marked.
+
+The knobs: the KL budget `gamma` (how much the mask withholds: one trained mask per value) and
+the device-side send steps (`SendConfig`: the per-band normalisation's length, the frequency
+warp's range), which change what is sent of the same gates, so every send setting reuses its
+gamma's mask. Each point is the suite's `speechmask` row for one (gamma, norm, warp); the
+baselines are run once beside them. `sweep.json` holds every point and baseline row;
+`sweep.png` one panel per privacy metric, intent accuracy against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from itertools import product
+from pathlib import Path
+
+from speechmask.models.config import SendConfig
+from speechmask.options import field_default
+
+# privacy metrics drawn, each with its axis label (higher = more private)
+LEAKS = (("wer_informed", "WER, informed ASR"), ("wer_inpainting", "WER, inpainting"),
+         ("entity_error_rate", "EntER"), ("eer_lazy_informed", "EER, lazy-informed"),
+         ("eer_semi_informed", "EER, semi-informed"))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the sweep."""
+
+    gamma: float
+    norm_frames: int
+    warp_max: float
+
+    @property
+    def label(self) -> str:
+        return f"γ={self.gamma:g} n{self.norm_frames} w{self.warp_max * 100:g}"
+
+    def is_default(self, default_gamma: float) -> bool:
+        return (self.gamma == default_gamma
+                and self.norm_frames == field_default(SendConfig, "norm_frames")
+                and self.warp_max == field_default(SendConfig, "warp_max"))
+
+
+def settings(gammas, norms, warps) -> list[Setting]:
+    """Every combination, gamma slowest (one mask per gamma, trained once)."""
+    return [Setting(g, n, w) for g, n, w in product(gammas, norms, warps)]
+
+
+def with_send(mask, setting: Setting, features: list):
+    """A copy of `mask` (the same gates) that sends with `setting`'s steps, calibrated on
+    `features` (the training part)."""
+    from speechmask.device import send
+    from speechmask.models.mask import MaskGenerator
+
+    cfg = replace(mask.cfg, send=SendConfig(norm_frames=setting.norm_frames,
+                                            warp_max=setting.warp_max))
+    cfg = send.calibrate(cfg, features)
+    twin = MaskGenerator(cfg)
+    twin.load_state_dict(mask.state_dict())
+    return twin.eval()
+
+
+def plot_frontier(points: list[dict], baselines: list[dict], out: Path) -> None:
+    """One panel per privacy metric: intent accuracy (y) against the metric (x) for every sweep
+    point (joined per gamma), every baseline (labelled), the default setting starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from speechmask.plotting import save_figure
+
+    fig, axes = plt.subplots(1, len(LEAKS), figsize=(4 * len(LEAKS), 4), layout="constrained",
+                             sharey=True)
+    for ax, (key, label) in zip(axes, LEAKS):
+        for b in baselines:
+            v = b["metrics"].get(key)
+            if v is None:
+                continue
+            ax.plot(v, b["metrics"]["intent_acc"], "s", color="0.45", ms=5)
+            ax.annotate(b["name"], (v, b["metrics"]["intent_acc"]), fontsize=7,
+                        xytext=(3, -8), textcoords="offset points", color="0.3")
+        for gamma in dict.fromkeys(p["gamma"] for p in points):
+            pts = [(p["metrics"][key], p["metrics"]["intent_acc"], p["label"]) for p in points
+                   if p["gamma"] == gamma and p["metrics"].get(key) is not None]
+            if not pts:
+                continue
+            x, y, names = zip(*sorted(pts))
+            ax.plot(x, y, "o-", ms=4, label=f"speechmask γ={gamma:g}")
+            for xi, yi, n in pts:
+                ax.annotate(n.split(" ", 1)[1], (xi, yi), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+        for p in points:
+            if p["default"] and p["metrics"].get(key) is not None:
+                ax.plot(p["metrics"][key], p["metrics"]["intent_acc"], "*", ms=16, mfc="none",
+                        mec="crimson", mew=1.5, label="default")
+        ax.set_xlabel(f"{label} (higher = more private)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("intent accuracy")
+    handles, names = axes[-1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncol=min(6, len(handles)),
+                   fontsize=8)
+    save_figure(fig, out)
+    plt.close(fig)
