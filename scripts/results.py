@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_format import (BEGIN, COMMANDS, END, HEADLINE_METRICS, HEADLINE_SYSTEMS,  # noqa: E402
                             METRIC_NAMES, TARGETS, TITLES, anchor, gain, kib, pct, points, ratio,
                             table, wrap)
-from results_privacy import SECTIONS as PRIVACY_SECTIONS  # noqa: E402
+from results_privacy import SECTIONS as PRIVACY_SECTIONS, default_variant  # noqa: E402
 from results_sections import SECTIONS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,9 +115,7 @@ def headline_steps(records: dict, attack: dict | None) -> list[str]:
     abl = records.get("bench_ablation")
     if not abl or "gates" not in abl["variants"]:
         return []
-    # the default steps: named by the record, else the tuning run's choice (which set them)
-    default = abl.get("default_variant") or (records.get("bench_ablation_tuning") or {}).get(
-        "chosen")
+    default = default_variant(records, abl)
     gates, ours = abl["variants"]["gates"], abl["variants"].get(default or "")
     if ours is None:
         return []

@@ -71,45 +71,50 @@ def default_variant(records: dict, rec: dict) -> str | None:
         "chosen")
 
 
-def sec_ablation_tuning(records: dict) -> list[str]:
-    name = "bench_ablation_tuning"
+def _ablation_section(records: dict, name: str, describe) -> list[str]:
+    """A section of one bench_ablation record: `describe(rec)`'s paragraph, then the table."""
     rec = records.get(name)
     out = [heading(name), ""] + provenance(name, rec)
     if rec:
-        out += [f"Speaker attackers and utility at {rec['strength']} strength on the built-in "
-                "corpus rendered with other voices (`data synth --seed 101`), not the corpus of "
-                "any figure reported elsewhere on this page; the mask's gates and the cloud model "
-                "are bench_mask's. The rule of [design.md](design.md#choosing-the-default): "
-                f"within {rec['max_drop']:g} intent points of the gates alone (the same gates, "
-                "the cloud model fine-tuned the same way), the highest semi-informed EER. "
-                "Chosen (bold): "
-                f"{variant_name(rec['chosen']) if rec.get('chosen') else 'none'}"
-                + (f" ({rec['chosen_note']})" if rec.get("chosen_note") else "") + ". The "
-                "unprotected row reads with the clean cloud model, trained on the other corpus.",
-                ""]
+        out += [describe(rec), ""]
         out += ablation_table(rec, default_variant(records, rec)) + [""]
     return out
+
+
+def _describe_tuning(rec: dict) -> str:
+    return (f"Speaker attackers and utility at {rec['strength']} strength on the built-in "
+            "corpus rendered with other voices (`data synth --seed 101`), not the corpus of "
+            "any figure reported elsewhere on this page; the mask's gates and the cloud model "
+            "are bench_mask's. The rule of [design.md](design.md#choosing-the-default): "
+            f"within {rec['max_drop']:g} intent points of the gates alone (the same gates, "
+            "the cloud model fine-tuned the same way), the highest semi-informed EER. "
+            "Chosen (bold): "
+            f"{variant_name(rec['chosen']) if rec.get('chosen') else 'none'}"
+            + (f" ({rec['chosen_note']})" if rec.get("chosen_note") else "") + ". The "
+            "unprotected row reads with the clean cloud model, trained on the other corpus.")
+
+
+def _describe_ablation(rec: dict) -> str:
+    return (f"Every device-side step on and off over the same trained gates (open "
+            f"{pct(rec['variants']['gates'].get('open_fraction'))} %), on the built-in "
+            f"corpus, attackers at {rec['strength']} strength; the suite fine-tunes the "
+            "cloud model and retrains the informed attackers on each variant's output. "
+            "*norm N*: per-band normalisation over N frames; *warp P*: random "
+            "per-utterance frequency warping up to P %; *lifter K*: cepstral liftering to K "
+            "coefficients (not in the mask). PocketSphinx is left out (the steps send no "
+            "audio; bench_attack has the gates' figure), so EntER is the strongest of the "
+            "trained content attackers. Intent accuracy is that of the cloud model the suite "
+            "fine-tunes on each variant (bench_attack's speechmask row reads with "
+            "bench_mask's longer fine-tuning). Bold: the variant the rule would pick on "
+            "this corpus; the default was picked on the tuning corpus above.")
+
+
+def sec_ablation_tuning(records: dict) -> list[str]:
+    return _ablation_section(records, "bench_ablation_tuning", _describe_tuning)
 
 
 def sec_ablation(records: dict) -> list[str]:
-    name = "bench_ablation"
-    rec = records.get(name)
-    out = [heading(name), ""] + provenance(name, rec)
-    if rec:
-        out += [f"Every device-side step on and off over the same trained gates (open "
-                f"{pct(rec['variants']['gates'].get('open_fraction'))} %), on the built-in "
-                f"corpus, attackers at {rec['strength']} strength; the suite fine-tunes the "
-                "cloud model and retrains the informed attackers on each variant's output. "
-                "*norm N*: per-band normalisation over N frames; *warp P*: random "
-                "per-utterance frequency warping up to P %; *lifter K*: cepstral liftering to K "
-                "coefficients (not in the mask). PocketSphinx is left out (the steps send no "
-                "audio; bench_attack has the gates' figure), so EntER is the strongest of the "
-                "trained content attackers. Intent accuracy is that of the cloud model the suite "
-                "fine-tunes on each variant (bench_attack's speechmask row reads with "
-                "bench_mask's longer fine-tuning). Bold: the variant the rule would pick on "
-                "this corpus; the default was picked on the tuning corpus above.", ""]
-        out += ablation_table(rec, default_variant(records, rec)) + [""]
-    return out
+    return _ablation_section(records, "bench_ablation", _describe_ablation)
 
 
 SECTIONS = (sec_speaker_cues, sec_ablation_tuning, sec_ablation)

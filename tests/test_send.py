@@ -58,9 +58,12 @@ def test_the_steps_chain_norm_then_warp_in_the_integer_path():
 def test_levels_are_per_utterance_uniform_and_independent_of_the_batch():
     from speechmask.device.send import utterance_level
 
-    levels = [utterance_level(log_mel_int(_speech(k, 0.3), FE), ON) for k in range(400)]
+    utterances = [log_mel_int(_speech(k, 0.3), FE) for k in range(400)]
+    levels = [utterance_level(q, ON) for q in utterances]
     counts = np.bincount(np.array(levels) + 8, minlength=17)
     assert counts.min() > 5 and set(levels) <= set(range(-8, 9))
+    assert levels == [utterance_level(q, ON) for q in utterances]  # reproducible
+    assert not any(utterance_level(q, PLAIN) for q in utterances[:10])  # warp off: identity
     a = np.random.default_rng(5).normal(-5, 2, (60, 40)).astype(np.float32)
     b = np.random.default_rng(6).normal(-5, 2, (90, 40)).astype(np.float32)
     x = torch.full((2, 90, 40), float(np.log(FE.log_floor)))

@@ -22,14 +22,13 @@ shift:
 
 Two implementations that agree bit for bit on the integer path: `warp_int` (numpy, int16
 Q`log_frac_bits` features) and the float twin `warp_float` (torch, for training; the same table,
-so within rounding of the integer path). `draw_levels` is the reference's draw for evaluation
-(seeded, one level per utterance); it stands in for the device's hardware generator.
+so within rounding of the integer path). Which level an utterance gets is the caller's:
+`speechmask.device.send.utterance_level` stands in for the device's hardware generator.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,16 +151,3 @@ def warp_float(features, levels, cfg: WarpConfig, fe: FrontendConfig):
         features, 2, idx[:, None, :].expand(-1, features.shape[1], -1))
     a, b = gather(j), gather(j + 1)
     return a + (b - a) * w[:, None, :]
-
-
-def draw_levels(n: int, cfg: WarpConfig, seed: int) -> np.ndarray:
-    """The reference's per-utterance levels for `n` utterances (uniform over -levels..levels),
-    reproducible from `seed`; the device draws from its hardware generator instead."""
-    if not cfg.enabled:
-        return np.zeros(n, dtype=np.int64)
-    return np.random.default_rng([seed, 0x3A7B]).integers(-cfg.levels, cfg.levels + 1, n)
-
-
-def max_factor_spread(cfg: WarpConfig) -> float:
-    """The ratio of the largest to the smallest factor (for reports): (1 + max_warp) ** 2."""
-    return math.pow(1.0 + cfg.max_warp, 2)
