@@ -27,6 +27,7 @@ from speechmask.audio import SAMPLE_RATE, to_pcm16
 # short utterance.
 _decoder: Decoder | None = None
 _decoder_lm: str | None = None
+_aligner: Decoder | None = None  # `align`'s, built on first use
 
 
 def _new_decoder(lm: str | None = None) -> Decoder:
@@ -141,6 +142,35 @@ def transcribe(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, lm: str | None 
         return ""
     words = (_base_word(token) for token in hypothesis.hypstr.split() if _is_word(token))
     return " ".join(words).lower()
+
+
+def align(wave: np.ndarray, transcript: str) -> list[tuple[float, float]] | None:
+    """Where each word of `transcript` lies in the 16 kHz float waveform `wave`: one
+    (start_s, end_s) per word, in order, by PocketSphinx's forced alignment (its en-US acoustic
+    model and dictionary; 10 ms frames). None when the dictionary lacks a word or the alignment
+    fails (digital silence, a transcript that does not fit)."""
+    words = transcript.lower().split()
+    pcm = to_pcm16(np.asarray(wave)).astype("<i2")
+    if not words or not pcm.any():
+        return None
+    global _aligner
+    if _aligner is None:  # alignment keeps the first pass's word times (no best-path rescoring)
+        _aligner = Decoder(loglevel="FATAL", bestpath=False)
+    decoder = _aligner
+    try:
+        decoder.set_align_text(" ".join(words))
+    except RuntimeError:  # a word outside the dictionary
+        return None
+    decoder.reinit_feat()
+    decoder.start_utt()
+    try:
+        decoder.process_raw(pcm.tobytes(), full_utt=True)
+    finally:
+        decoder.end_utt()
+    frame_s = 1.0 / int(decoder.config["frate"])
+    spans = [(seg.start_frame * frame_s, (seg.end_frame + 1) * frame_s)
+             for seg in decoder.seg() if _is_word(seg.word)]
+    return spans if len(spans) == len(words) else None
 
 
 def transcribe_many(waves: Iterable[np.ndarray], jobs: int | None = None, progress: bool = True,

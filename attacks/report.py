@@ -16,6 +16,7 @@ from speechmask.plotting import save_figure
 PACKAGES = ("speechmask", "torch", "numpy", "scikit-learn", "jiwer", "pocketsphinx", "librosa",
             "scipy")
 COLUMNS = (("intent_acc", "intent acc"), ("open_fraction", "open"),
+           ("entity_words_sent", "entity words sent"), ("carrier_words_sent", "carrier words sent"),
            ("wer_pocketsphinx", "WER PocketSphinx"), ("wer_passive", "WER passive"),
            ("wer_informed", "WER informed"), ("wer_inpainting", "WER inpainting"),
            ("entity_error_rate", "EntER"), ("eer_ignorant", "EER ignorant"),
@@ -71,6 +72,9 @@ def markdown(report: dict) -> str:
               "attacker's score on unprotected speech (its strength: what it recovers when "
               "nothing is hidden).",
               "— = does not apply (no audio sent, no log-mel sent, or nothing withheld).",
+              "Words sent: the mean share of each word's time-frequency cells sent, for entity "
+              "words and for carrier words (the template's own, which carry the intent), word "
+              "times by forced alignment of the clean audio (`attacks/words.py`).",
               "`on_device` sends nothing: its attack figures are those of an attacker with no "
               "input (WER 100, EER 50, speaker-ID at chance).", ""]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from speechmask.train.adversaries import ctc_loss
 from speechmask.train.config import FinetuneConfig
 from speechmask.train.data import pad_batch
 
-from . import content, speaker, systems
+from . import content, speaker, systems, words
 from .config import SuiteConfig
 from .data import AttackError, Sent, SuiteData
 from .fit import Cache, EarlyStop, FitConfig, digest_arrays, fit
@@ -27,7 +27,8 @@ from .systems import System
 
 METRICS = ("intent_acc", "wer_pocketsphinx", "wer_passive", "wer_informed", "wer_inpainting",
            "entity_error_rate", "eer_ignorant", "eer_lazy_informed", "eer_semi_informed",
-           "speaker_id_acc", "gender_acc", "open_fraction")
+           "speaker_id_acc", "gender_acc", "open_fraction", "entity_words_sent",
+           "carrier_words_sent")
 ASR_ATTACKS = ("passive", "informed", "inpainting")  # the attacks that need the clean ASR
 # relative time of training the shared attackers, on the scale of `System.build_cost`: what
 # `run_suite` builds ahead, longest first
@@ -61,6 +62,7 @@ class Suite:
         self._trials: speaker.Trials | None = None
         self._lm: Path | None = None
         self._lm_dir: tempfile.TemporaryDirectory | None = None  # the LM without a cache folder
+        self._spans: dict[int, list[tuple[float, float]]] | None = None  # word times, test part
 
     # shared attackers (trained once on clean speech)
     @property
@@ -171,6 +173,12 @@ class Suite:
         metrics = dict.fromkeys(METRICS)
         metrics["open_fraction"] = sent.open_fraction
         details: dict = {}
+        if sent.withheld is not None:
+            details["words"] = self.words(sent)
+            metrics["entity_words_sent"] = details["words"]["entity"]["sent"]
+            metrics["carrier_words_sent"] = details["words"]["carrier"]["sent"]
+        elif self.system(name).sends_clean:  # every word as spoken
+            metrics["entity_words_sent"] = metrics["carrier_words_sent"] = 1.0
         metrics["intent_acc"], details["utility"] = self.utility(name, sent)
         self.content_attacks(name, sent, metrics, details)
         if "speaker" in self.cfg.attacks:
@@ -179,6 +187,12 @@ class Suite:
         self.details[name] = details
         self._example(name, sent)
         return {"name": name, "metrics": metrics, "cost": self.cost(name)}
+
+    def words(self, sent: Sent) -> dict:
+        """Which words `sent` sends, by role (`attacks.words`), on the content test part."""
+        if self._spans is None:
+            self._spans = words.alignments(self.data, self.data.content_test)
+        return words.words_sent(self.data, sent.withheld, self._spans, self.data.content_test)
 
     # utility
     def utility(self, name: str, sent: Sent) -> tuple[float, dict]:
@@ -348,6 +362,7 @@ class Suite:
         metrics = dict.fromkeys(METRICS)
         metrics["intent_acc"] = self._accuracy(self.slu, d.fs.features, d.content_test)
         metrics["open_fraction"] = 0.0
+        metrics["entity_words_sent"] = metrics["carrier_words_sent"] = 0.0
         content_run = [k for k in ("pocketsphinx", "passive", "informed") if k in self.cfg.attacks]
         for k in content_run:
             metrics[f"wer_{k}"] = 1.0

@@ -151,6 +151,14 @@ def test_cli_writes_the_report_schema_and_reuses_trained_attackers(corpus, slu_p
             assert v is None or 0.0 <= v <= 1.5  # WER may exceed 1 (insertions)
     by = {s["name"]: s for s in report["systems"]}
     assert by["ppslu"]["metrics"]["wer_passive"] is None  # not log-mel: clean ASR cannot read it
+    words = {n: (by[n]["metrics"]["entity_words_sent"], by[n]["metrics"]["carrier_words_sent"])
+             for n in names}
+    assert words["all_offload"] == (1.0, 1.0) and words["on_device"] == (0.0, 0.0)
+    assert words["mcadams"] == (None, None)  # everything sent, transformed: does not apply
+    for name in ("random", "speechmask"):  # gated systems: words sent as their segments are
+        for share in words[name]:
+            assert share is not None
+            assert abs(share - by[name]["metrics"]["open_fraction"]) < 0.25
     device = mask_cost(load_mask(mask_path))  # the one definition the export report uses too
     assert {k: by["speechmask"]["cost"][k] for k in row["cost"]} == \
         {k: device[k] for k in row["cost"]}
