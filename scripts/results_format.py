@@ -72,6 +72,8 @@ TARGETS = {
 SILENCE_S = {"memory_kb": 394.9, "ms_per_4s_clip": 912}  # as reported by the SILENCE paper
 
 ATTACK_COLUMNS = (("intent_acc", "intent acc"), ("open_fraction", "open"),
+                  ("entity_words_sent", "entity words sent"),
+                  ("carrier_words_sent", "carrier words sent"),
                   ("wer_pocketsphinx", "WER PocketSphinx"), ("wer_passive", "WER passive"),
                   ("wer_informed", "WER informed"), ("wer_inpainting", "WER inpainting"),
                   ("entity_error_rate", "EntER"), ("eer_ignorant", "EER ignorant"),
@@ -84,6 +86,7 @@ SYSTEM_ORDER = ("all_offload", "random", "mcadams", "vae", "ppslu", "speechmask"
                 "speechmask_int8", "on_device")
 HEADLINE_SYSTEMS = ("speechmask", "all_offload", "random", "mcadams", "vae")
 HEADLINE_METRICS = (("intent_acc", "intent accuracy"), ("open_fraction", "segments sent"),
+                    ("entity_words_sent", "entity words sent (share of each word)"),
                     ("wer_pocketsphinx", "WER, PocketSphinx (passive)"),
                     ("wer_passive", "WER, clean-trained ASR (passive)"),
                     ("wer_informed", "WER, ASR retrained on the output (informed)"),
