@@ -35,6 +35,12 @@ bench: install
 		--runs build/bench_mask --out build/bench_attack
 	$(BIN)/python benchmarks/bench_export.py --corpus build/bench_mask/corpus \
 		--runs build/bench_mask --out build/bench_export
+	$(BIN)/speechmask data heldout --manifest build/bench_mask/corpus/manifest.jsonl \
+		--out build/heldout/manifest.jsonl --force
+	$(BIN)/python benchmarks/bench_mask.py --corpus build/heldout --work build/bench_mask_heldout \
+		--record bench_mask_heldout
+	$(BIN)/python benchmarks/bench_attack.py --corpus build/heldout --runs build/bench_mask_heldout \
+		--out build/bench_attack_heldout --record bench_attack_heldout
 	$(BIN)/python benchmarks/bench_adversary.py --corpus build/bench_mask/corpus \
 		--slu build/bench_mask/slu.pt --work build/bench_adversary --cache build/bench_attack/cache
 	$(BIN)/python benchmarks/bench_speaker_cues.py --manifest build/bench_mask/corpus/manifest.jsonl

@@ -7,7 +7,8 @@ training. Needs the models of bench_mask.py:
   python benchmarks/bench_attack.py --corpus build/bench_mask/corpus --runs build/bench_mask
 Prints one JSON line and a table (rates in %). `--strength full` runs every attacker to
 convergence on its dev loss (the record is then `bench_attack_full`; the 15-minute target is the
-quick suite's). `--reuse-cache DIR` starts from the attacker cache of an earlier run (DIR/cache):
+quick suite's). `--record NAME` names the record otherwise (the held-out split's run,
+`bench_attack_heldout`, on the models `bench_mask.py --record bench_mask_heldout` trained). `--reuse-cache DIR` starts from the attacker cache of an earlier run (DIR/cache):
 what was trained on the same data with the same settings is reused (same weights, so the same
 figures), so only what changed (e.g. a new mask's rows) trains; the record then says so and its
 time is not compared with the target.
@@ -39,8 +40,12 @@ def main() -> None:
     ap.add_argument("--strength", choices=STRENGTHS, default=SuiteConfig().strength)
     ap.add_argument("--reuse-cache", type=Path, default=None,
                     help="an earlier run's output folder whose cache/ to start from")
+    ap.add_argument("--record", default=None,
+                    help="record name (default: bench_attack[_full]; the held-out split's run: "
+                         "bench_attack_heldout)")
     args = ap.parse_args()
-    name = "bench_attack" if args.strength == "quick" else f"bench_attack_{args.strength}"
+    name = args.record or ("bench_attack" if args.strength == "quick"
+                           else f"bench_attack_{args.strength}")
     args.out = args.out or Path("build") / name
     reused = None
     if args.reuse_cache is not None:

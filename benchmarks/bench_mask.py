@@ -51,6 +51,9 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, default=ObjectiveConfig().gamma)
     ap.add_argument("--split-field", default="split", choices=("split", "speaker_split"))
     ap.add_argument("--temperature", type=float, default=GateConfig().beta, help="gate beta")
+    ap.add_argument("--record", default=None,
+                    help="record name (default: bench_mask, or bench_mask_<split field>; the "
+                         "held-out split of `speechmask data heldout`: bench_mask_heldout)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     corpus = args.corpus or args.work / "corpus"
@@ -104,8 +107,8 @@ def main() -> None:
     table.append(("mask training, 200 clips", f"{t200:.0f} s (target <= 120 s, 2 cores)"))
     (args.work / "result.json").write_text(json.dumps(record, indent=1))
     # the held-out-speaker run (--split-field speaker_split) keeps its own record
-    report("bench_mask", record, table, results_name="bench_mask" if args.split_field == "split"
-           else f"bench_mask_{args.split_field}")
+    report("bench_mask", record, table, results_name=args.record or (
+        "bench_mask" if args.split_field == "split" else f"bench_mask_{args.split_field}"))
 
 
 if __name__ == "__main__":

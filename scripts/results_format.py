@@ -26,6 +26,13 @@ COMMANDS = {
                     "--runs build/bench_mask --out build/bench_attack",
     "bench_export": "python benchmarks/bench_export.py --corpus build/bench_mask/corpus "
                     "--runs build/bench_mask --out build/bench_export",
+    "bench_mask_heldout": "speechmask data heldout --manifest build/bench_mask/corpus/manifest.jsonl "
+                          "--out build/heldout/manifest.jsonl --force && python "
+                          "benchmarks/bench_mask.py --corpus build/heldout --work "
+                          "build/bench_mask_heldout --record bench_mask_heldout",
+    "bench_attack_heldout": "python benchmarks/bench_attack.py --corpus build/heldout --runs "
+                            "build/bench_mask_heldout --out build/bench_attack_heldout --record "
+                            "bench_attack_heldout",
     "bench_speaker_cues": "python benchmarks/bench_speaker_cues.py --manifest "
                           "build/bench_mask/corpus/manifest.jsonl",
     "bench_ablation_tuning": "speechmask data synth --out build/tuning/corpus --seed 101 && "
@@ -48,6 +55,7 @@ TITLES = {
     "bench_patterns": "which masking patterns the cloud model tolerates",
     "bench_adversary": "adversary settings of the mask objective",
     "bench_attack": "the attack suite",
+    "bench_attack_heldout": "the held-out split (unseen speakers and sentences)",
     "bench_export": "the int8 model for the microcontroller",
     "bench_speaker_cues": "speaker cues left by each device-side step (a probe)",
     "bench_ablation_tuning": "choosing the device-side steps (a corpus of other voices)",

@@ -237,18 +237,7 @@ def sec_attack(records: dict) -> list[str]:
         out += [(fresh + "; " + "; ".join(scope) + ". " if scope else fresh + ". ")
                 + "Rates in %; — where a metric does not apply. Cost: on-device, per second of "
                   "audio, front-end excluded, weights int8.", ""]
-        rows = []
-        for name in systems(rec):
-            m, c = rec["systems"][name], rec.get("costs", {}).get(name, {})
-            label = f"**{name}**" if name == "speechmask" else name
-            cells = [pct(m.get(k)) for k, _ in ATTACK_COLUMNS]
-            if name == "speechmask":
-                cells[0] = f"**{cells[0]}**"
-            rows.append([label] + cells + [count(c.get("params")), count(c.get("macs_per_second")),
-                                           count(c.get("weight_bytes")),
-                                           count(c.get("activation_bytes"))])
-        out += table(["system"] + [h for _, h in ATTACK_COLUMNS]
-                     + ["params", "MACs/s", "weights B", "activ. B"], rows) + [""]
+        out += _attack_table(rec)
         secs = rec.get("per_system_seconds", {})
         timed = [f"{n} {secs[n] / 60:.1f} min" for n in systems(rec) if secs.get(n) is not None]
         target = rec.get("target_seconds")
@@ -275,6 +264,49 @@ def sec_attack(records: dict) -> list[str]:
             "re-implementations of the papers' ideas, sized to train in minutes, not "
             "reproductions of their networks; every attacker and baseline starts from weights "
             "drawn from its own seed, so a rerun repeats.", ""]
+    return out
+
+
+def _attack_table(rec: dict) -> list[str]:
+    """One row per system of a bench_attack record, every metric and its cost, then the
+    attackers' unprotected strength where the record has it."""
+    rows = []
+    for name in systems(rec):
+        m, c = rec["systems"][name], rec.get("costs", {}).get(name, {})
+        label = f"**{name}**" if name == "speechmask" else name
+        cells = [pct(m.get(k)) for k, _ in ATTACK_COLUMNS]
+        if name == "speechmask":
+            cells[0] = f"**{cells[0]}**"
+        rows.append([label] + cells + [count(c.get("params")), count(c.get("macs_per_second")),
+                                       count(c.get("weight_bytes")),
+                                       count(c.get("activation_bytes"))])
+    ref = rec.get("unprotected")
+    if ref and "all_offload" not in rec["systems"]:
+        rows.append(["*unprotected*"] + [pct(ref.get(k)) for k, _ in ATTACK_COLUMNS] + [""] * 4)
+    return table(["system"] + [h for _, h in ATTACK_COLUMNS]
+                 + ["params", "MACs/s", "weights B", "activ. B"], rows) + [""]
+
+
+def sec_heldout(records: dict) -> list[str]:
+    """The mask pipeline and the attack suite on the held-out split: test speakers and sentence
+    templates that neither the cloud model, the mask nor the attackers saw."""
+    mask, attack = records.get("bench_mask_heldout"), records.get("bench_attack_heldout")
+    out = [heading("bench_attack_heldout"), "",
+           "The same pipeline on `speechmask data heldout`'s split of the built-in corpus: the "
+           "test part has speakers *and* sentence templates that no training utterance has, so "
+           "the cloud model, the mask and every attacker meet other voices and other sentences "
+           "than they learned from.", ""]
+    out += provenance("bench_mask_heldout", mask)
+    if mask:
+        run = mask["runs"][0]
+        out += [f"Cloud model clean {mask['clean_acc']:.3f}, masked before fine-tuning "
+                f"{run['masked_acc_clean_model']:.3f}, fine-tuned **{run['masked_acc_finetuned']:.3f}** "
+                f"({gain(run['drop_points'])}), open fraction **{run['open_fraction']:.3f}** "
+                f"(speech {run['open_fraction_speech']:.3f}), on {mask['test_utterances']} test "
+                "utterances.", ""]
+    out += provenance("bench_attack_heldout", attack)
+    if attack:
+        out += _attack_table(attack)
     return out
 
 
@@ -458,4 +490,5 @@ def _int8_suite(rec: dict) -> list[str]:
     return out
 
 
-SECTIONS = (sec_synth, sec_frontend, sec_mask, sec_patterns, sec_adversary, sec_attack, sec_export)
+SECTIONS = (sec_synth, sec_frontend, sec_mask, sec_patterns, sec_adversary, sec_attack,
+            sec_heldout, sec_export)

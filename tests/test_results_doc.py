@@ -114,6 +114,20 @@ def fixture_records() -> dict:
             "per_system_seconds": {"all_offload": 200.0, "random": 150.0, "mcadams": 120.0,
                                    "speechmask": 170.0},
             "command": "python benchmarks/bench_attack.py --corpus c --runs r"},
+        "bench_mask_heldout": {
+            "benchmark": "bench_mask", **stamp, "corpus": "build/heldout", "utterances": 700,
+            "temperature": 2 / 3, "split_field": "split", "gamma": 0.15, "arch": "small",
+            "slu_train_s": 200.0, "clean_acc": 0.8125, "test_utterances": 96,
+            "runs": [dict(mask_run, open_fraction=0.47, masked_acc_finetuned=0.7917)],
+            "mask_200_clips_s": 60.0,
+            "command": "python benchmarks/bench_mask.py --corpus build/heldout --record x"},
+        "bench_attack_heldout": {
+            "benchmark": "bench_attack_heldout", **stamp, "seconds": 700.0,
+            "target_seconds": 900, "split_field": "split", "content_test_utterances": 96,
+            "trials": {"speakers": 8, "target": 280, "nontarget": 840},
+            "systems": {"all_offload": systems["all_offload"],
+                        "speechmask": dict(systems["speechmask"], wer_informed=0.613)},
+            "costs": costs, "command": "python benchmarks/bench_attack.py --record x"},
         "bench_export": {
             "benchmark": "bench_export", **stamp, "export_seconds": 12.3, "memory_bytes": 31_360,
             "flash_bytes": 22_112, "arena_bytes": 9_248, "target_memory_bytes": 49_152,
@@ -248,6 +262,10 @@ def test_tables_carry_the_records_numbers(tmp_path):
     assert _row(doc, "mcadams")[2] == "—" and _row(doc, "mcadams")[-3] == "10.2M"
     assert "whole suite 13.5 min** on 2 cores (target <= 15 min: met)" in _flat(doc)
     assert "280 target / 840 non-target" in _flat(doc)
+    # the held-out split: its own pipeline figures and suite table
+    held = doc[doc.index("## bench_attack_heldout"):doc.index("## bench_export")]
+    assert "fine-tuned **0.792**" in _flat(held) and "open fraction **0.470**" in _flat(held)
+    assert _row(held, "**speechmask**")[7] == "61.3"  # WER informed
     # bench_export: targets, baselines with ratios, int8 against float
     assert _row(doc, "flash + arena")[1:] == [
         "31,360 B (30.6 KiB): 22,112 B model + 9,248 B arena", "<= 49,152 B (48.0 KiB): met"]
