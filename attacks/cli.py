@@ -81,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--gammas", nargs="+", type=float,
                    default=[field_default(ObjectiveConfig, "gamma")],
                    help="KL budgets (nats): one mask each")
+    s.add_argument("--switch-costs", nargs="+", type=float,
+                   default=[field_default(ObjectiveConfig, "switch_cost")],
+                   help="switch costs of the mask objective: one mask per gamma and cost")
     s.add_argument("--norm-frames", nargs="+", type=int,
                    default=[field_default(SendConfig, "norm_frames")],
                    help="lengths of the send normalisation to try (0 = off)")
@@ -244,7 +247,10 @@ def _sweep(args: argparse.Namespace) -> int:
     cfg = from_args(SuiteConfig, args, args.parser, systems=("speechmask",))
     steps = args.mask_steps if args.mask_steps is not None else args.max_steps
     try:
-        objectives = [ObjectiveConfig(gamma=gamma) for gamma in args.gammas]
+        for cost in args.switch_costs:
+            ObjectiveConfig(switch_cost=cost)
+        for gamma in args.gammas:
+            ObjectiveConfig(gamma=gamma)
         train_cfg = MaskTrainConfig(max_steps=steps, progress=args.progress,
                                     eval_every=NO_DEV_EVAL)
         for n in args.norm_frames:
@@ -252,31 +258,33 @@ def _sweep(args: argparse.Namespace) -> int:
         for w in args.warps:
             SendConfig(warp_max=w)
     except ConfigError as exc:
-        raise flagged(exc, {"gamma": "--gammas", "max_steps": "--mask-steps",
+        raise flagged(exc, {"gamma": "--gammas", "switch_cost": "--switch-costs",
+                            "max_steps": "--mask-steps",
                             "norm_frames": "--norm-frames", "warp_max": "--warps"}) from None
     chosen = [] if "none" in args.baselines else args.baselines
     base_cfg = replace(cfg, systems=systems.choose(chosen, [])) if chosen else None
     slu, _, _, _, split_field = _check_inputs(args)
     train_cfg = replace(train_cfg, split_field=split_field)
     out = _output(args, SWEEP_FILES, [CACHE, SWEEP_MASKS])
-    paths = [args.out / f"mask_gamma{gamma:g}.pt" for gamma in args.gammas]
-    _check_resumable(paths, train_cfg)
+    masks = sweep.settings(args.gammas, args.switch_costs, [0], [0.0])  # one per trained mask
+    _check_resumable([args.out / m.mask_name for m in masks], train_cfg)
 
     data = _load_data(args, slu, split_field)
     train = [data.fs.features[i] for i in data.content_train]
-    default_gamma = field_default(ObjectiveConfig, "gamma")
     cache = Cache(args.out / CACHE)
     points = []
-    for gamma, obj, path in zip(args.gammas, objectives, paths):
+    for m in masks:
+        path = args.out / m.mask_name
+        obj = ObjectiveConfig(gamma=m.gamma, switch_cost=m.switch_cost)
         train_mask(args.manifest, args.slu, path, MaskConfig(), obj, train_cfg,
                    resume=path.exists())
-        for setting in sweep.settings([gamma], args.norm_frames, args.warps):
+        for setting in sweep.settings([m.gamma], [m.switch_cost], args.norm_frames, args.warps):
             mask = sweep.with_send(load_mask(path), setting, train)
             row = run_suite(Suite(data, slu, mask, cfg, cache, progress=args.progress))[0]
-            points.append({"gamma": gamma, "norm_frames": setting.norm_frames,
-                           "warp_max": setting.warp_max, "label": setting.label,
-                           "default": setting.is_default(default_gamma), "mask": str(path),
-                           **row})
+            points.append({"gamma": m.gamma, "switch_cost": m.switch_cost,
+                           "norm_frames": setting.norm_frames, "warp_max": setting.warp_max,
+                           "label": setting.label, "mask_label": setting.mask_label,
+                           "default": setting.is_default(), "mask": str(path), **row})
             print(f"{setting.label}: " + json.dumps({k: None if v is None else round(v, 3)
                                                      for k, v in row["metrics"].items()}))
     baseline_rows = run_suite(Suite(data, slu, None, base_cfg, cache,

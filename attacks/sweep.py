@@ -1,10 +1,11 @@
 """`speechmask attack sweep`: the privacy-utility frontier over the knobs that matter, with every
 baseline on the same plots and the default setting marked.
 
-The knobs: the KL budget `gamma` (how much the mask withholds: one trained mask per value) and
-the device-side send steps (`SendConfig`: the per-band normalisation's length, the frequency
+The knobs: the KL budget `gamma` (how much the mask withholds) and the switch cost (how much it
+is made to withhold whole runs rather than alternate), one trained mask per pair, and the
+device-side send steps (`SendConfig`: the per-band normalisation's length, the frequency
 warp's range), which change what is sent of the same gates, so every send setting reuses its
-gamma's mask. Each point is the suite's `speechmask` row for one (gamma, norm, warp); the
+mask. Each point is the suite's `speechmask` row for one (gamma, switch, norm, warp); the
 baselines are run once beside them. `sweep.json` holds every point and baseline row;
 `sweep.png` one panel per privacy metric, intent accuracy against it.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from speechmask.models.config import SendConfig
 from speechmask.options import field_default
+from speechmask.train.config import ObjectiveConfig
 
 # privacy metrics drawn, each with its axis label (higher = more private)
 LEAKS = (("wer_informed", "WER, informed ASR"), ("wer_inpainting", "WER, inpainting"),
@@ -29,22 +31,34 @@ class Setting:
     """One point of the sweep."""
 
     gamma: float
+    switch_cost: float
     norm_frames: int
     warp_max: float
 
     @property
-    def label(self) -> str:
-        return f"γ={self.gamma:g} n{self.norm_frames} w{self.warp_max * 100:g}"
+    def mask_label(self) -> str:
+        """The trained mask's knobs (one curve per mask in the plot)."""
+        return f"γ={self.gamma:g}" + (f" s{self.switch_cost:g}" if self.switch_cost else "")
 
-    def is_default(self, default_gamma: float) -> bool:
-        return (self.gamma == default_gamma
+    @property
+    def label(self) -> str:
+        return f"{self.mask_label} n{self.norm_frames} w{self.warp_max * 100:g}"
+
+    @property
+    def mask_name(self) -> str:
+        return f"mask_gamma{self.gamma:g}" + (f"_switch{self.switch_cost:g}"
+                                              if self.switch_cost else "") + ".pt"
+
+    def is_default(self) -> bool:
+        return (self.gamma == field_default(ObjectiveConfig, "gamma")
+                and self.switch_cost == field_default(ObjectiveConfig, "switch_cost")
                 and self.norm_frames == field_default(SendConfig, "norm_frames")
                 and self.warp_max == field_default(SendConfig, "warp_max"))
 
 
-def settings(gammas, norms, warps) -> list[Setting]:
-    """Every combination, gamma slowest (one mask per gamma, trained once)."""
-    return [Setting(g, n, w) for g, n, w in product(gammas, norms, warps)]
+def settings(gammas, switch_costs, norms, warps) -> list[Setting]:
+    """Every combination, the mask's knobs slowest (one mask per pair, trained once)."""
+    return [Setting(g, c, n, w) for g, c, n, w in product(gammas, switch_costs, norms, warps)]
 
 
 def with_send(mask, setting: Setting, features: list):
@@ -63,7 +77,7 @@ def with_send(mask, setting: Setting, features: list):
 
 def plot_frontier(points: list[dict], baselines: list[dict], out: Path) -> None:
     """One panel per privacy metric: intent accuracy (y) against the metric (x) for every sweep
-    point (joined per gamma), every baseline (labelled), the default setting starred."""
+    point (joined per trained mask), every baseline (labelled), the default setting starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,15 +95,16 @@ def plot_frontier(points: list[dict], baselines: list[dict], out: Path) -> None:
             ax.plot(v, b["metrics"]["intent_acc"], "s", color="0.45", ms=5)
             ax.annotate(b["name"], (v, b["metrics"]["intent_acc"]), fontsize=7,
                         xytext=(3, -8), textcoords="offset points", color="0.3")
-        for gamma in dict.fromkeys(p["gamma"] for p in points):
-            pts = [(p["metrics"][key], p["metrics"]["intent_acc"], p["label"]) for p in points
-                   if p["gamma"] == gamma and p["metrics"].get(key) is not None]
+        for mask in dict.fromkeys(p["mask_label"] for p in points):
+            pts = [(p["metrics"][key], p["metrics"]["intent_acc"],
+                    p["label"][len(mask) + 1:]) for p in points
+                   if p["mask_label"] == mask and p["metrics"].get(key) is not None]
             if not pts:
                 continue
             x, y, names = zip(*sorted(pts))
-            ax.plot(x, y, "o-", ms=4, label=f"speechmask γ={gamma:g}")
+            ax.plot(x, y, "o-", ms=4, label=f"speechmask {mask}")
             for xi, yi, n in pts:
-                ax.annotate(n.split(" ", 1)[1], (xi, yi), fontsize=6, xytext=(3, 3),
+                ax.annotate(n, (xi, yi), fontsize=6, xytext=(3, 3),
                             textcoords="offset points")
         for p in points:
             if p["default"] and p["metrics"].get(key) is not None:

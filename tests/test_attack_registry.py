@@ -196,7 +196,8 @@ def test_bad_values_are_one_line_and_leave_the_folder_as_it_was(command, extra, 
 
 
 @pytest.mark.parametrize("extra, flag", [(["--mask-steps", "0"], "--mask-steps"),
-                                         (["--gammas", "-1"], "--gammas")])
+                                         (["--gammas", "-1"], "--gammas"),
+                                         (["--switch-costs", "-1"], "--switch-costs")])
 def test_bad_sweep_values_name_their_flag(extra, flag, tiny_corpus, slu_path, tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["attack", "sweep", "--manifest", str(tiny_corpus), "--slu", str(slu_path),

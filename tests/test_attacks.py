@@ -256,19 +256,25 @@ def test_mismatched_sample_rate_is_refused(corpus, slu_path, mask_path, tmp_path
         SuiteData.load(corpus, FrontendConfig(sample_rate=8000, fmax=4000.0), progress=False)
 
 
-def test_sweep_trains_a_mask_per_gamma_and_plots_the_frontier(corpus, slu_path, tmp_path):
+def test_sweep_trains_a_mask_per_gamma_and_switch_cost_and_plots_the_frontier(corpus, slu_path,
+                                                                               tmp_path):
     out = tmp_path / "sweep"
     assert main(["attack", "sweep", "--manifest", str(corpus), "--slu", str(slu_path),
-                 "--out", str(out), "--gammas", "0.15", "2.0", "--norm-frames", "64",
-                 "--warps", "0", "0.1", "--baselines", "random", "--max-steps", "2",
-                 "--attacks", "passive", "speaker", "--quiet"]) == 0
+                 "--out", str(out), "--gammas", "0.15", "--switch-costs", "0", "2",
+                 "--norm-frames", "0", "64", "--warps", "0.1", "--baselines", "random",
+                 "--max-steps", "2", "--attacks", "passive", "speaker", "--quiet"]) == 0
     result = json.loads((out / "sweep.json").read_text())
     points = result["points"]
-    assert [(p["gamma"], p["warp_max"]) for p in points] == [(0.15, 0), (0.15, 0.1), (2.0, 0),
-                                                            (2.0, 0.1)]
-    assert [p["default"] for p in points] == [False, True, False, False]  # 0.15, 64, 0.1
+    assert [(p["gamma"], p["switch_cost"], p["norm_frames"]) for p in points] == [
+        (0.15, 0, 0), (0.15, 0, 64), (0.15, 2, 0), (0.15, 2, 64)]
+    assert [p["default"] for p in points] == [False, True, False, False]  # 0.15, 0, 64, 0.1
+    assert [p["mask_label"] for p in points] == ["γ=0.15", "γ=0.15", "γ=0.15 s2", "γ=0.15 s2"]
     assert sorted({Path(p["mask"]).name for p in points}) == ["mask_gamma0.15.pt",
-                                                              "mask_gamma2.pt"]
+                                                              "mask_gamma0.15_switch2.pt"]
+    switch = load_mask(out / "mask_gamma0.15_switch2.pt")
+    assert switch is not None
+    from speechmask.train.checkpoint import load_checkpoint
+    assert load_checkpoint(out / "mask_gamma0.15_switch2.pt")["objective"]["switch_cost"] == 2
     assert all(p["name"] == "speechmask" and p["metrics"]["wer_passive"] is not None
                and p["metrics"]["eer_semi_informed"] is not None for p in points)
     # the send settings change what is sent of the same gates, not the gates

@@ -59,7 +59,7 @@ def states_equal(a, b) -> bool:
 @pytest.mark.parametrize("kind", ["mask", "slu"])
 def test_resume_equals_uninterrupted(tiny_corpus, slu_path, tmp_path, kind):
     cfg = TrainConfig(max_steps=8, lr=0.01, **QUICK)
-    obj = ObjectiveConfig(speaker_adversary=0.1, asr_adversary=0.1)
+    obj = ObjectiveConfig(speaker_adversary=0.1, asr_adversary=0.1, switch_cost=0.5)
 
     def go(out, **kw):
         if kind == "mask":
@@ -180,3 +180,22 @@ def test_feature_cache_of_another_version_is_not_reused(tiny_corpus, tmp_path, m
     again = load_features(tiny_corpus, cache_dir=tmp_path, progress=False)
     assert len(list(tmp_path.glob("features-*.npz"))) == 2
     assert all((a == b).all() for a, b in zip(first.features, again.features))
+
+
+def test_switch_rate_counts_changes_between_valid_segments():
+    from speechmask.train.mask import switch_rate
+
+    comb = torch.tensor([[1., 0., 1., 0., 1., 0.]])[..., None]
+    runs = torch.tensor([[1., 1., 1., 0., 0., 0.]])[..., None]
+    valid = torch.ones(1, 6)
+    assert switch_rate(comb, valid).item() == pytest.approx(1.0)
+    assert switch_rate(runs, valid).item() == pytest.approx(0.2)
+    assert switch_rate(torch.ones(1, 6, 1), valid).item() == 0.0
+    # padding (invalid segments) is not counted; two band groups average
+    assert switch_rate(comb, torch.tensor([[1., 1., 0., 0., 0., 0.]])).item() == 1.0
+    two = torch.stack([comb[..., 0], torch.ones(1, 6)], -1)
+    assert switch_rate(two, valid).item() == pytest.approx(0.5)
+    # the gradient pulls a gate towards its neighbours' values
+    z = torch.tensor([[1.0, 0.4, 1.0]])[..., None].requires_grad_()
+    switch_rate(z, torch.ones(1, 3)).sum().backward()
+    assert z.grad[0, 1, 0] < 0 and z.grad[0, 0, 0] > 0

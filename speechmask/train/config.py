@@ -133,6 +133,9 @@ class ObjectiveConfig:
     speaker_adversary: float = option(0.0, "weight of a speaker classifier's reversed gradient "
                                            "(0 = off)")
     asr_adversary: float = option(0.0, "weight of a CTC ASR's reversed gradient (0 = off)")
+    switch_cost: float = option(0.0, "cost of each change between sent and withheld from one "
+                                     "segment to the next, per segment (0 = off): favours "
+                                     "withholding whole runs (words) over alternating")
 
     def __post_init__(self) -> None:
         check_number(self.gamma, "gamma", low=0)
@@ -141,6 +144,7 @@ class ObjectiveConfig:
         check_number(self.lambda_max, "lambda_max", low=self.lambda_init)
         check_number(self.speaker_adversary, "speaker_adversary", low=0)
         check_number(self.asr_adversary, "asr_adversary", low=0)
+        check_number(self.switch_cost, "switch_cost", low=0)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -97,6 +97,10 @@ class MaskTask:
         l0 = (prob_open(log_alpha, gate).mean(-1) * seg_valid).sum(1) / seg_valid.sum(1).clamp_min(1)
         per_utt = l0 + self.lam * (kl - obj.gamma)
         adv_logs = {}
+        if obj.switch_cost > 0:
+            switches = switch_rate(z, seg_valid)
+            per_utt = per_utt + obj.switch_cost * switches
+            adv_logs["switches"] = switches
         xm = mask_features(x, keep, self.floor) if self.spk_adv or self.asr_adv else None
         if self.spk_adv is not None:
             labels = torch.tensor([self.speakers.index(self.fs.rows[rows[k]]["speaker"])
@@ -166,6 +170,17 @@ class MaskTask:
         for name, m in (("speaker", self.spk_adv), ("asr", self.asr_adv)):
             if m is not None and name in state.get("adversaries", {}):
                 m.load_state_dict(state["adversaries"][name])
+
+
+def switch_rate(z: torch.Tensor, seg_valid: torch.Tensor) -> torch.Tensor:
+    """`(B,)`: the mean of |z_t - z_{t-1}| over each utterance's pairs of valid segments, gates
+    `z` `(B, S, G)` averaged over band groups. On the sampled (reparameterised) gates this
+    estimates the share of segment boundaries where sending changes to withholding or back, and
+    is differentiable: a 40 ms comb pays 1 at every boundary, a mask that withholds whole words
+    pays twice per word."""
+    pair_valid = seg_valid[:, 1:] * seg_valid[:, :-1]
+    change = (z[:, 1:] - z[:, :-1]).abs().mean(-1)
+    return (change * pair_valid).sum(1) / pair_valid.sum(1).clamp_min(1)
 
 
 def _cudnn_off(device: torch.device):
