@@ -35,6 +35,8 @@ bench: install
 		--runs build/bench_mask --out build/bench_attack
 	$(BIN)/python benchmarks/bench_export.py --corpus build/bench_mask/corpus \
 		--runs build/bench_mask --out build/bench_export
+	$(BIN)/python benchmarks/bench_sweep.py --corpus build/bench_mask/corpus \
+		--runs build/bench_mask --reuse-cache build/bench_attack
 	$(BIN)/speechmask data heldout --manifest build/bench_mask/corpus/manifest.jsonl \
 		--out build/heldout/manifest.jsonl --force
 	$(BIN)/python benchmarks/bench_mask.py --corpus build/heldout --work build/bench_mask_heldout \

@@ -42,6 +42,8 @@ COMMANDS = {
                              "--record bench_ablation_tuning --cache build/tuning/cache "
                              "--variants gates norm32 norm64 norm256 norm32+warp20 norm64+warp10 "
                              "norm64+warp20 norm256+warp10 norm256+warp20 norm256+warp30",
+    "bench_sweep": "python benchmarks/bench_sweep.py --corpus build/bench_mask/corpus --runs "
+                   "build/bench_mask --reuse-cache build/bench_attack",
     "bench_ablation": "python benchmarks/bench_ablation.py --manifest "
                       "build/bench_mask/corpus/manifest.jsonl --slu build/bench_mask/slu.pt "
                       "--mask build/bench_mask/mask_40ms.pt",
@@ -60,6 +62,7 @@ TITLES = {
     "bench_speaker_cues": "speaker cues left by each device-side step (a probe)",
     "bench_ablation_tuning": "choosing the device-side steps (a corpus of other voices)",
     "bench_ablation": "ablation of the device-side steps",
+    "bench_sweep": "the privacy-utility frontier",
 }
 
 # Targets are specifications (the issues' texts and the SILENCE paper's claims), not

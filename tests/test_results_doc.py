@@ -179,6 +179,21 @@ def fixture_records() -> dict:
                                              ("gates", 0.911, 0.004),
                                              ("norm64+warp10", 0.883, 0.096))},
             "command": "python benchmarks/bench_ablation.py --manifest t"},
+        "bench_sweep": {
+            "benchmark": "bench_sweep", **stamp, "seconds": 900.0, "strength": "quick",
+            "cache_reused_from": "build/bench_attack",
+            "points": [{"label": lab, "mask_label": lab.split(" n")[0], "gamma": g,
+                        "switch_cost": 0.0, "norm_frames": n, "warp_max": w, "default": d,
+                        "metrics": dict(systems["speechmask"], intent_acc=acc,
+                                        wer_informed=wer)}
+                       for lab, g, n, w, d, acc, wer in (
+                           ("γ=0.15 n0 w0", 0.15, 0, 0.0, False, 0.95, 0.5),
+                           ("γ=0.15 n64 w10", 0.15, 64, 0.1, True, 0.92, 0.58),
+                           ("γ=0.3 n64 w10", 0.3, 64, 0.1, False, 0.88, 0.66))],
+            "baselines": [{"name": "random", "metrics": systems["random"]},
+                          {"name": "mcadams", "metrics": dict(systems["mcadams"],
+                                                              intent_acc=0.93)}],
+            "command": "python benchmarks/bench_sweep.py --corpus c --runs r"},
         "bench_ablation": {
             "benchmark": "bench_ablation", **stamp, "strength": "quick", "max_drop": 3.0,
             "attacks": ["informed", "speaker"], "trials": 8, "chosen": "norm256", "seconds": 1.0,
@@ -262,6 +277,13 @@ def test_tables_carry_the_records_numbers(tmp_path):
     assert _row(doc, "mcadams")[2] == "—" and _row(doc, "mcadams")[-3] == "10.2M"
     assert "whole suite 13.5 min** on 2 cores (target <= 15 min: met)" in _flat(doc)
     assert "280 target / 840 non-target" in _flat(doc)
+    # the frontier: every point and baseline, the default marked, who beats it where
+    sweep = doc[doc.index("## bench_sweep"):]
+    assert _row(sweep, "γ=0.15 n64 w10 **(default)**")[1:5] == ["92.0", "49.0", "—", "58.0"]
+    assert _row(sweep, "*mcadams*")[1] == "93.0"
+    assert "bench_sweep.png" in sweep
+    assert "mcadams is more useful and more private on eer_lazy_informed" in _flat(sweep)
+    assert "random is more useful" not in _flat(sweep)  # less useful: not dominating
     # the held-out split: its own pipeline figures and suite table
     held = doc[doc.index("## bench_attack_heldout"):doc.index("## bench_export")]
     assert "fine-tuned **0.792**" in _flat(held) and "open fraction **0.470**" in _flat(held)
