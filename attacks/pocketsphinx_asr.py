@@ -167,9 +167,12 @@ def align(wave: np.ndarray, transcript: str) -> list[tuple[float, float]] | None
         decoder.process_raw(pcm.tobytes(), full_utt=True)
     finally:
         decoder.end_utt()
+    segments = decoder.seg()
+    if segments is None:  # the search found no path through the forced text
+        return None
     frame_s = 1.0 / int(decoder.config["frate"])
     spans = [(seg.start_frame * frame_s, (seg.end_frame + 1) * frame_s)
-             for seg in decoder.seg() if _is_word(seg.word)]
+             for seg in segments if _is_word(seg.word)]
     return spans if len(spans) == len(words) else None
 
 

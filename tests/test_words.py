@@ -55,6 +55,8 @@ def test_alignment_refuses_unknown_words_and_silence(spoken):
     assert align(spoken, "call me zorblaxian") is None
     assert align(np.zeros(SAMPLE_RATE), ROW["transcript"]) is None
     assert align(spoken, "") is None
+    # a transcript far longer than the audio: the search finds no path; no crash
+    assert align(spoken[:SAMPLE_RATE // 5], ROW["transcript"] + " and then some more") is None
 
 
 def _data(rows):
