@@ -195,7 +195,12 @@ def test_switch_rate_counts_changes_between_valid_segments():
     assert switch_rate(comb, torch.tensor([[1., 1., 0., 0., 0., 0.]])).item() == 1.0
     two = torch.stack([comb[..., 0], torch.ones(1, 6)], -1)
     assert switch_rate(two, valid).item() == pytest.approx(0.5)
-    # the gradient pulls a gate towards its neighbours' values
-    z = torch.tensor([[1.0, 0.4, 1.0]])[..., None].requires_grad_()
-    switch_rate(z, torch.ones(1, 3)).sum().backward()
-    assert z.grad[0, 1, 0] < 0 and z.grad[0, 0, 0] > 0
+    # independent gates open with p: the expected changes; a gate is pulled towards its
+    # neighbours' side of one half
+    assert switch_rate(torch.full((1, 3, 1), 0.5), torch.ones(1, 3)).item() == pytest.approx(0.5)
+    p = torch.tensor([[1.0, 0.4, 1.0]])[..., None].requires_grad_()
+    switch_rate(p, torch.ones(1, 3)).sum().backward()
+    assert p.grad[0, 1, 0] < 0 and p.grad[0, 0, 0] > 0
+    q = torch.tensor([[0.2, 0.4, 0.2]])[..., None].requires_grad_()
+    switch_rate(q, torch.ones(1, 3)).sum().backward()
+    assert q.grad[0, 1, 0] > 0  # neighbours mostly closed: pulled down

@@ -98,7 +98,7 @@ class MaskTask:
         per_utt = l0 + self.lam * (kl - obj.gamma)
         adv_logs = {}
         if obj.switch_cost > 0:
-            switches = switch_rate(z, seg_valid)
+            switches = switch_rate(prob_open(log_alpha, gate), seg_valid)
             per_utt = per_utt + obj.switch_cost * switches
             adv_logs["switches"] = switches
         xm = mask_features(x, keep, self.floor) if self.spk_adv or self.asr_adv else None
@@ -172,14 +172,18 @@ class MaskTask:
                 m.load_state_dict(state["adversaries"][name])
 
 
-def switch_rate(z: torch.Tensor, seg_valid: torch.Tensor) -> torch.Tensor:
-    """`(B,)`: the mean of |z_t - z_{t-1}| over each utterance's pairs of valid segments, gates
-    `z` `(B, S, G)` averaged over band groups. On the sampled (reparameterised) gates this
-    estimates the share of segment boundaries where sending changes to withholding or back, and
-    is differentiable: a 40 ms comb pays 1 at every boundary, a mask that withholds whole words
-    pays twice per word."""
+def switch_rate(p: torch.Tensor, seg_valid: torch.Tensor) -> torch.Tensor:
+    """`(B,)`: the expected share of each utterance's boundaries between valid segments where
+    sending changes to withholding or back, for gates open with probabilities `p` `(B, S, G)`
+    (averaged over band groups): p_t (1 - p_{t-1}) + p_{t-1} (1 - p_t), which is |z_t - z_{t-1}|
+    for binary gates. A 40 ms comb pays 1 at every boundary, a mask that withholds whole words
+    twice per word. On probabilities rather than samples: on the samples, the few gates a
+    nearly open start closes by chance drew a pull back to open that outweighed the L0 cost,
+    and every gate stayed open (CHANGELOG.md); on probabilities, gates above one half pull their
+    neighbours up and gates below pull them down, and the L0 cost moves the whole."""
     pair_valid = seg_valid[:, 1:] * seg_valid[:, :-1]
-    change = (z[:, 1:] - z[:, :-1]).abs().mean(-1)
+    a, b = p[:, 1:], p[:, :-1]
+    change = (a * (1 - b) + b * (1 - a)).mean(-1)
     return (change * pair_valid).sum(1) / pair_valid.sum(1).clamp_min(1)
 
 
