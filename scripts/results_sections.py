@@ -99,6 +99,8 @@ def sec_mask(records: dict) -> list[str]:
                 f"gamma {rec['gamma']:g}, hard-concrete beta {rec['temperature']:.3g}, split "
                 f"field `{rec['split_field']}`; accuracies on its test part.", ""]
         out += table(["", "measured", "target"], _mask_rows(rec)) + [""]
+        if rec.get("note"):  # what the benchmark's reader should know about this run
+            out += [f"*Note on this run: {rec['note']}*", ""]
     held = records.get("bench_mask_speaker_split")
     out += ["**Held-out speakers.** The same pipeline with `--split-field speaker_split` (train, "
             "dev and test speakers disjoint):", ""]
@@ -331,8 +333,10 @@ def _attack_reading(rec: dict) -> list[str]:
             f"- **Our mask against its targets.** Intent accuracy {pct(ours['intent_acc'])} % "
             f"against {pct(ref['intent_acc'])} % for all_offload ({d:+.1f} points; within "
             f"{TARGETS['attack_intent_points']:g}: {verdict(d >= -TARGETS['attack_intent_points'])}); "
-            f"passive WER {pct(ours.get('wer_pocketsphinx'))} % (PocketSphinx) and "
-            f"{pct(ours.get('wer_passive'))} % (clean-trained ASR; >= "
+            + (f"passive WER {pct(ours.get('wer_pocketsphinx'))} % (PocketSphinx) and "
+               if ours.get("wer_pocketsphinx") is not None else
+               "no audio sent (PocketSphinx does not apply); passive WER ")
+            + f"{pct(ours.get('wer_passive'))} % (clean-trained ASR; >= "
             f"{pct(TARGETS['attack_passive_wer'], 0)}: "
             f"{verdict(bool(passive) and min(passive) >= TARGETS['attack_passive_wer'])}); EntER "
             f"{pct(ours.get('entity_error_rate'))} % (>= {pct(TARGETS['attack_enter'], 0)}: "
@@ -345,6 +349,14 @@ def _attack_reading(rec: dict) -> list[str]:
             f"while the clean-trained speaker attacker is fooled only in part (EER "
             f"{pct(ours.get('eer_ignorant'))} %). A regular alternation of short segments sends "
             "a part of every word, which a retrained attacker learns to read.")
+        if ours.get("entity_words_sent") is not None:
+            out.append(
+                f"- **Which words are sent.** {pct(ours['entity_words_sent'])} % of each entity "
+                f"word and {pct(ours.get('carrier_words_sent'))} % of each carrier word (the "
+                "template's own, which carry the intent)" + (
+                    ": the gates withhold no kind of word more than another."
+                    if abs(ours["entity_words_sent"] - (ours.get("carrier_words_sent") or 0))
+                    < 0.05 else "."))
     others = [n for n in ("mcadams", "vae") if n in s]
     if others:
         out.append("- **Voice transformation and disentangling** hide the speaker from attackers "
