@@ -16,12 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from speechmask.models.config import SendConfig
 from speechmask.options import add_options, field_default, flagged, from_args
 from speechmask.train.config import SPLIT_FIELDS, ObjectiveConfig
 
 from . import systems
 from .config import SuiteConfig
+from .sweep import KNOBS
 
 if TYPE_CHECKING:
     from speechmask.models.mask import MaskGenerator
@@ -78,18 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sp.add_parser("sweep", help="privacy-utility frontier: a mask per gamma, each send "
                                     "setting of it, every baseline")
     _common(s)
-    s.add_argument("--gammas", nargs="+", type=float,
-                   default=[field_default(ObjectiveConfig, "gamma")],
-                   help="KL budgets (nats): one mask each")
-    s.add_argument("--switch-costs", nargs="+", type=float,
-                   default=[field_default(ObjectiveConfig, "switch_cost")],
-                   help="switch costs of the mask objective: one mask per gamma and cost")
-    s.add_argument("--norm-frames", nargs="+", type=int,
-                   default=[field_default(SendConfig, "norm_frames")],
-                   help="lengths of the send normalisation to try (0 = off)")
-    s.add_argument("--warps", nargs="+", type=float,
-                   default=[field_default(SendConfig, "warp_max")],
-                   help="ranges of the send frequency warp to try (0 = off)")
+    for flag, config, name, kind, text in KNOBS:
+        s.add_argument(flag, nargs="+", type=kind, default=[field_default(config, name)],
+                       help=text)
     s.add_argument("--baselines", nargs="+", default=list(baselines),
                    choices=list(baselines) + ["none"],
                    help="baselines drawn beside the sweep (default: all; none: no baselines)")
@@ -247,20 +238,14 @@ def _sweep(args: argparse.Namespace) -> int:
     cfg = from_args(SuiteConfig, args, args.parser, systems=("speechmask",))
     steps = args.mask_steps if args.mask_steps is not None else args.max_steps
     try:
-        for cost in args.switch_costs:
-            ObjectiveConfig(switch_cost=cost)
-        for gamma in args.gammas:
-            ObjectiveConfig(gamma=gamma)
+        for flag, config, name, _, _ in KNOBS:
+            for value in getattr(args, flag[2:].replace("-", "_")):
+                config(**{name: value})
         train_cfg = MaskTrainConfig(max_steps=steps, progress=args.progress,
                                     eval_every=NO_DEV_EVAL)
-        for n in args.norm_frames:
-            SendConfig(norm_frames=n)
-        for w in args.warps:
-            SendConfig(warp_max=w)
     except ConfigError as exc:
-        raise flagged(exc, {"gamma": "--gammas", "switch_cost": "--switch-costs",
-                            "max_steps": "--mask-steps",
-                            "norm_frames": "--norm-frames", "warp_max": "--warps"}) from None
+        raise flagged(exc, {"max_steps": "--mask-steps"} | {
+            name: flag for flag, _, name, _, _ in KNOBS}) from None
     chosen = [] if "none" in args.baselines else args.baselines
     base_cfg = replace(cfg, systems=systems.choose(chosen, [])) if chosen else None
     slu, _, _, _, split_field = _check_inputs(args)

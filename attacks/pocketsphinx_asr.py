@@ -128,15 +128,7 @@ def transcribe(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, lm: str | None 
     if not pcm.any():  # digital silence: the decoder would guess "of"; no samples: it raises
         return ""
     decoder = _process_decoder(lm)
-    # The front-end carries its noise estimate over from the last utterance; resetting it (cheap
-    # beside decoding) makes the transcript depend on this waveform only, not on what the
-    # process saw.
-    decoder.reinit_feat()
-    decoder.start_utt()
-    try:
-        decoder.process_raw(pcm.tobytes(), full_utt=True)
-    finally:
-        decoder.end_utt()  # a failed call must not leave the reused decoder mid-utterance
+    _decode(decoder, pcm)
     hypothesis = decoder.hyp()
     if hypothesis is None:
         return ""
@@ -161,12 +153,7 @@ def align(wave: np.ndarray, transcript: str) -> list[tuple[float, float]] | None
         decoder.set_align_text(" ".join(words))
     except RuntimeError:  # a word outside the dictionary
         return None
-    decoder.reinit_feat()
-    decoder.start_utt()
-    try:
-        decoder.process_raw(pcm.tobytes(), full_utt=True)
-    finally:
-        decoder.end_utt()
+    _decode(decoder, pcm)
     segments = decoder.seg()
     if segments is None:  # the search found no path through the forced text
         return None
@@ -174,6 +161,18 @@ def align(wave: np.ndarray, transcript: str) -> list[tuple[float, float]] | None
     spans = [(seg.start_frame * frame_s, (seg.end_frame + 1) * frame_s)
              for seg in segments if _is_word(seg.word)]
     return spans if len(spans) == len(words) else None
+
+
+def _decode(decoder: Decoder, pcm: np.ndarray) -> None:
+    """One whole utterance of int16 `pcm` through a reused `decoder`. The front-end carries its
+    noise estimate over from the last utterance; resetting it (cheap beside decoding) makes the
+    result depend on this waveform only, not on what the process saw."""
+    decoder.reinit_feat()
+    decoder.start_utt()
+    try:
+        decoder.process_raw(pcm.tobytes(), full_utt=True)
+    finally:
+        decoder.end_utt()  # a failed call must not leave the reused decoder mid-utterance
 
 
 def transcribe_many(waves: Iterable[np.ndarray], jobs: int | None = None, progress: bool = True,

@@ -20,6 +20,16 @@ from speechmask.models.config import SendConfig
 from speechmask.options import field_default
 from speechmask.train.config import ObjectiveConfig
 
+#: the sweep's knobs: (flag, config class, field, type, help); each flag takes a list that
+#: defaults to the field's default, and each value is checked by the config itself
+KNOBS = (("--gammas", ObjectiveConfig, "gamma", float, "KL budgets (nats): one mask each"),
+         ("--switch-costs", ObjectiveConfig, "switch_cost", float,
+          "switch costs of the mask objective: one mask per gamma and cost"),
+         ("--norm-frames", SendConfig, "norm_frames", int,
+          "lengths of the send normalisation to try (0 = off)"),
+         ("--warps", SendConfig, "warp_max", float,
+          "ranges of the send frequency warp to try (0 = off)"))
+
 # privacy metrics drawn, each with its axis label (higher = more private)
 LEAKS = (("wer_informed", "WER, informed ASR"), ("wer_inpainting", "WER, inpainting"),
          ("entity_error_rate", "EntER"), ("eer_lazy_informed", "EER, lazy-informed"),

@@ -94,11 +94,12 @@ class MaskTask:
         kl = (p_clean * (torch.log(p_clean.clamp_min(1e-12)) - logp)).sum(-1)  # (B,)
         seg_valid = (torch.arange(s_max, device=self.device)[None]
                      < (lengths // seg_frames)[:, None]).float()
-        l0 = (prob_open(log_alpha, gate).mean(-1) * seg_valid).sum(1) / seg_valid.sum(1).clamp_min(1)
+        p_open = prob_open(log_alpha, gate)
+        l0 = (p_open.mean(-1) * seg_valid).sum(1) / seg_valid.sum(1).clamp_min(1)
         per_utt = l0 + self.lam * (kl - obj.gamma)
         adv_logs = {}
         if obj.switch_cost > 0:
-            switches = switch_rate(prob_open(log_alpha, gate), seg_valid)
+            switches = switch_rate(p_open, seg_valid)
             per_utt = per_utt + obj.switch_cost * switches
             adv_logs["switches"] = switches
         xm = mask_features(x, keep, self.floor) if self.spk_adv or self.asr_adv else None
