@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all bench results clean
+.PHONY: install demo test test-all test-gpu bench results clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "not gpu and not hardware" $(PYTEST_ARGS)
+
+# the CUDA path of training (tests/test_cuda.py); needs a CUDA build of torch and a GPU
+test-gpu: install
+	$(BIN)/python -m pytest -q -m gpu $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/bench_frontend.py

@@ -23,7 +23,9 @@ def mask_cost(mask: MaskGenerator) -> dict:
     MACs); `calls_per_second`."""
     cfg = mask.cfg
     rate = calls_per_second(cfg)
-    example = tuple(torch.zeros(1, *s) for s in input_shapes(cfg))
+    # on the mask's own device: a checkpoint of a run on CUDA counts its mask where it is
+    device = next(mask.parameters()).device
+    example = tuple(torch.zeros(1, *s, device=device) for s in input_shapes(cfg))
     c = count_cost(StreamingCall(mask), example, 1.0 / rate)
     history = history_values(cfg)
     sent = send_cost(cfg)

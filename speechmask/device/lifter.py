@@ -86,5 +86,6 @@ def lifter_float(features, cfg: LifterConfig):
 
     if not cfg.enabled:
         return features
-    m = torch.tensor(lifter_matrix(cfg.keep, features.shape[-1]), dtype=features.dtype)
+    m = torch.tensor(lifter_matrix(cfg.keep, features.shape[-1]), dtype=features.dtype,
+                     device=features.device)
     return features @ m.T

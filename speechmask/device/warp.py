@@ -145,8 +145,9 @@ def warp_float(features, levels, cfg: WarpConfig, fe: FrontendConfig):
         return features
     index, weight = tables(cfg, fe)
     rows = torch.as_tensor(np.asarray(levels), dtype=torch.long) + cfg.levels
-    j = torch.from_numpy(index.astype(np.int64))[rows]  # (B, n_mels)
-    w = torch.from_numpy(weight.astype(np.float32))[rows].to(features.dtype) / (1 << WEIGHT_BITS)
+    j = torch.from_numpy(index.astype(np.int64))[rows].to(features.device)  # (B, n_mels)
+    w = torch.from_numpy(weight.astype(np.float32))[rows].to(features.device, features.dtype) \
+        / (1 << WEIGHT_BITS)
     gather = lambda idx: torch.gather(  # noqa: E731
         features, 2, idx[:, None, :].expand(-1, features.shape[1], -1))
     a, b = gather(j), gather(j + 1)
