@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Export the mask generator as the firmware calls it (one "
                                    "segment per call): mask.tflite (full int8), mask.onnx, "
                                    "mask_int8.onnx, model_data.h/.c, speechmask_frontend.h, "
-                                   "speechmask_gates.h, report.json, report.md, written into "
-                                   "--out as one set.")
+                                   "speechmask_gates.h, the firmware's core C that reads them "
+                                   "(sm_frontend.c/.h, sm_send.c/.h), report.json, report.md, "
+                                   "written into --out as one set.")
     p.add_argument("--mask", type=Path, required=True, help="trained mask generator")
     p.add_argument("--calib", type=Path, required=True,
                    help="manifest: its 'train' utterances calibrate, 'test' ones check parity")

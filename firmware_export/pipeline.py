@@ -17,6 +17,7 @@ from speechmask.device.int8 import (LiteRT, gate_open_above, int8_gates, model_l
 from speechmask.outputs import OutputFolder
 
 from .config import ExportConfig
+from .csources import CORE_FILES, core_sources
 from .graph_cost import estimate, graph_cost
 from .headers import frontend_header, gates_header, model_data
 from .keras_mask import build_keras
@@ -25,7 +26,8 @@ from .quiet import native_output_captured
 from .tflite_int8 import TFLM, ExportError, arena_bytes, check_histories, convert_int8, operators
 
 OUTPUTS = ("mask.tflite", "mask.onnx", "mask_int8.onnx", "model_data.h", "model_data.c",
-           "speechmask_frontend.h", "speechmask_gates.h", "report.json", "report.md")
+           "speechmask_frontend.h", "speechmask_gates.h", *CORE_FILES, "report.json",
+           "report.md")
 BASELINE_CLIP_S = 4.0  # the baselines encode whole clips; SILENCE quotes 4 s clips
 
 
@@ -120,6 +122,8 @@ def _write_sources(out: Path, mask, model: bytes, litert: LiteRT, calib: list, t
     _write(out / "model_data.c", c.encode())
     _write(out / "speechmask_frontend.h", frontend_header(cfg.frontend, contract).encode())
     _write(out / "speechmask_gates.h", gates_header(cfg, litert, contract).encode())
+    for name, data in core_sources().items():  # the C that reads those headers
+        _write(out / name, data)
     return {"onnx_float_max_abs": onnx_err, "onnx_int8_vs_float_max_abs": onnx_int8_err}
 
 

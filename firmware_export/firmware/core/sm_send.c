@@ -1,0 +1,46 @@
+/* The send steps; the arithmetic of speechmask/device/bandnorm.py and warp.py (their docstrings
+ * give it and its bounds), and the order of speechmask.device.send.StreamingSend. */
+#include "sm_send.h"
+
+static int16_t sat16(int32_t v) {
+    return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
+}
+
+int sm_send_reset(sm_send_t *s, int32_t level) {
+    if (level < -SM_SEND_WARP_LEVELS || level > SM_SEND_WARP_LEVELS) return -1;
+    for (int b = 0; b < SM_N_MELS; b++) s->mean[b] = 0;
+    s->count = 0;
+    s->level = level;
+    return 0;
+}
+
+void sm_send_frame(sm_send_t *s, const int16_t *x, int16_t *out) {
+    int16_t y[SM_N_MELS];
+#if SM_SEND_NORM_FRAMES > 0
+    const int f = SM_SEND_NORM_FRAC_BITS;
+    if (s->count < SM_SEND_NORM_FRAMES) s->count++;
+    const int32_t n = s->count;
+    for (int b = 0; b < SM_N_MELS; b++) {
+        const int32_t d = ((int32_t)x[b] << f) - s->mean[b]; /* |d| < 2^(16 + f) */
+        s->mean[b] += d >= 0 ? (d + n / 2) / n : -((-d + n / 2) / n); /* half away from zero */
+        y[b] = sat16(x[b] - ((s->mean[b] + (1 << (f - 1))) >> f) + sm_send_norm_target[b]);
+    }
+#else
+    for (int b = 0; b < SM_N_MELS; b++) y[b] = x[b];
+#endif
+#if SM_SEND_WARP_LEVELS > 0
+    if (s->level != 0) {
+        const int row = (s->level + SM_SEND_WARP_LEVELS) * SM_N_MELS;
+        const int w_bits = SM_SEND_WARP_WEIGHT_BITS;
+        for (int b = 0; b < SM_N_MELS; b++) {
+            const int j = sm_send_warp_index[row + b];
+            const int32_t a = y[j], d = (int32_t)y[j + 1] - a;
+            out[b] = sat16(a + ((d * sm_send_warp_weight[row + b] + (1 << (w_bits - 1))) >> w_bits));
+        }
+        return;
+    }
+#else
+    (void)s->level;
+#endif
+    for (int b = 0; b < SM_N_MELS; b++) out[b] = y[b];
+}

@@ -1,0 +1,137 @@
+"""The firmware's core C (`firmware_export/firmware/core/`), built for the host with gcc from the
+headers `speechmask export` generates, against the Python references bit for bit: the front-end
+(`speechmask.features_int`) on real TTS utterances and on signals at the edges of its range, in
+any chunking, and the send steps (`speechmask.device.send.StreamingSend`) at every warp level."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+
+import numpy as np
+import pytest
+
+from speechmask.api import load_mask
+from speechmask.audio import read_adc, to_pcm16
+from speechmask.corpus.manifest import read_manifest, resolve_audio
+from speechmask.device import send
+from speechmask.features_int import StreamingLogMelInt, log_mel_int
+
+from firmware_export.csources import CORE_FILES, BuildError, build_host_library, core_sources
+from firmware_export.headers import frontend_header, gates_header
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
+
+STAMP = {"contract_version": 1, "export_id": "00000000000000aa"}
+I16 = ctypes.POINTER(ctypes.c_int16)
+
+
+def _ptr(a: np.ndarray):
+    return a.ctypes.data_as(I16)
+
+
+@pytest.fixture(scope="module")
+def core(mask_path, tmp_path_factory):
+    """(library, mask config): the core sources and generated headers built with -Werror."""
+    from types import SimpleNamespace
+
+    from speechmask.device import input_names, output_names
+
+    cfg = load_mask(mask_path).cfg
+    src = tmp_path_factory.mktemp("core")
+    for name, data in core_sources().items():
+        (src / name).write_bytes(data)
+    (src / "speechmask_frontend.h").write_text(frontend_header(cfg.frontend, STAMP))
+    n_in, n_out = len(input_names(cfg)), len(output_names(cfg))
+    quant = SimpleNamespace(quant_in=[(0.1, 0)] * n_in, quant_out=[(1 / 128, 0)] * n_out,
+                            in_pos=list(range(n_in)), out_pos=list(range(n_out)))
+    (src / "speechmask_gates.h").write_text(gates_header(cfg, quant, STAMP))
+    lib = ctypes.CDLL(str(build_host_library(src, src / "libcore.so")))
+    lib.sm_frontend_push.restype = ctypes.c_int32
+    lib.sm_frontend_push.argtypes = [ctypes.c_void_p, I16, ctypes.c_int32, I16]
+    lib.sm_send_reset.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+    lib.sm_send_frame.argtypes = [ctypes.c_void_p, I16, I16]
+    return lib, cfg
+
+
+def c_frontend(lib, cfg, pcm: np.ndarray, chunks: list[int]) -> np.ndarray:
+    state = ctypes.create_string_buffer(4 * cfg.frontend.win_length + 64)
+    lib.sm_frontend_reset(state)
+    out, at = [], 0
+    for n in chunks:
+        piece = np.ascontiguousarray(pcm[at:at + n])
+        at += n
+        buf = np.zeros((n // cfg.frontend.hop_length + 1, cfg.frontend.n_mels), np.int16)
+        k = lib.sm_frontend_push(state, _ptr(piece), n, _ptr(buf))
+        out.append(buf[:k])
+    return np.concatenate(out) if out else np.zeros((0, cfg.frontend.n_mels), np.int16)
+
+
+def _chunks(n: int, rng) -> list[int]:
+    sizes = []
+    while sum(sizes) < n:
+        sizes.append(int(rng.choice([1, 7, 160, 399, 400, 641, 3000])))
+    sizes[-1] -= sum(sizes) - n
+    return sizes
+
+
+def _test_utterances(manifest, k: int = 4) -> list[np.ndarray]:
+    rows = [r for r in read_manifest(manifest) if r["split"] == "test"][:k]
+    return [to_pcm16(read_adc(resolve_audio(manifest, r))) for r in rows]
+
+
+def test_frontend_is_bit_exact_on_tts_speech_in_any_chunking(core, tiny_corpus):
+    lib, cfg = core
+    rng = np.random.default_rng(0)
+    for pcm in _test_utterances(tiny_corpus):
+        ref = log_mel_int(pcm, cfg.frontend)
+        assert ref.shape[0] > 50
+        np.testing.assert_array_equal(c_frontend(lib, cfg, pcm, [pcm.size]), ref)
+        np.testing.assert_array_equal(c_frontend(lib, cfg, pcm, _chunks(pcm.size, rng)), ref)
+
+
+@pytest.mark.parametrize("signal", ["silence", "full_scale_square", "min_dc", "noise", "impulses",
+                                    "too_short"])
+def test_frontend_is_bit_exact_at_the_edges_of_its_range(core, signal):
+    lib, cfg = core
+    rng = np.random.default_rng(1)
+    n = 16000
+    pcm = {"silence": np.zeros(n),
+           "full_scale_square": np.where(np.arange(n) // 20 % 2, 32767, -32768),
+           "min_dc": np.full(n, -32768),
+           "noise": rng.integers(-32768, 32768, n),
+           "impulses": np.where(np.arange(n) % 397 == 0, 32767, 0),
+           "too_short": rng.integers(-1000, 1000, cfg.frontend.win_length - 1)}[signal]
+    pcm = np.asarray(pcm, dtype=np.int16)
+    ref = StreamingLogMelInt(cfg.frontend).push(pcm)
+    np.testing.assert_array_equal(c_frontend(lib, cfg, pcm, _chunks(pcm.size, rng)), ref)
+
+
+def test_send_steps_are_bit_exact_at_every_warp_level(core, tiny_corpus):
+    lib, cfg = core
+    assert cfg.send.norm and cfg.send.warp, "the default send steps are on"
+    state = ctypes.create_string_buffer(4 * cfg.frontend.n_mels + 64)
+    pcm = _test_utterances(tiny_corpus, 1)[0]
+    feats = log_mel_int(pcm, cfg.frontend)
+    for level in range(-cfg.send.warp_levels, cfg.send.warp_levels + 1):
+        ref = send.StreamingSend(cfg, level).push(feats)
+        assert lib.sm_send_reset(state, level) == 0
+        out = np.zeros_like(feats)
+        for t in range(len(feats)):
+            row, dst = np.ascontiguousarray(feats[t]), out[t]
+            lib.sm_send_frame(state, _ptr(row), dst.ctypes.data_as(I16))
+        np.testing.assert_array_equal(out, ref, err_msg=f"warp level {level}")
+
+
+def test_send_reset_refuses_a_level_outside_the_range(core):
+    lib, cfg = core
+    state = ctypes.create_string_buffer(4 * cfg.frontend.n_mels + 64)
+    assert lib.sm_send_reset(state, cfg.send.warp_levels + 1) == -1
+    assert lib.sm_send_reset(state, -cfg.send.warp_levels - 1) == -1
+
+
+def test_a_compile_error_is_one_line_naming_the_compiler(tmp_path):
+    for name in CORE_FILES:
+        (tmp_path / name).write_text("#error broken\n" if name.endswith(".c") else "")
+    with pytest.raises(BuildError, match=r"^gcc .*error"):
+        build_host_library(tmp_path, tmp_path / "x.so")
