@@ -1,10 +1,11 @@
-"""`speechmask export`: registered as a plugin of the `speechmask` command (entry point group
+"""`speechmask export` and `speechmask firmware`: registered as a plugin of the `speechmask` command (entry point group
 `speechmask.commands`), so the core never imports this package. Options and defaults come from
 `ExportConfig`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from speechmask.options import add_options, from_args
@@ -27,6 +28,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_options(p, ExportConfig)
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.set_defaults(handler=_export, parser=p)
+    register_firmware(sub)
+
+
+def register_firmware(sub: argparse._SubParsersAction) -> None:
+    from .build import BOARDS
+
+    p = sub.add_parser("firmware", help="build and run the firmware of an export",
+                       description="The firmware built from an export folder (`speechmask "
+                                   "export`): its generated headers and test vectors with the "
+                                   "C sources shipped in firmware_export/firmware/.")
+    fw = p.add_subparsers(dest="firmware_command", required=True, metavar="COMMAND")
+    b = fw.add_parser("build", help="build the self-test image for a board",
+                      description="Build the self-test image for --board into --out and print "
+                                  "its text/data/bss. It streams the export's test vectors "
+                                  "through the front-end and the send steps and exits 0 only if "
+                                  "every output matches the Python reference. --run runs it: "
+                                  "natively for host, under QEMU for mps2-an500.")
+    b.add_argument("--export", type=Path, required=True, help="export folder")
+    b.add_argument("--board", choices=BOARDS, default="mps2-an500",
+                   help="host (gcc) or mps2-an500 (QEMU's Cortex-M7) (default: mps2-an500)")
+    b.add_argument("--out", type=Path, required=True, help="output folder")
+    b.add_argument("--run", action="store_true", help="run the self-test after building")
+    b.add_argument("--force", action="store_true", help="replace an earlier build in --out")
+    b.set_defaults(handler=_firmware_build)
+
+
+def _firmware_build(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from speechmask.outputs import OutputFolder
+
+    from .build import build, check_export, run
+
+    check_export(args.export)
+    folder = OutputFolder(args.out, args.force, owned=["selftest*"])
+    folder.check()
+    with folder.staged() as staging:
+        image = build(args.export, args.board, staging)
+    image = replace(image, elf=args.out / image.elf.name,
+                    bin=args.out / image.bin.name if image.bin else None)
+    print(image.describe())
+    if not args.run:
+        return 0
+    done = run(image)
+    print(done.stdout, end="")
+    if done.returncode != 0:
+        print(f"speechmask: error: {image.elf}: the self-test failed (exit {done.returncode})"
+              + (f": {done.stderr.strip().splitlines()[-1]}" if done.stderr.strip() else ""),
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:

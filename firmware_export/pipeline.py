@@ -24,10 +24,11 @@ from .keras_mask import build_keras
 from .onnx_export import export_onnx, quantize_onnx, run_onnx
 from .quiet import native_output_captured
 from .tflite_int8 import TFLM, ExportError, arena_bytes, check_histories, convert_int8, operators
+from .vectors import frontend_vectors
 
 OUTPUTS = ("mask.tflite", "mask.onnx", "mask_int8.onnx", "model_data.h", "model_data.c",
-           "speechmask_frontend.h", "speechmask_gates.h", *CORE_FILES, "report.json",
-           "report.md")
+           "speechmask_frontend.h", "speechmask_gates.h", *CORE_FILES, "test_vectors.h",
+           "report.json", "report.md")
 BASELINE_CLIP_S = 4.0  # the baselines encode whole clips; SILENCE quotes 4 s clips
 
 
@@ -95,15 +96,41 @@ def export(mask_path: Path, calib_manifest: Path, out: Path,
               "open_fraction_float": float_open / max(1, total),
               "open_fraction_int8": int8_open / max(1, total), "segments": total,
               "calls_checked_in_both_runtimes": len(calib) + len(test_calls)}
+    vectors = frontend_vectors(vector_utterance(calib_manifest, [fs.rows[i] for i in test], cfg),
+                               cfg, contract)
     with folder.staged() as staging:
         parity.update(_write_sources(staging, mask, model, litert, calib, test_calls,
                                      test_logits, contract))
+        _write(staging / "test_vectors.h", vectors.encode())
         report = _report(mask, model, arena, ops, parity, contract,
                          {"mask": str(mask_path), "calibration_manifest": str(calib_manifest)},
                          ram_budget)
         _write(staging / "report.json", (json.dumps(report, indent=1) + "\n").encode())
         _write(staging / "report.md", markdown(report).encode())
     return report
+
+
+def vector_utterance(manifest: Path, rows: list[dict], cfg) -> np.ndarray:
+    """The int16 PCM of the firmware's test vectors: the first of `rows` (test utterances) for
+    which the reference draws a warp level other than 0, so that the self-test exercises every
+    send step (the first row when the warp is off or no row draws one)."""
+    from speechmask.audio import read_adc, to_pcm16
+    from speechmask.corpus.manifest import resolve_audio
+    from speechmask.device.send import utterance_level
+    from speechmask.features_int import log_mel_int
+
+    first = None
+    for row in rows:
+        pcm = to_pcm16(read_adc(resolve_audio(manifest, row)))  # AudioError names the file
+        if pcm.size < cfg.frontend.win_length:
+            continue
+        first = pcm if first is None else first
+        if utterance_level(log_mel_int(pcm, cfg.frontend), cfg) != 0:
+            return pcm
+    if first is None:
+        raise ExportError(f"{manifest}: no 'test' utterance is long enough for the firmware's "
+                          "test vectors")
+    return first
 
 
 def _write_sources(out: Path, mask, model: bytes, litert: LiteRT, calib: list, test_calls: list,

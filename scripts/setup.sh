@@ -4,7 +4,11 @@
 set -euo pipefail
 PY=${1:-python3}
 VENV=.venv
-DEBS_PROGRAMS="espeak-ng flite"   # Debian package == program name for these
+# program:Debian package (the TTS voices; the host and Cortex-M7 compilers, newlib and QEMU for
+# the firmware)
+DEBS_PROGRAMS="espeak-ng:espeak-ng flite:flite gcc:gcc arm-none-eabi-gcc:gcc-arm-none-eabi
+  qemu-system-arm:qemu-system-arm"
+NEWLIB=/usr/lib/arm-none-eabi/newlib/libc.a   # libnewlib-arm-none-eabi (no program to look for)
 
 die() { echo "setup: $*" >&2; exit 1; }
 
@@ -13,7 +17,10 @@ command -v "$PY" >/dev/null || die "$PY not found; install Python >= 3.10"
   || die "$PY is $("$PY" -V 2>&1); speechmask needs Python >= 3.10"
 
 missing=""
-for prog in $DEBS_PROGRAMS; do command -v "$prog" >/dev/null || missing="$missing $prog"; done
+for pair in $DEBS_PROGRAMS; do
+  command -v "${pair%%:*}" >/dev/null || missing="$missing ${pair#*:}"
+done
+[ -e "$NEWLIB" ] || missing="$missing libnewlib-arm-none-eabi"
 if [ ! -x "$VENV/bin/python" ] && ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
   missing="$missing python3-venv"
 fi

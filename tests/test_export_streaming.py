@@ -307,11 +307,15 @@ def test_export_command_writes_everything_and_refuses_clearly(tiny_corpus, mask_
     want = stamp(mask)
     assert {k: report[k] for k in want} == want
     assert read_tflite_stamp((out / "mask.tflite").read_bytes()) == want
-    for header in ("model_data.h", "speechmask_frontend.h", "speechmask_gates.h"):
+    for header in ("model_data.h", "speechmask_frontend.h", "speechmask_gates.h",
+                   "test_vectors.h"):
         text = (out / header).read_text()
         assert f'#define SM_EXPORT_ID "{want["export_id"]}"' in text
         assert f"#define SM_CONTRACT_VERSION {want['contract_version']}" in text
     assert report["analytic"] == mask_cost(mask)
+    # the export's own C, headers and test vectors: the self-test passes on the host
+    assert main(["firmware", "build", "--export", str(out), "--board", "host",
+                 "--out", str(tmp_path / "host"), "--run"]) == 0
 
     with pytest.raises(SpeechmaskError, match="already exists"):
         export(mask_path, tiny_corpus, out)

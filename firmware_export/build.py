@@ -1,0 +1,104 @@
+"""`speechmask firmware build`: the self-test firmware for one board, from an export folder (its
+generated headers and test vectors) and the sources shipped in `firmware_export/firmware/`
+(core, boards, selftest), and running it where it runs without a board.
+
+Boards: `host` (the machine's gcc; runs natively), `mps2-an500` (QEMU's Cortex-M7:
+`arm-none-eabi-gcc -mcpu=cortex-m7 -mthumb -mfpu=fpv5-d16 -mfloat-abi=hard -O2`, newlib with
+semihosting; runs under `qemu-system-arm -M mps2-an500 -semihosting`, which passes main's return
+value on as its exit code)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .csources import CORE, BuildError
+
+FIRMWARE = CORE.parent
+BOARDS = ("host", "mps2-an500")
+#: what a build needs from the export folder
+EXPORT_HEADERS = ("speechmask_frontend.h", "speechmask_gates.h", "test_vectors.h")
+WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
+M7 = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard")
+
+
+@dataclass(frozen=True)
+class Image:
+    board: str
+    elf: Path
+    bin: Path | None
+    sizes: dict  # text, data, bss (bytes), as binutils' size reads them
+
+    def describe(self) -> str:
+        s = self.sizes
+        return (f"{self.board}: {self.elf} (text {s['text']} B, data {s['data']} B, "
+                f"bss {s['bss']} B)" + (f", {self.bin}" if self.bin else ""))
+
+
+def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
+    if shutil.which(cmd[0]) is None:
+        raise BuildError(f"{cmd[0]}: not found (make install sets up the firmware toolchain: "
+                         "gcc, gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm)")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.splitlines()
+        first = next((ln for ln in lines if re.search(r"error|undefined reference|cannot find",
+                                                        ln)), lines[0] if lines else "")
+        raise BuildError(f"{what}: {first.strip()}")
+    return done
+
+
+def check_export(export: Path) -> None:
+    missing = [n for n in EXPORT_HEADERS if not (export / n).is_file()]
+    if missing:
+        raise BuildError(f"{export}: not an export folder with test vectors (missing "
+                         f"{', '.join(missing)}; run speechmask export)")
+
+
+def build(export: Path, board: str, out: Path) -> Image:
+    """Compile the self-test for `board` into `out` (created); returns the image."""
+    if board not in BOARDS:
+        raise BuildError(f"board {board!r}: choose from {', '.join(BOARDS)}")
+    check_export(export)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = sorted(str(p) for p in CORE.glob("*.c")) + [str(FIRMWARE / "selftest" /
+                                                             "selftest.c")]
+    include = ["-I", str(export), "-I", str(CORE)]
+    if board == "host":
+        elf = out / "selftest"
+        _run(["gcc", *WARNINGS, "-pedantic", "-O2", *include, "-o", str(elf), *sources],
+             f"gcc ({board})")
+        return Image(board, elf, None, _sizes("size", elf))
+    bsp = FIRMWARE / "boards" / board.replace("-", "_")
+    elf, binary = out / "selftest.elf", out / "selftest.bin"
+    _run(["arm-none-eabi-gcc", *WARNINGS, *M7, "-O2", "--specs=rdimon.specs",
+          "-T", str(bsp / f"{bsp.name}.ld"), *include, "-o", str(elf),
+          str(bsp / "startup.c"), *sources], f"arm-none-eabi-gcc ({board})")
+    _run(["arm-none-eabi-objcopy", "-O", "binary", str(elf), str(binary)], "objcopy")
+    return Image(board, elf, binary, _sizes("arm-none-eabi-size", elf))
+
+
+def _sizes(tool: str, elf: Path) -> dict:
+    """Berkeley format: text (code + constants), data (initialised RAM), bss (zeroed RAM)."""
+    line = _run([tool, "-B", str(elf)], tool).stdout.splitlines()[-1]
+    text, data, bss = (int(v) for v in re.split(r"\s+", line.strip())[:3])
+    return {"text": text, "data": data, "bss": bss}
+
+
+def run(image: Image, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Run the self-test where it runs without a board; its exit code is 0 only if every output
+    matched."""
+    if image.board == "host":
+        cmd = [str(image.elf)]
+    else:
+        cmd = ["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-semihosting",
+               "-monitor", "none", "-kernel", str(image.elf)]
+        if shutil.which(cmd[0]) is None:
+            raise BuildError("qemu-system-arm: not found (make install sets it up)")
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{image.elf}: no exit within {timeout:g} s under {cmd[0]}") from None

@@ -1,0 +1,124 @@
+"""The self-test firmware (`speechmask firmware build`): built with the host gcc and for QEMU's
+Cortex-M7 (mps2-an500) with arm-none-eabi-gcc, run natively and under qemu-system-arm, streaming
+a whole TTS utterance through the C front-end and send steps against the Python reference's test
+vectors; a wrong vector makes it fail, and the CLI's refusals are one line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from speechmask.api import load_mask
+from speechmask.cli import main
+from speechmask.corpus.manifest import read_manifest
+from speechmask.device import input_names, output_names
+
+from firmware_export.build import build, run
+from firmware_export.headers import frontend_header, gates_header
+from firmware_export.pipeline import vector_utterance
+from firmware_export.vectors import frontend_vectors
+
+STAMP = {"contract_version": 1, "export_id": "00000000000000bb"}
+
+
+@pytest.fixture(scope="module")
+def export_dir(mask_path, tiny_corpus, tmp_path_factory):
+    """The headers and test vectors `speechmask export` writes (the int8 model left out)."""
+    cfg = load_mask(mask_path).cfg
+    out = tmp_path_factory.mktemp("export")
+    (out / "speechmask_frontend.h").write_text(frontend_header(cfg.frontend, STAMP))
+    n_in, n_out = len(input_names(cfg)), len(output_names(cfg))
+    quant = SimpleNamespace(quant_in=[(0.1, 0)] * n_in, quant_out=[(1 / 128, 0)] * n_out,
+                            in_pos=list(range(n_in)), out_pos=list(range(n_out)))
+    (out / "speechmask_gates.h").write_text(gates_header(cfg, quant, STAMP))
+    rows = [r for r in read_manifest(tiny_corpus) if r["split"] == "test"]
+    pcm = vector_utterance(tiny_corpus, rows, cfg)
+    (out / "test_vectors.h").write_text(frontend_vectors(pcm, cfg, STAMP))
+    return out
+
+
+def _level(export_dir) -> int:
+    text = (export_dir / "test_vectors.h").read_text()
+    return int(re.search(r"#define SM_TV_WARP_LEVEL (-?\d+)", text).group(1))
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["host", "mps2-an500"])
+def test_self_test_passes_natively_and_on_the_emulated_cortex_m7(export_dir, tmp_path, board):
+    assert _level(export_dir) != 0, "the vectors exercise the warp"
+    image = build(export_dir, board, tmp_path)
+    assert image.sizes["text"] > 0 and image.elf.is_file()
+    done = run(image)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("0 feature and 0 sent values differ") == 4
+    assert done.stdout.strip().endswith("PASS")
+    frames = int(re.search(r"#define SM_TV_FRAMES (\d+)",
+                           (export_dir / "test_vectors.h").read_text()).group(1))
+    assert f"{frames} frames (expected {frames})" in done.stdout
+
+
+@pytest.mark.qemu
+def test_cortex_m7_image_layout(export_dir, tmp_path):
+    """The vector table first at 0 (the reset vector QEMU reads), code in the 4 MB at 0, data and
+    bss in the RAM at 0x20000000, as the linker script says; the .bin is the loadable image."""
+    image = build(export_dir, "mps2-an500", tmp_path)
+    sections = {}
+    for line in subprocess.run(["arm-none-eabi-readelf", "-S", "-W", str(image.elf)],
+                               capture_output=True, text=True, check=True).stdout.splitlines():
+        m = re.match(r"\s*\[\s*\d+\]\s+(\S+)\s+\S+\s+([0-9a-f]{8})\s+[0-9a-f]+\s+([0-9a-f]+)",
+                     line)
+        if m:
+            sections[m.group(1)] = (int(m.group(2), 16), int(m.group(3), 16))
+    assert sections[".isr_vector"] == (0, 64)
+    assert 0 < sections[".text"][0] < 0x400000
+    for name in (".data", ".bss"):
+        assert 0x20000000 <= sections[name][0] < 0x20400000
+    words = np.frombuffer(image.bin.read_bytes()[:8], "<u4")
+    assert words[0] == 0x20400000  # initial stack pointer: the top of RAM
+    assert words[1] & 1 == 1  # the reset handler, in Thumb state
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["host", "mps2-an500"])
+def test_a_wrong_vector_fails_the_self_test(export_dir, tmp_path, board):
+    bad = tmp_path / "export"
+    bad.mkdir()
+    for name in ("speechmask_frontend.h", "speechmask_gates.h"):
+        (bad / name).write_bytes((export_dir / name).read_bytes())
+    text = (export_dir / "test_vectors.h").read_text()
+    head, tail = text.split("sm_tv_sent[", 1)
+    body = re.sub(r"-?\d+", lambda m: str(int(m.group()) + 1), tail.split("{", 1)[1], count=1)
+    (bad / "test_vectors.h").write_text(head + "sm_tv_sent[" + tail.split("{", 1)[0] + "{"
+                                        + body)
+    done = run(build(bad, board, tmp_path / "out"))
+    assert done.returncode == 1
+    assert "1 sent values differ" in done.stdout and "FAIL" in done.stdout
+
+
+@pytest.mark.qemu
+def test_cli_builds_runs_and_refuses(export_dir, tmp_path, capsys):
+    out = tmp_path / "m7"
+    args = ["firmware", "build", "--export", str(export_dir), "--out", str(out)]
+    assert main(args + ["--run"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"mps2-an500: .*selftest\.elf \(text \d+ B, data \d+ B, bss \d+ B\)", printed)
+    assert "PASS" in printed and (out / "selftest.bin").is_file()
+    with pytest.raises(SystemExit) as exc:  # an earlier build is kept without --force
+        main(args)
+    assert exc.value.code == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+    with pytest.raises(SystemExit):
+        main(["firmware", "build", "--export", str(tmp_path), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "test_vectors.h" in err[0] and "run speechmask export" in err[0]
+
+
+def test_vectors_refuse_pcm_shorter_than_a_frame(mask_path):
+    cfg = load_mask(mask_path).cfg
+    with pytest.raises(ValueError, match="at least one frame"):
+        frontend_vectors(np.zeros(cfg.frontend.win_length - 1, np.int16), cfg, STAMP)
