@@ -39,6 +39,7 @@ bench: install
 		--runs build/bench_mask --out build/bench_attack
 	$(BIN)/python benchmarks/bench_export.py --corpus build/bench_mask/corpus \
 		--runs build/bench_mask --out build/bench_export
+	$(BIN)/python benchmarks/bench_firmware.py --export build/bench_export/fw --out build/bench_firmware
 	$(BIN)/python benchmarks/bench_sweep.py --corpus build/bench_mask/corpus \
 		--runs build/bench_mask --reuse-cache build/bench_attack
 	$(BIN)/speechmask data heldout --manifest build/bench_mask/corpus/manifest.jsonl \

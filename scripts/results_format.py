@@ -26,6 +26,8 @@ COMMANDS = {
                     "--runs build/bench_mask --out build/bench_attack",
     "bench_export": "python benchmarks/bench_export.py --corpus build/bench_mask/corpus "
                     "--runs build/bench_mask --out build/bench_export",
+    "bench_firmware": "python benchmarks/bench_firmware.py --export build/bench_export/fw "
+                      "--out build/bench_firmware",
     "bench_mask_heldout": "speechmask data heldout --manifest build/bench_mask/corpus/manifest.jsonl "
                           "--out build/heldout/manifest.jsonl --force && python "
                           "benchmarks/bench_mask.py --corpus build/heldout --work "
@@ -59,6 +61,7 @@ TITLES = {
     "bench_attack": "the attack suite",
     "bench_attack_heldout": "the held-out split (unseen speakers and sentences)",
     "bench_export": "the int8 model for the microcontroller",
+    "bench_firmware": "the firmware on the emulated Cortex-M7",
     "bench_speaker_cues": "speaker cues left by each device-side step (a probe)",
     "bench_ablation_tuning": "choosing the device-side steps (a corpus of other voices)",
     "bench_ablation": "ablation of the device-side steps",
@@ -79,6 +82,9 @@ TARGETS = {
     "export_compute_ratio": 53.3,     # SILENCE: less compute than a disentangling encoder
     "export_memory_ratio": 134.1,     # SILENCE: less memory than a disentangling encoder
     "export_int8_points": 1.0,        # attack-suite utility/content cells, int8 vs float
+    "firmware_instructions_per_s": 4.8e6,  # front-end + mask + gating: 1 % of 480 MHz
+    "firmware_ram_bytes": 48 * 1024,  # static + stack
+    "firmware_flash_bytes": 64 * 1024,
 }
 SILENCE_S = {"memory_kb": 394.9, "ms_per_4s_clip": 912}  # as reported by the SILENCE paper
 

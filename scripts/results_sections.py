@@ -502,5 +502,40 @@ def _int8_suite(rec: dict) -> list[str]:
     return out
 
 
+def sec_firmware(records: dict) -> list[str]:
+    rec = records.get("bench_firmware")
+    out = [heading("bench_firmware"), ""] + provenance("bench_firmware", rec)
+    if rec:
+        ips = rec["instructions_per_second_audio"]
+        budget = TARGETS["firmware_instructions_per_s"]
+        ram, flash = TARGETS["firmware_ram_bytes"], TARGETS["firmware_flash_bytes"]
+        rows = [[f"{step}, instructions per second of audio", f"{ips[step] / 1e6:.2f} M", ""]
+                for step in rec["steps_measured"]]
+        rows += [["measured steps together", f"{ips['total'] / 1e6:.2f} M/s = "
+                  f"{pct(rec['est_cpu_share_480mhz'], 2)} % of 480 MHz at 1 instruction/cycle "
+                  f"(estimate); {rec['est_ms_per_4s_clip']:.1f} ms per 4 s clip (SILENCE-S: "
+                  f"{SILENCE_S['ms_per_4s_clip']} ms)",
+                  f"front-end + mask + gating <= {budget / 1e6:.1f} M/s: front-end alone "
+                  f"{verdict(ips['total'] <= budget)}"],
+                 ["RAM: static + stack high-water", f"{kib(rec['ram_bytes'])} "
+                  f"({num(rec['ram_static_bytes'])} + {num(rec['stack_high_water_bytes'])})",
+                  f"<= {kib(ram)} (SILENCE-S: {SILENCE_S['memory_kb']} KB): "
+                  f"{verdict(rec['ram_bytes'] <= ram)} so far"],
+                 ["flash: core code and tables", kib(rec["flash_bytes"]),
+                  f"<= {kib(flash)} with the model ({num(rec['model_flash_bytes'] or 0)} B): "
+                  f"{verdict(rec['flash_bytes'] + (rec['model_flash_bytes'] or 0) <= flash)}"],
+                 ["not yet in the firmware", ", ".join(rec["steps_not_yet_in_firmware"]),
+                  "the export's estimate for the mask network: "
+                  f"{rec['export_est_ms_per_second_480mhz']:.2f} ms per second of audio"
+                  if rec.get("export_est_ms_per_second_480mhz") is not None else ""]]
+        out += table(["", "measured", "target"], rows) + [""]
+        if rec.get("note"):
+            out += [f"Note on this run: {rec['note']}.", ""]
+        out += [f"Method: {rec['method']}. The stack is painted below the caller's frame before "
+                "the measured pass and read back after it; the static RAM and the flash are "
+                "the core objects' (`arm-none-eabi-size`), without the self-test's vectors.", ""]
+    return out
+
+
 SECTIONS = (sec_synth, sec_frontend, sec_mask, sec_patterns, sec_adversary, sec_attack,
-            sec_heldout, sec_export)
+            sec_heldout, sec_export, sec_firmware)

@@ -122,3 +122,21 @@ def test_vectors_refuse_pcm_shorter_than_a_frame(mask_path):
     cfg = load_mask(mask_path).cfg
     with pytest.raises(ValueError, match="at least one frame"):
         frontend_vectors(np.zeros(cfg.frontend.win_length - 1, np.int16), cfg, STAMP)
+
+
+@pytest.mark.qemu
+def test_cortex_m7_counts_instructions_and_stack(export_dir, tmp_path):
+    """Under `-icount shift=0` the self-test's first pass reports each step's SysTick ticks (40
+    instructions each) and the stack's high-water mark; the host build reports none."""
+    image = build(export_dir, "mps2-an500", tmp_path / "m7")
+    done = run(image, count=True)
+    assert done.returncode == 0
+    fields = re.search(r"^cost: (.*)$", done.stdout, re.M).group(1).split()
+    cost = dict(zip(fields[::2], map(int, fields[1::2])))
+    assert cost["instructions_per_tick"] == 40
+    # a frame costs thousands of instructions in the front-end, fewer in the send steps
+    assert cost["frontend_ticks"] * 40 > 1000 * cost["frames"] > 0
+    assert 0 < cost["send_ticks"] < cost["frontend_ticks"]
+    assert 0 < cost["stack_bytes"] < 16384
+    host = run(build(export_dir, "host", tmp_path / "host"))
+    assert host.returncode == 0 and "cost:" not in host.stdout

@@ -22,10 +22,13 @@ static void fft_q31(int32_t *re, int32_t *im) {
         const int step = SM_N_FFT / (2 * half);
         for (int blk = 0; blk < SM_N_FFT; blk += 2 * half) {
             for (int k = 0; k < half; k++) {
-                const int64_t wr = sm_twiddle_re_q31[k * step], wi = sm_twiddle_im_q31[k * step];
+                /* 32 x 32 -> 64-bit products (one SMULL/SMLAL each on a Cortex-M) */
+                const int32_t wr = sm_twiddle_re_q31[k * step], wi = sm_twiddle_im_q31[k * step];
                 const int a = blk + k, b = a + half;
-                const int64_t t_re = (re[b] * wr - im[b] * wi + ((int64_t)1 << 30)) >> 31;
-                const int64_t t_im = (re[b] * wi + im[b] * wr + ((int64_t)1 << 30)) >> 31;
+                const int64_t t_re =
+                    ((int64_t)re[b] * wr - (int64_t)im[b] * wi + ((int64_t)1 << 30)) >> 31;
+                const int64_t t_im =
+                    ((int64_t)re[b] * wi + (int64_t)im[b] * wr + ((int64_t)1 << 30)) >> 31;
                 re[b] = (int32_t)(re[a] - t_re);
                 im[b] = (int32_t)(im[a] - t_im);
                 re[a] = (int32_t)(re[a] + t_re);

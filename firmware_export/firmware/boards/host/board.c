@@ -1,0 +1,10 @@
+/* The host build: nothing to count (its instructions are not the device's). */
+#include "sm_board.h"
+
+const uint32_t sm_board_instructions_per_tick = 0;
+
+void sm_board_counter_start(void) {}
+uint32_t sm_board_ticks(void) { return 0; }
+uint32_t sm_board_elapsed(uint32_t start) { return (void)start, 0; }
+void sm_board_stack_paint(void) {}
+uint32_t sm_board_stack_used(void) { return 0; }

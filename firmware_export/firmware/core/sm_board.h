@@ -1,0 +1,21 @@
+/* What a board gives the firmware beyond the core: a counter for measuring cost and the stack's
+ * high-water mark. Each board implements it in boards/<board>/board.c. */
+#ifndef SM_BOARD_H
+#define SM_BOARD_H
+
+#include <stdint.h>
+
+/* Instructions (or cycles) per counter tick; 0 where the board cannot count (the host). */
+extern const uint32_t sm_board_instructions_per_tick;
+
+void sm_board_counter_start(void);
+/* Ticks since `start` (an earlier sm_board_ticks()); exact while under one counter period. */
+uint32_t sm_board_ticks(void);
+uint32_t sm_board_elapsed(uint32_t start);
+
+/* Fills the free stack below the caller's frame with a pattern; sm_board_stack_used() then
+ * returns the bytes below that frame the stack has reached since (0 where not measured). */
+void sm_board_stack_paint(void);
+uint32_t sm_board_stack_used(void);
+
+#endif
