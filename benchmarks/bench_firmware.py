@@ -1,8 +1,9 @@
 """The firmware's cost, measured on the emulated Cortex-M7 (issue 16): instructions per second of
-audio for each step the firmware runs so far (front-end, send steps), counted under QEMU with
+audio for each step the firmware runs so far (front-end, send steps, the generated int8 mask
+network on real calls), counted under QEMU with
 `-icount shift=0` by the board's SysTick (boards/mps2_an500/board.c), the stack's high-water mark
-(stack painting), and the flash and static RAM of the firmware's code and tables (the core
-objects built for the Cortex-M7, without the self-test's vectors), beside the export's
+(stack painting), and the flash and static RAM of the firmware (the core objects and the
+generated model built for the Cortex-M7, without the self-test's vectors), beside the export's
 MAC-based estimate of the mask network and SILENCE-S's published figures.
 
 The count is of instructions, not cycles: a Cortex-M7 issues up to two per cycle and waits on
@@ -40,9 +41,10 @@ def define(header: Path, name: str) -> int:
 
 
 def core_sizes(export: Path, out: Path) -> dict:
-    """text/data/bss of each core object built for the Cortex-M7 (-O2), summed."""
+    """text/data/bss of the firmware's objects built for the Cortex-M7 (-O2), summed: the core
+    and the export's generated model (weights, parameters, arena)."""
     total = {"text": 0, "data": 0, "bss": 0}
-    for src in sorted(CORE.glob("*.c")):
+    for src in sorted(CORE.glob("*.c")) + [export / "sm_model.c"]:
         obj = out / (src.stem + ".o")
         subprocess.run(["arm-none-eabi-gcc", *WARNINGS, *M7, "-O2", "-c", "-I", str(export),
                         "-I", str(CORE), "-o", str(obj), str(src)], check=True)
@@ -67,10 +69,14 @@ def main() -> None:
         raise SystemExit(f"{image.elf}: no cost line in the self-test's output")
     cost = {k: int(v) for k, v in zip(m.group(1).split()[::2], m.group(1).split()[1::2])}
     rate = define(args.export / "speechmask_frontend.h", "SM_SAMPLE_RATE")
+    hop = define(args.export / "speechmask_frontend.h", "SM_HOP_LENGTH")
+    per_call = define(args.export / "speechmask_gates.h", "SM_FRAMES_PER_SEGMENT")
+    calls_per_second = rate / hop / per_call
     seconds = cost["samples"] / rate
     per_tick = cost["instructions_per_tick"]
     steps = {"frontend": cost["frontend_ticks"] * per_tick / seconds,
-             "send": cost["send_ticks"] * per_tick / seconds}
+             "send": cost["send_ticks"] * per_tick / seconds,
+             "mask": cost["model_ticks"] * per_tick / cost["model_calls"] * calls_per_second}
     total = sum(steps.values())
     sizes = core_sizes(args.export, args.out)
     ram = sizes["data"] + sizes["bss"] + cost["stack_bytes"]
@@ -85,13 +91,16 @@ def main() -> None:
                   "one hop of PCM per call; cycles at 480 MHz estimated at 1 instruction/cycle",
         "instructions_per_second_audio": {"total": round(total), **{k: round(v) for k, v in
                                                                     steps.items()}},
-        "steps_measured": sorted(steps), "steps_not_yet_in_firmware": ["mask", "gating"],
+        "steps_measured": list(steps), "steps_not_yet_in_firmware": ["gating"],
+        "mask_instructions_per_call": round(cost["model_ticks"] * per_tick
+                                            / cost["model_calls"]),
+        "mask_calls_measured": cost["model_calls"], "calls_per_second": calls_per_second,
         "est_cpu_share_480mhz": total / CLOCK_HZ,
         "est_ms_per_4s_clip": 4.0 * total / CLOCK_HZ * 1e3,
         "ram_bytes": ram, "ram_static_bytes": sizes["data"] + sizes["bss"],
         "stack_high_water_bytes": cost["stack_bytes"], "flash_bytes": flash,
-        "model_flash_bytes": export_report.get("flash_bytes"),
-        "model_arena_bytes": export_report.get("arena_bytes"),
+        "tflite_model_bytes": export_report.get("flash_bytes"),
+        "tflm_arena_bytes": export_report.get("arena_bytes"),
         "export_est_ms_per_second_480mhz": export_report.get("est_ms_per_second_480mhz"),
         "silence_s": SILENCE_S,
     }
@@ -104,13 +113,17 @@ def main() -> None:
                                 f"{budget / 1e6:.1f} M/s)"),
              ("per 4 s clip (estimate)", f"{record['est_ms_per_4s_clip']:.1f} ms "
                                         f"(SILENCE-S: {SILENCE_S['ms_per_4s_clip']:g} ms)"),
-             ("flash, core code + tables", f"{flash:,} B (model: "
-                                           f"{record['model_flash_bytes'] or '-'} B)"),
+             ("flash: code, tables, generated model", f"{flash:,} B (the .tflite for TFLite "
+                                                     f"Micro: {record['tflite_model_bytes'] or '-'}"
+                                                     " B)"),
              ("RAM, static + stack high-water", f"{ram:,} B ({record['ram_static_bytes']:,} + "
                                                 f"{cost['stack_bytes']:,}; SILENCE-S: "
                                                 f"{SILENCE_S['ram_kb']:g} KB)"),
-             ("not yet in the firmware", "mask network (int8), gating: their cost is the "
-                                         "export's estimate until then")]
+             ("mask network per call", f"{record['mask_instructions_per_call']:,} instructions "
+                                       f"({cost['model_calls']} real calls; export's estimate: "
+                                       f"{record['export_est_ms_per_second_480mhz'] or 0:.2f} ms "
+                                       "per second of audio)"),
+             ("not yet in the firmware", "the gating loop")]
     report("bench_firmware", record, table)
 
 

@@ -20,7 +20,8 @@ from .csources import CORE, BuildError
 FIRMWARE = CORE.parent
 BOARDS = ("host", "mps2-an500")
 #: what a build needs from the export folder
-EXPORT_HEADERS = ("speechmask_frontend.h", "speechmask_gates.h", "test_vectors.h")
+EXPORT_HEADERS = ("speechmask_frontend.h", "speechmask_gates.h", "sm_model.h", "sm_model.c",
+                  "test_vectors.h")
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 M7 = ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard")
 
@@ -64,8 +65,8 @@ def build(export: Path, board: str, out: Path) -> Image:
         raise BuildError(f"board {board!r}: choose from {', '.join(BOARDS)}")
     check_export(export)
     out.mkdir(parents=True, exist_ok=True)
-    sources = sorted(str(p) for p in CORE.glob("*.c")) + [str(FIRMWARE / "selftest" /
-                                                             "selftest.c")]
+    sources = sorted(str(p) for p in CORE.glob("*.c")) + [
+        str(export / "sm_model.c"), str(FIRMWARE / "selftest" / "selftest.c")]
     include = ["-I", str(export), "-I", str(CORE)]
     bsp = FIRMWARE / "boards" / board.replace("-", "_")
     sources += sorted(str(p) for p in bsp.glob("*.c"))

@@ -3,8 +3,9 @@ for every export; their constants and tables come from the generated headers) an
 build the tests use to check them against the Python references.
 
 The core is plain C99 with no allocation and no dependency beyond `<stdint.h>`/`<string.h>`:
-`sm_frontend` (the fixed-point log-mel front-end, `speechmask.features_int`) and `sm_send` (the
-send steps, `speechmask.device.send`)."""
+`sm_frontend` (the fixed-point log-mel front-end, `speechmask.features_int`), `sm_send` (the
+send steps, `speechmask.device.send`) and `sm_kernels` (the int8 operators the generated model,
+`sm_model.c` from `codegen.py`, calls)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from speechmask.errors import SpeechmaskError
 
 CORE = Path(__file__).parent / "firmware" / "core"
 #: core sources copied into every export (`speechmask export`), in build order
-CORE_FILES = ("sm_board.h", "sm_frontend.h", "sm_frontend.c", "sm_send.h", "sm_send.c")
+CORE_FILES = ("sm_board.h", "sm_frontend.h", "sm_frontend.c", "sm_send.h", "sm_send.c",
+              "sm_kernels.h", "sm_kernels.c")
 HOST_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
 
 

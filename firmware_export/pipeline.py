@@ -16,6 +16,7 @@ from speechmask.device.int8 import (LiteRT, gate_open_above, int8_gates, model_l
                                     stamp_tflite)
 from speechmask.outputs import OutputFolder
 
+from .codegen import Generator
 from .config import ExportConfig
 from .csources import CORE_FILES, core_sources
 from .graph_cost import estimate, graph_cost
@@ -27,8 +28,9 @@ from .tflite_int8 import TFLM, ExportError, arena_bytes, check_histories, conver
 from .vectors import frontend_vectors
 
 OUTPUTS = ("mask.tflite", "mask.onnx", "mask_int8.onnx", "model_data.h", "model_data.c",
-           "speechmask_frontend.h", "speechmask_gates.h", *CORE_FILES, "test_vectors.h",
-           "report.json", "report.md")
+           "speechmask_frontend.h", "speechmask_gates.h", *CORE_FILES, "sm_model.h",
+           "sm_model.c", "test_vectors.h", "report.json", "report.md")
+VECTOR_CALLS = 16  # real calls of the int8 model in the firmware's test vectors
 BASELINE_CLIP_S = 4.0  # the baselines encode whole clips; SILENCE quotes 4 s clips
 
 
@@ -96,18 +98,40 @@ def export(mask_path: Path, calib_manifest: Path, out: Path,
               "open_fraction_float": float_open / max(1, total),
               "open_fraction_int8": int8_open / max(1, total), "segments": total,
               "calls_checked_in_both_runtimes": len(calib) + len(test_calls)}
+    generated = Generator(model)  # CodegenError names an operator it cannot write
+    model_h, model_c, plan = generated.generate(contract)
     vectors = frontend_vectors(vector_utterance(calib_manifest, [fs.rows[i] for i in test], cfg),
-                               cfg, contract)
+                               cfg, contract, _model_calls(litert, micro, test_calls[:VECTOR_CALLS]))
+    parity["generated_arena_bytes"] = plan["arena_bytes"]
+    parity["generated_constant_bytes"] = plan["constant_bytes"]
     with folder.staged() as staging:
         parity.update(_write_sources(staging, mask, model, litert, calib, test_calls,
                                      test_logits, contract))
         _write(staging / "test_vectors.h", vectors.encode())
+        _write(staging / "sm_model.h", model_h.encode())
+        _write(staging / "sm_model.c", model_c.encode())
         report = _report(mask, model, arena, ops, parity, contract,
                          {"mask": str(mask_path), "calibration_manifest": str(calib_manifest)},
                          ram_budget)
         _write(staging / "report.json", (json.dumps(report, indent=1) + "\n").encode())
         _write(staging / "report.md", markdown(report).encode())
     return report
+
+
+def _model_calls(litert: LiteRT, micro: TFLM, calls: list) -> list:
+    """(int8 inputs, TFLite Micro's int8 outputs) of float `calls`, flat NHWC, in the `.tflite`
+    model's own input and output order (the generated C's)."""
+    out = []
+    for call in calls:
+        q = litert.quantized(call)
+        ref = micro.run_int8(q)
+        ins, outs = [None] * len(q), [None] * len(ref)
+        for a, pos in zip(q, litert.in_pos):
+            ins[pos] = model_layout(a).reshape(-1).astype(np.int8)
+        for a, pos in zip(ref, litert.out_pos):
+            outs[pos] = model_layout(a).reshape(-1).astype(np.int8)
+        out.append((ins, outs))
+    return out
 
 
 def vector_utterance(manifest: Path, rows: list[dict], cfg) -> np.ndarray:
@@ -264,6 +288,9 @@ def markdown(r: dict) -> str:
             ("flash (model bytes)", r["flash_bytes"]),
             ("TFLite Micro arena (measured, host interpreter)", r["arena_bytes"]),
             ("flash + arena", r["memory_bytes"]),
+            ("generated C (sm_model.c): arena / constants",
+             f"{p.get('generated_arena_bytes', '-')} / {p.get('generated_constant_bytes', '-')} "
+             "bytes"),
             ("analytic: int8 weights + activations + histories", a["memory_bytes"]),
             ("est. time per call / per second of audio at 480 MHz",
              f"{r['est_ms_per_call_480mhz']:.3f} ms / {r['est_ms_per_second_480mhz']:.2f} ms "

@@ -1,7 +1,8 @@
-"""Test vectors for the firmware's self-test (`test_vectors.h`), from the Python reference: one
+"""Test vectors for the firmware's self-test (`test_vectors.h`), from the references: one
 utterance's int16 PCM, its front-end features (`speechmask.features_int`) and what the send steps
-make of them (`speechmask.device.send`) at the warp level the reference draws for it. The
-self-test image streams the PCM through the C and compares every value."""
+make of them (`speechmask.device.send`) at the warp level the reference draws for it; and real
+calls of the int8 model with TFLite Micro's outputs. The self-test image streams the PCM through
+the C, runs the generated model on the calls and compares every value."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from speechmask.models.mask import MaskConfig
 from .headers import BANNER, c_array, stamp_defines
 
 
-def frontend_vectors(pcm: np.ndarray, cfg: MaskConfig, stamp: dict) -> str:
-    """`test_vectors.h` for int16 `pcm` (one whole utterance)."""
+def frontend_vectors(pcm: np.ndarray, cfg: MaskConfig, stamp: dict,
+                     calls: list[tuple[list[np.ndarray], list[np.ndarray]]] = ()) -> str:
+    """`test_vectors.h` for int16 `pcm` (one whole utterance) and, for the generated model,
+    `calls`: (int8 inputs, TFLite Micro's int8 outputs) of real calls, each flat and in the
+    `.tflite` model's input / output order."""
     pcm = np.asarray(pcm)
     if pcm.dtype != np.int16 or pcm.ndim != 1 or pcm.size < cfg.frontend.win_length:
         raise ValueError(f"test vectors need 1-D int16 PCM of at least one frame, got "
@@ -31,4 +35,14 @@ def frontend_vectors(pcm: np.ndarray, cfg: MaskConfig, stamp: dict) -> str:
         c_array("int16_t", "sm_tv_pcm", pcm, 16, "static "),
         c_array("int16_t", "sm_tv_features", feats, 20, "static "),
         c_array("int16_t", "sm_tv_sent", sent, 20, "static "),
+        f"\n#define SM_TV_CALLS {len(calls)}\n",
+        c_array("int8_t", "sm_tv_call_in", _flat([a for ins, _ in calls for a in ins]), 24,
+                "static "),
+        c_array("int8_t", "sm_tv_call_out", _flat([a for _, outs in calls for a in outs]), 24,
+                "static "),
         "\n#endif\n"])
+
+
+def _flat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(a, np.int8).reshape(-1) for a in arrays]) if arrays \
+        else np.zeros(1, np.int8)

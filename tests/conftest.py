@@ -43,3 +43,13 @@ def mask_path(tiny_corpus, slu_path, tmp_path_factory) -> Path:
                TrainConfig(max_steps=16, batch_size=8, eval_every=8, lr=0.01, progress=False,
                            device="cpu"))
     return out
+
+
+@pytest.fixture(scope="session")
+def export_dir(tiny_corpus, mask_path, tmp_path_factory) -> Path:
+    """`speechmask export` of the tiny mask: the int8 model, generated C and test vectors."""
+    from firmware_export.pipeline import export
+
+    out = tmp_path_factory.mktemp("export") / "fw"
+    export(mask_path, tiny_corpus, out, progress=False)
+    return out

@@ -1,44 +1,25 @@
-"""The self-test firmware (`speechmask firmware build`): built with the host gcc and for QEMU's
-Cortex-M7 (mps2-an500) with arm-none-eabi-gcc, run natively and under qemu-system-arm, streaming
-a whole TTS utterance through the C front-end and send steps against the Python reference's test
-vectors; a wrong vector makes it fail, and the CLI's refusals are one line."""
+"""The self-test firmware (`speechmask firmware build`) of a real export (conftest's `export_dir`):
+built with the host gcc and for QEMU's Cortex-M7 (mps2-an500) with arm-none-eabi-gcc, run
+natively and under qemu-system-arm, streaming a whole TTS utterance through the C front-end and
+send steps against the Python reference's test vectors and running the generated int8 model on
+real calls against TFLite Micro's outputs; a wrong vector makes it fail, and the CLI's refusals
+are one line."""
 
 from __future__ import annotations
 
 import re
 import subprocess
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from speechmask.api import load_mask
 from speechmask.cli import main
-from speechmask.corpus.manifest import read_manifest
-from speechmask.device import input_names, output_names
 
 from firmware_export.build import build, run
-from firmware_export.headers import frontend_header, gates_header
-from firmware_export.pipeline import vector_utterance
 from firmware_export.vectors import frontend_vectors
 
 STAMP = {"contract_version": 1, "export_id": "00000000000000bb"}
-
-
-@pytest.fixture(scope="module")
-def export_dir(mask_path, tiny_corpus, tmp_path_factory):
-    """The headers and test vectors `speechmask export` writes (the int8 model left out)."""
-    cfg = load_mask(mask_path).cfg
-    out = tmp_path_factory.mktemp("export")
-    (out / "speechmask_frontend.h").write_text(frontend_header(cfg.frontend, STAMP))
-    n_in, n_out = len(input_names(cfg)), len(output_names(cfg))
-    quant = SimpleNamespace(quant_in=[(0.1, 0)] * n_in, quant_out=[(1 / 128, 0)] * n_out,
-                            in_pos=list(range(n_in)), out_pos=list(range(n_out)))
-    (out / "speechmask_gates.h").write_text(gates_header(cfg, quant, STAMP))
-    rows = [r for r in read_manifest(tiny_corpus) if r["split"] == "test"]
-    pcm = vector_utterance(tiny_corpus, rows, cfg)
-    (out / "test_vectors.h").write_text(frontend_vectors(pcm, cfg, STAMP))
-    return out
 
 
 def _level(export_dir) -> int:
@@ -55,6 +36,8 @@ def test_self_test_passes_natively_and_on_the_emulated_cortex_m7(export_dir, tmp
     done = run(image)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("0 feature and 0 sent values differ") == 4
+    assert re.search(r"model: (\d+) calls, 0 output values differ from TFLite Micro", done.stdout)
+    assert int(re.search(r"model: (\d+) calls", done.stdout).group(1)) > 0
     assert done.stdout.strip().endswith("PASS")
     frames = int(re.search(r"#define SM_TV_FRAMES (\d+)",
                            (export_dir / "test_vectors.h").read_text()).group(1))
@@ -87,7 +70,7 @@ def test_cortex_m7_image_layout(export_dir, tmp_path):
 def test_a_wrong_vector_fails_the_self_test(export_dir, tmp_path, board):
     bad = tmp_path / "export"
     bad.mkdir()
-    for name in ("speechmask_frontend.h", "speechmask_gates.h"):
+    for name in ("speechmask_frontend.h", "speechmask_gates.h", "sm_model.h", "sm_model.c"):
         (bad / name).write_bytes((export_dir / name).read_bytes())
     text = (export_dir / "test_vectors.h").read_text()
     head, tail = text.split("sm_tv_sent[", 1)
@@ -137,6 +120,7 @@ def test_cortex_m7_counts_instructions_and_stack(export_dir, tmp_path):
     # a frame costs thousands of instructions in the front-end, fewer in the send steps
     assert cost["frontend_ticks"] * 40 > 1000 * cost["frames"] > 0
     assert 0 < cost["send_ticks"] < cost["frontend_ticks"]
+    assert cost["model_calls"] > 0 and cost["model_ticks"] > 0
     assert 0 < cost["stack_bytes"] < 16384
     host = run(build(export_dir, "host", tmp_path / "host"))
     assert host.returncode == 0 and "cost:" not in host.stdout

@@ -164,12 +164,14 @@ def fixture_records() -> dict:
         "bench_firmware": {
             "benchmark": "bench_firmware", **stamp, "export": "e", "export_id": "ab",
             "audio_s": 2.0, "frames": 198, "method": "counted",
-            "instructions_per_second_audio": {"total": 6_100_000, "frontend": 6_000_000,
-                                              "send": 100_000},
-            "steps_measured": ["frontend", "send"], "steps_not_yet_in_firmware": ["mask"],
+            "instructions_per_second_audio": {"total": 7_100_000, "frontend": 6_000_000,
+                                              "send": 100_000, "mask": 1_000_000},
+            "steps_measured": ["frontend", "send", "mask"],
+            "steps_not_yet_in_firmware": ["gating"], "mask_instructions_per_call": 40_000,
+            "mask_calls_measured": 16, "calls_per_second": 25.0,
             "est_cpu_share_480mhz": 0.0127, "est_ms_per_4s_clip": 50.8, "ram_bytes": 6_300,
             "ram_static_bytes": 6_150, "stack_high_water_bytes": 150, "flash_bytes": 9_500,
-            "model_flash_bytes": 22_000, "model_arena_bytes": 9_000,
+            "tflite_model_bytes": 22_000, "tflm_arena_bytes": 9_000,
             "export_est_ms_per_second_480mhz": 3.45, "silence_s": {},
             "command": "python benchmarks/bench_firmware.py --export e"},
         "bench_speaker_cues": {
@@ -261,7 +263,8 @@ def test_tables_carry_the_records_numbers(tmp_path):
     assert _row(doc, "40 ms: segments sent (open fraction)")[1] == "**0.489**"
     assert _row(doc, "mask training on 200 clips")[1] == "67 s"
     assert _row(doc, "frontend, instructions per second of audio")[1] == "6.00 M"
-    assert _row(doc, "measured steps together")[2].endswith("front-end alone **not met**")
+    assert _row(doc, "measured steps together")[2].endswith("<= 4.8 M/s: **not met**")
+    assert _row(doc, "mask network, one call")[1] == "40,000 instructions (16 real calls)"
     assert _row(doc, "RAM: static + stack high-water")[1] == "6,300 B (6.2 KiB) (6,150 + 150)"
     assert "fine-tuned **0.884** (+0.0 points" in _flat(doc) and "320 test utterances" in _flat(doc)
     # bench_patterns: pivot by segment length; the trained mask's own row
