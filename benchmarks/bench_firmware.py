@@ -1,6 +1,6 @@
 """The firmware's cost, measured on the emulated Cortex-M7 (issue 16): instructions per second of
 audio for each step the firmware runs so far (front-end, send steps, the generated int8 mask
-network on real calls), counted under QEMU with
+network on real calls, and the whole job with gating, sm_device_push), counted under QEMU with
 `-icount shift=0` by the board's SysTick (boards/mps2_an500/board.c), the stack's high-water mark
 (stack painting), and the flash and static RAM of the firmware (the core objects and the
 generated model built for the Cortex-M7, without the self-test's vectors), beside the export's
@@ -77,9 +77,15 @@ def main() -> None:
     steps = {"frontend": cost["frontend_ticks"] * per_tick / seconds,
              "send": cost["send_ticks"] * per_tick / seconds,
              "mask": cost["model_ticks"] * per_tick / cost["model_calls"] * calls_per_second}
-    total = sum(steps.values())
+    # the whole job (sm_device_push), measured on its own pass; gating and quantising the
+    # model's inputs are what it costs beyond the steps measured alone (a difference)
+    total = cost["device_ticks"] * per_tick / seconds
+    model_in_pass = cost["model_ticks"] * per_tick / cost["model_calls"] * cost["segments"]
+    steps["gating"] = max(0.0, total - (cost["frontend_ticks"] + cost["send_ticks"]) * per_tick
+                          / seconds - model_in_pass / seconds)
     sizes = core_sizes(args.export, args.out)
-    ram = sizes["data"] + sizes["bss"] + cost["stack_bytes"]
+    # static data of the objects, the caller's sm_device_t (one utterance's state), the stack
+    ram = sizes["data"] + sizes["bss"] + cost["device_state_bytes"] + cost["stack_bytes"]
     flash = sizes["text"] + sizes["data"]
     export_report = json.loads((args.export / "report.json").read_text()) \
         if (args.export / "report.json").is_file() else {}
@@ -91,13 +97,15 @@ def main() -> None:
                   "one hop of PCM per call; cycles at 480 MHz estimated at 1 instruction/cycle",
         "instructions_per_second_audio": {"total": round(total), **{k: round(v) for k, v in
                                                                     steps.items()}},
-        "steps_measured": list(steps), "steps_not_yet_in_firmware": ["gating"],
+        "steps_measured": list(steps), "steps_not_yet_in_firmware": [],
+        "gating_method": "the whole job's pass minus the steps measured alone",
         "mask_instructions_per_call": round(cost["model_ticks"] * per_tick
                                             / cost["model_calls"]),
         "mask_calls_measured": cost["model_calls"], "calls_per_second": calls_per_second,
         "est_cpu_share_480mhz": total / CLOCK_HZ,
         "est_ms_per_4s_clip": 4.0 * total / CLOCK_HZ * 1e3,
-        "ram_bytes": ram, "ram_static_bytes": sizes["data"] + sizes["bss"],
+        "ram_bytes": ram, "ram_static_bytes": sizes["data"] + sizes["bss"]
+        + cost["device_state_bytes"], "device_state_bytes": cost["device_state_bytes"],
         "stack_high_water_bytes": cost["stack_bytes"], "flash_bytes": flash,
         "tflite_model_bytes": export_report.get("flash_bytes"),
         "tflm_arena_bytes": export_report.get("arena_bytes"),
@@ -108,7 +116,7 @@ def main() -> None:
     table = [("audio streamed", f"{seconds:.2f} s ({cost['frames']} frames), one hop per call"),
              *[(f"{k}, instructions per second of audio", f"{v / 1e6:.2f} M") for k, v in
                steps.items()],
-             ("total measured", f"{total / 1e6:.2f} M/s = {100 * total / CLOCK_HZ:.2f} % of 480 MHz "
+             ("whole job (sm_device_push)", f"{total / 1e6:.2f} M/s = {100 * total / CLOCK_HZ:.2f} % of 480 MHz "
                                 f"at 1 IPC (budget for front-end + mask + gating: "
                                 f"{budget / 1e6:.1f} M/s)"),
              ("per 4 s clip (estimate)", f"{record['est_ms_per_4s_clip']:.1f} ms "
@@ -123,7 +131,7 @@ def main() -> None:
                                        f"({cost['model_calls']} real calls; export's estimate: "
                                        f"{record['export_est_ms_per_second_480mhz'] or 0:.2f} ms "
                                        "per second of audio)"),
-             ("not yet in the firmware", "the gating loop")]
+             ("gating", "the whole job's pass minus the steps measured alone")]
     report("bench_firmware", record, table)
 
 

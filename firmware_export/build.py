@@ -72,12 +72,12 @@ def build(export: Path, board: str, out: Path) -> Image:
     sources += sorted(str(p) for p in bsp.glob("*.c"))
     if board == "host":
         elf = out / "selftest"
-        _run(["gcc", *WARNINGS, "-pedantic", "-O2", *include, "-o", str(elf), *sources],
+        _run(["gcc", *WARNINGS, "-pedantic", "-O2", *include, "-o", str(elf), *sources, "-lm"],
              f"gcc ({board})")
         return Image(board, elf, None, _sizes("size", elf))
     elf, binary = out / "selftest.elf", out / "selftest.bin"
     _run(["arm-none-eabi-gcc", *WARNINGS, *M7, "-O2", "--specs=rdimon.specs",
-          "-T", str(bsp / f"{bsp.name}.ld"), *include, "-o", str(elf), *sources],
+          "-T", str(bsp / f"{bsp.name}.ld"), *include, "-o", str(elf), *sources, "-lm"],
          f"arm-none-eabi-gcc ({board})")
     _run(["arm-none-eabi-objcopy", "-O", "binary", str(elf), str(binary)], "objcopy")
     return Image(board, elf, binary, _sizes("arm-none-eabi-size", elf))

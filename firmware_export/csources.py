@@ -4,8 +4,9 @@ build the tests use to check them against the Python references.
 
 The core is plain C99 with no allocation and no dependency beyond `<stdint.h>`/`<string.h>`:
 `sm_frontend` (the fixed-point log-mel front-end, `speechmask.features_int`), `sm_send` (the
-send steps, `speechmask.device.send`) and `sm_kernels` (the int8 operators the generated model,
-`sm_model.c` from `codegen.py`, calls)."""
+send steps, `speechmask.device.send`), `sm_kernels` (the int8 operators the generated model,
+`sm_model.c` from `codegen.py`, calls) and `sm_device` (the whole streaming job: PCM in, gates
+and sent features out)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from speechmask.errors import SpeechmaskError
 CORE = Path(__file__).parent / "firmware" / "core"
 #: core sources copied into every export (`speechmask export`), in build order
 CORE_FILES = ("sm_board.h", "sm_frontend.h", "sm_frontend.c", "sm_send.h", "sm_send.c",
-              "sm_kernels.h", "sm_kernels.c")
+              "sm_kernels.h", "sm_kernels.c", "sm_device.h", "sm_device.c")
 HOST_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
 
 
@@ -31,12 +32,14 @@ def core_sources() -> dict[str, bytes]:
     return {name: (CORE / name).read_bytes() for name in CORE_FILES}
 
 
-def build_host_library(src: Path, out: Path, cc: str = "gcc") -> Path:
-    """Compile the core sources in `src` (beside the generated headers) into a shared library
-    `out` for ctypes (the tests' view of the C). Raises BuildError with the compiler's message."""
+def build_host_library(src: Path, out: Path, sources: tuple[str, ...] = ("sm_frontend.c",
+                                                                          "sm_send.c"),
+                       cc: str = "gcc") -> Path:
+    """Compile `sources` in `src` (beside the generated headers) into a shared library `out` for
+    ctypes (the tests' view of the C). Raises BuildError with the compiler's message."""
     if shutil.which(cc) is None:
         raise BuildError(f"{cc}: not found (install Debian's gcc)")
-    sources = [str(src / n) for n in CORE_FILES if n.endswith(".c")]
+    sources = [str(src / n) for n in sources]
     cmd = [cc, *HOST_FLAGS, "-shared", "-fPIC", "-I", str(src), "-o", str(out), *sources]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:

@@ -149,6 +149,9 @@ def gates_header(cfg: MaskConfig, model, stamp: dict) -> str:
     for h in past:  # new<i> shares history<i>'s quantization (checked at export)
         defines[f"{h.name.upper()}_FRAMES"] = h.frames
         defines[f"{h.name.upper()}_CHANNELS"] = h.channels
+    history_bytes = sum(h.frames * h.channels for h in past)
+    defines["HISTORY_BYTES"] = max(1, history_bytes)
+    defines["NEW_BYTES"] = max(1, sum(cfg.frames_per_segment * h.channels for h in past))
     edges = cfg.gate.band_edges(cfg.frontend.n_mels)
     out = [BANNER, "#ifndef SPEECHMASK_GATES_H\n#define SPEECHMASK_GATES_H\n\n",
            "#include <stdint.h>\n\n", stamp_defines(stamp),
@@ -159,6 +162,19 @@ def gates_header(cfg: MaskConfig, model, stamp: dict) -> str:
            " * shifted into HISTORY<i>). */\n"]
     out += [f"#define SM_{k} {v}\n" for k, v in defines.items()]
     out.append("\n" + c_array("uint8_t", "sm_band_edges", edges, attrs="static "))
+    if past:  # the histories as arrays, for loops over them (sm_device.c)
+        out.append("/* History i: frames, channels, int8 zero point, model input index; new i's\n"
+                   " * model output index. */\n")
+        out.append(c_array("int32_t", "sm_history_frames", [h.frames for h in past],
+                           attrs="static "))
+        out.append(c_array("int32_t", "sm_history_channels", [h.channels for h in past],
+                           attrs="static "))
+        out.append(c_array("int32_t", "sm_history_zero_point",
+                           [zp for _, zp in model.quant_in[1:1 + len(past)]], attrs="static "))
+        out.append(c_array("int32_t", "sm_history_input_index", model.in_pos[1:1 + len(past)],
+                           attrs="static "))
+        out.append(c_array("int32_t", "sm_new_output_index", model.out_pos[1:1 + len(past)],
+                           attrs="static "))
     out.append(send_defines(cfg))
     out.append("\n#endif\n")
     return "".join(out)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from speechmask.atomic import atomic_output
+from speechmask.device.send import utterance_level
+from speechmask.features_int import log_mel_int
 from speechmask.device import (StreamingCall, float_calls, history_values, mask_cost, stamp)
 from speechmask.device.int8 import (LiteRT, gate_open_above, int8_gates, model_layout,
                                     stamp_tflite)
@@ -25,7 +27,7 @@ from .keras_mask import build_keras
 from .onnx_export import export_onnx, quantize_onnx, run_onnx
 from .quiet import native_output_captured
 from .tflite_int8 import TFLM, ExportError, arena_bytes, check_histories, convert_int8, operators
-from .vectors import frontend_vectors
+from .vectors import device_reference, frontend_vectors
 
 OUTPUTS = ("mask.tflite", "mask.onnx", "mask_int8.onnx", "model_data.h", "model_data.c",
            "speechmask_frontend.h", "speechmask_gates.h", *CORE_FILES, "sm_model.h",
@@ -100,8 +102,11 @@ def export(mask_path: Path, calib_manifest: Path, out: Path,
               "calls_checked_in_both_runtimes": len(calib) + len(test_calls)}
     generated = Generator(model)  # CodegenError names an operator it cannot write
     model_h, model_c, plan = generated.generate(contract)
-    vectors = frontend_vectors(vector_utterance(calib_manifest, [fs.rows[i] for i in test], cfg),
-                               cfg, contract, _model_calls(litert, micro, test_calls[:VECTOR_CALLS]))
+    pcm = vector_utterance(calib_manifest, [fs.rows[i] for i in test], cfg)
+    level = utterance_level(log_mel_int(pcm, cfg.frontend), cfg)
+    vectors = frontend_vectors(pcm, cfg, contract,
+                               _model_calls(litert, micro, test_calls[:VECTOR_CALLS]),
+                               device_reference(pcm, cfg, micro, litert, level))
     parity["generated_arena_bytes"] = plan["arena_bytes"]
     parity["generated_constant_bytes"] = plan["constant_bytes"]
     with folder.staged() as staging:
@@ -140,9 +145,6 @@ def vector_utterance(manifest: Path, rows: list[dict], cfg) -> np.ndarray:
     send step (the first row when the warp is off or no row draws one)."""
     from speechmask.audio import read_adc, to_pcm16
     from speechmask.corpus.manifest import resolve_audio
-    from speechmask.device.send import utterance_level
-    from speechmask.features_int import log_mel_int
-
     first = None
     for row in rows:
         pcm = to_pcm16(read_adc(resolve_audio(manifest, row)))  # AudioError names the file

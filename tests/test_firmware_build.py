@@ -38,6 +38,10 @@ def test_self_test_passes_natively_and_on_the_emulated_cortex_m7(export_dir, tmp
     assert done.stdout.count("0 feature and 0 sent values differ") == 4
     assert re.search(r"model: (\d+) calls, 0 output values differ from TFLite Micro", done.stdout)
     assert int(re.search(r"model: (\d+) calls", done.stdout).group(1)) > 0
+    # the whole job: the gates of the model's closed loop and the sent features, as sent
+    segments = re.findall(r"device, chunk \d+: (\d+) segments \(expected (\d+)\), "
+                          r"0 gates and 0 sent values differ", done.stdout)
+    assert len(segments) == 2 and all(a == b and int(a) > 0 for a, b in segments)
     assert done.stdout.strip().endswith("PASS")
     frames = int(re.search(r"#define SM_TV_FRAMES (\d+)",
                            (export_dir / "test_vectors.h").read_text()).group(1))
@@ -121,6 +125,7 @@ def test_cortex_m7_counts_instructions_and_stack(export_dir, tmp_path):
     assert cost["frontend_ticks"] * 40 > 1000 * cost["frames"] > 0
     assert 0 < cost["send_ticks"] < cost["frontend_ticks"]
     assert cost["model_calls"] > 0 and cost["model_ticks"] > 0
+    assert cost["device_ticks"] > cost["frontend_ticks"] and cost["device_state_bytes"] > 0
     assert 0 < cost["stack_bytes"] < 16384
     host = run(build(export_dir, "host", tmp_path / "host"))
     assert host.returncode == 0 and "cost:" not in host.stdout

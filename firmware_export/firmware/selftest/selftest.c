@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "sm_board.h"
+#include "sm_device.h"
 #include "sm_frontend.h"
 #include "sm_model.h"
 #include "sm_send.h"
@@ -75,8 +76,46 @@ static int check_model(void) {
     return bad != 0;
 }
 
+typedef struct {
+    int32_t segment, bad_gates, bad_values;
+} device_check_t;
+
+static void on_segment(void *ctx, const uint8_t *gates, const int16_t *features) {
+    device_check_t *c = (device_check_t *)ctx;
+    if (c->segment < SM_TV_SEGMENTS) {
+        for (int g = 0; g < SM_BAND_GROUPS; g++)
+            c->bad_gates += gates[g] != sm_tv_gates[c->segment * SM_BAND_GROUPS + g];
+        for (int i = 0; i < SM_FRAMES_PER_SEGMENT * SM_N_MELS; i++)
+            c->bad_values +=
+                features[i] != sm_tv_device_out[c->segment * SM_FRAMES_PER_SEGMENT * SM_N_MELS + i];
+    }
+    c->segment++;
+}
+
+static void on_segment_quiet(void *ctx, const uint8_t *gates, const int16_t *features) {
+    (void)ctx, (void)gates, (void)features;
+}
+
+/* The whole job (front-end, send steps, the model's closed loop, gating) against what the
+ * references send, in one chunking. */
+static int check_device(int32_t chunk) {
+    static sm_device_t device;
+    device_check_t c = {0, 0, 0};
+    if (sm_device_reset(&device, SM_TV_WARP_LEVEL) != 0) return 1;
+    for (int32_t at = 0; at < SM_TV_SAMPLES; at += chunk)
+        sm_device_push(&device, &sm_tv_pcm[at], SM_TV_SAMPLES - at < chunk ? SM_TV_SAMPLES - at
+                                                                            : chunk,
+                       on_segment, &c);
+    printf("device, chunk %ld: %ld segments (expected %d), %ld gates and %ld sent values "
+           "differ\n", (long)chunk, (long)c.segment, SM_TV_SEGMENTS, (long)c.bad_gates,
+           (long)c.bad_values);
+    return c.segment != SM_TV_SEGMENTS || c.bad_gates || c.bad_values;
+}
+
 /* One hop at a time, timing each step; no output inside (printf's stack is not the device's). */
-static void measure(uint32_t *frontend, uint32_t *send_steps, uint32_t *model, uint32_t *stack) {
+static void measure(uint32_t *frontend, uint32_t *send_steps, uint32_t *model, uint32_t *device,
+                    uint32_t *stack) {
+    static sm_device_t whole;
     static sm_frontend_t fe;
     static sm_send_t send;
     static int16_t frame[SM_FRONTEND_MAX_FRAMES(SM_HOP_LENGTH)][SM_N_MELS];
@@ -99,6 +138,13 @@ static void measure(uint32_t *frontend, uint32_t *send_steps, uint32_t *model, u
         model_call(c);
         *model += sm_board_elapsed(t0);
     }
+    *device = 0;
+    (void)sm_device_reset(&whole, SM_TV_WARP_LEVEL);
+    for (int32_t at = 0; at + SM_HOP_LENGTH <= SM_TV_SAMPLES; at += SM_HOP_LENGTH) {
+        const uint32_t t0 = sm_board_ticks();
+        sm_device_push(&whole, &sm_tv_pcm[at], SM_HOP_LENGTH, on_segment_quiet, 0);
+        *device += sm_board_elapsed(t0);
+    }
     *stack = sm_board_stack_used();
 }
 
@@ -107,15 +153,18 @@ int main(void) {
     int failed = 0;
     printf("speechmask self-test, export %s, contract %d\n", SM_EXPORT_ID, SM_CONTRACT_VERSION);
     if (sm_board_instructions_per_tick) {
-        uint32_t frontend, send_steps, model, stack;
-        measure(&frontend, &send_steps, &model, &stack);
+        uint32_t frontend, send_steps, model, device, stack;
+        measure(&frontend, &send_steps, &model, &device, &stack);
         printf("cost: samples %d frames %d instructions_per_tick %lu frontend_ticks %lu "
-               "send_ticks %lu model_calls %d model_ticks %lu stack_bytes %lu\n", SM_TV_SAMPLES,
-               SM_TV_FRAMES, (unsigned long)sm_board_instructions_per_tick,
-               (unsigned long)frontend, (unsigned long)send_steps, SM_TV_CALLS,
-               (unsigned long)model, (unsigned long)stack);
+               "send_ticks %lu model_calls %d model_ticks %lu segments %d device_ticks %lu "
+               "stack_bytes %lu device_state_bytes %lu\n", SM_TV_SAMPLES, SM_TV_FRAMES,
+               (unsigned long)sm_board_instructions_per_tick, (unsigned long)frontend,
+               (unsigned long)send_steps, SM_TV_CALLS, (unsigned long)model, SM_TV_SEGMENTS,
+               (unsigned long)device, (unsigned long)stack, (unsigned long)sizeof(sm_device_t));
     }
     failed |= check_model();
+    failed |= check_device(SM_HOP_LENGTH);
+    failed |= check_device(1000);
     for (unsigned i = 0; i < sizeof chunks / sizeof chunks[0]; i++) failed |= check_chunking(chunks[i]);
     printf("%s\n", failed ? "FAIL" : "PASS");
     return failed;
