@@ -5,7 +5,9 @@ generated headers and test vectors) and the sources shipped in `firmware_export/
 Boards: `host` (the machine's gcc; runs natively), `mps2-an500` (QEMU's Cortex-M7:
 `arm-none-eabi-gcc -mcpu=cortex-m7 -mthumb -mfpu=fpv5-d16 -mfloat-abi=hard -O2`, newlib with
 semihosting; runs under `qemu-system-arm -M mps2-an500 -semihosting`, which passes main's return
-value on as its exit code)."""
+value on as its exit code), `stm32h7` (the STM32H743 of a NUCLEO-H743ZI: the same compiler,
+newlib-nano, clocks at 480 MHz and the ST-LINK virtual COM port set up by
+boards/stm32h7/system.c; built here, run on a board)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ from pathlib import Path
 from .csources import CORE, BuildError
 
 FIRMWARE = CORE.parent
-BOARDS = ("host", "mps2-an500")
+BOARDS = ("host", "mps2-an500", "stm32h7")
+#: newlib's flavour per Cortex-M7 board: semihosting under QEMU, none (own _write) on the board
+SPECS = {"mps2-an500": ("--specs=rdimon.specs",),
+         "stm32h7": ("--specs=nano.specs", "--specs=nosys.specs")}
 #: what a build needs from the export folder
 EXPORT_HEADERS = ("speechmask_frontend.h", "speechmask_gates.h", "sm_model.h", "sm_model.c",
                   "test_vectors.h")
@@ -76,7 +81,7 @@ def build(export: Path, board: str, out: Path) -> Image:
              f"gcc ({board})")
         return Image(board, elf, None, _sizes("size", elf))
     elf, binary = out / "selftest.elf", out / "selftest.bin"
-    _run(["arm-none-eabi-gcc", *WARNINGS, *M7, "-O2", "--specs=rdimon.specs",
+    _run(["arm-none-eabi-gcc", *WARNINGS, *M7, "-O2", *SPECS[board],
           "-T", str(bsp / f"{bsp.name}.ld"), *include, "-o", str(elf), *sources, "-lm"],
          f"arm-none-eabi-gcc ({board})")
     _run(["arm-none-eabi-objcopy", "-O", "binary", str(elf), str(binary)], "objcopy")
@@ -96,6 +101,10 @@ def run(image: Image, timeout: float = 120.0, count: bool = False) -> subprocess
     instruction, so that the board's counter counts instructions (boards/mps2_an500/board.c)."""
     if image.board == "host":
         cmd = [str(image.elf)]
+    elif image.board == "stm32h7":
+        raise BuildError(f"{image.elf}: an STM32H7 image runs on the board (its self-test "
+                         "prints on the ST-LINK virtual COM port at 115200 8N1); --run needs "
+                         "--board host or mps2-an500")
     else:
         cmd = ["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-semihosting",
                "-monitor", "none", *(["-icount", "shift=0"] if count else []),

@@ -47,7 +47,8 @@ def register_firmware(sub: argparse._SubParsersAction) -> None:
                                   "natively for host, under QEMU for mps2-an500.")
     b.add_argument("--export", type=Path, required=True, help="export folder")
     b.add_argument("--board", choices=BOARDS, default="mps2-an500",
-                   help="host (gcc) or mps2-an500 (QEMU's Cortex-M7) (default: mps2-an500)")
+                   help="host (gcc), mps2-an500 (QEMU's Cortex-M7) or stm32h7 (NUCLEO-H743ZI; "
+                        "built, runs on the board) (default: mps2-an500)")
     b.add_argument("--out", type=Path, required=True, help="output folder")
     b.add_argument("--run", action="store_true", help="run the self-test after building")
     b.add_argument("--force", action="store_true", help="replace an earlier build in --out")
