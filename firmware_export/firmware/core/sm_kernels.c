@@ -6,12 +6,13 @@
 #include <string.h>
 
 /* SaturatingRoundingDoublingHighMul: (a * b * 2 + 2^31 rounding) >> 32, saturating the one
- * overflowing case; the division truncates toward zero, as gemmlowp's does. */
+ * overflowing case; the division by 2^31 truncates toward zero, as gemmlowp's does. */
 int32_t sm_srdhm(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) return INT32_MAX;
     const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    const int64_t x = ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)));
+    /* x / 2^31 truncated toward zero, as shifts: a 64-bit division is a library call on the M7 */
+    return (int32_t)((x >= 0 ? x : x + (((int64_t)1 << 31) - 1)) >> 31);
 }
 
 /* RoundingDivideByPOT: x / 2^exponent, rounding half away from zero. */
@@ -30,6 +31,79 @@ int32_t sm_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
 
 static int8_t clamp8(int32_t v, int32_t lo, int32_t hi) {
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+#include <arm_acle.h>
+
+/* Four int8 products per step: each word's bytes 0 and 2, then 1 and 3, sign-extended to 16-bit
+ * lanes (SXTB16) and multiplied and summed in pairs (SMLAD). Unaligned word loads are legal on a
+ * Cortex-M7; memcpy lets the compiler emit them. */
+int32_t sm_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
+    int32_t acc = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t x, y;
+        memcpy(&x, a + i, 4);
+        memcpy(&y, b + i, 4);
+        acc = __smlad(__sxtb16(x), __sxtb16(y), acc);
+        acc = __smlad(__sxtb16((x >> 8) | (x << 24)), __sxtb16((y >> 8) | (y << 24)), acc);
+    }
+    for (; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+#else
+int32_t sm_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
+    int32_t acc = 0;
+    for (int32_t i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+#endif
+
+void sm_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
+                     const int32_t *bias_eff, const int32_t *mult, const int32_t *shift,
+                     int8_t *out) {
+    const int32_t row = p->k_w * p->in_c;
+    for (int32_t oy = 0; oy < p->out_h; oy++)
+        for (int32_t ox = 0; ox < p->out_w; ox++) {
+            int8_t *o = &out[(oy * p->out_w + ox) * p->out_c];
+            for (int32_t oc = 0; oc < p->out_c; oc++) {
+                int32_t acc = bias_eff[oc];
+                const int8_t *f = &w[oc * p->k_h * row];
+                for (int32_t ky = 0; ky < p->k_h; ky++) {
+                    const int32_t iy = oy * p->stride_h + p->dil_h * ky;
+                    for (int32_t kx = 0; kx < p->k_w; kx++) {
+                        const int32_t ix = ox * p->stride_w + p->dil_w * kx;
+                        acc += sm_dot_s8(&in[(iy * p->in_w + ix) * p->in_c],
+                                         &f[ky * row + kx * p->in_c], p->in_c);
+                    }
+                }
+                o[oc] = clamp8(sm_mbqm(acc, mult[oc], shift[oc]) + p->out_offset, p->act_min,
+                               p->act_max);
+            }
+        }
+}
+
+void sm_depthwise_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
+                               const int32_t *bias_eff, const int32_t *mult,
+                               const int32_t *shift, int8_t *out) {
+    for (int32_t oy = 0; oy < p->out_h; oy++)
+        for (int32_t ox = 0; ox < p->out_w; ox++) {
+            int8_t *o = &out[(oy * p->out_w + ox) * p->out_c];
+            for (int32_t oc = 0; oc < p->out_c; oc++) {
+                const int32_t ic = oc / p->depth_multiplier;
+                int32_t acc = bias_eff[oc];
+                for (int32_t ky = 0; ky < p->k_h; ky++) {
+                    const int32_t iy = oy * p->stride_h + p->dil_h * ky;
+                    for (int32_t kx = 0; kx < p->k_w; kx++) {
+                        const int32_t ix = ox * p->stride_w + p->dil_w * kx;
+                        acc += w[(ky * p->k_w + kx) * p->out_c + oc] *
+                               in[(iy * p->in_w + ix) * p->in_c + ic];
+                    }
+                }
+                o[oc] = clamp8(sm_mbqm(acc, mult[oc], shift[oc]) + p->out_offset, p->act_min,
+                               p->act_max);
+            }
+        }
 }
 
 void sm_conv2d(const sm_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,

@@ -22,6 +22,18 @@ void sm_conv2d(const sm_conv_t *p, const int8_t *in, const int8_t *w, const int3
 void sm_depthwise_conv2d(const sm_conv_t *p, const int8_t *in, const int8_t *w,
                          const int32_t *bias, const int32_t *mult, const int32_t *shift,
                          int8_t *out);
+/* The same two without padding (every tap inside the input), the input offset folded into
+ * `bias_eff` at export (bias + in_offset * sum of the channel's weights): each output is a bias
+ * plus plain int8 dot products, the same integer as the general form's. */
+void sm_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
+                     const int32_t *bias_eff, const int32_t *mult, const int32_t *shift,
+                     int8_t *out);
+void sm_depthwise_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
+                               const int32_t *bias_eff, const int32_t *mult,
+                               const int32_t *shift, int8_t *out);
+/* sum of a[i] * b[i] over n int8 pairs (DSP SIMD where the core has it). */
+int32_t sm_dot_s8(const int8_t *a, const int8_t *b, int32_t n);
+
 /* FULLY_CONNECTED, per-tensor: weights [units][depth]; bias may be 0. */
 void sm_fully_connected(int32_t batches, int32_t depth, int32_t units, const int8_t *in,
                         const int8_t *w, const int32_t *bias, int32_t in_offset, int32_t w_offset,
