@@ -14,13 +14,14 @@ support is refused by name."""
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from speechmask.errors import SpeechmaskError
 
-from .headers import BANNER, c_array, stamp_defines
+from .headers import BANNER, c_array
 
 SUPPORTED = ("ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
              "FULLY_CONNECTED", "MUL", "TANH")
@@ -183,6 +184,7 @@ class Generator:
         self.consts: list[str] = []
         self.calls: list[str] = []
         self.emitted: set[str] = set()
+        self.blobs: list[tuple[str, bytes]] = []
 
     # -- tensors -----------------------------------------------------------------------------
     def _act(self, i: int) -> Tensor:
@@ -208,13 +210,20 @@ class Generator:
             ctype = ctype or {"INT8": "int8_t", "INT32": "int32_t"}.get(t.dtype)
             if ctype is None:
                 raise CodegenError(f"tensor {t.name!r}: constant of type {t.dtype}")
-            self.consts.append(c_array(ctype, name, t.data, 16, "static "))
+            self._array(ctype, name, t.data, 16)
             self.emitted.add(name)
         return name
 
     def _params(self, name: str, ctype: str, values) -> str:
-        self.consts.append(c_array(ctype, name, values, 8, "static "))
+        self._array(ctype, name, values, 8)
         return name
+
+    def _array(self, ctype: str, name: str, values, per_line: int) -> None:
+        """A constant array in sm_model.c, and its bytes (little-endian, as both the host and
+        the Cortex-M7 hold them) in the CRC the firmware checks at boot."""
+        self.consts.append(c_array(ctype, name, values, per_line, "static "))
+        dtype = {"int8_t": "<i1", "int32_t": "<i4", "uint8_t": "<u1"}[ctype]
+        self.blobs.append((name, np.asarray(values).astype(dtype).tobytes()))
 
     # -- operators ---------------------------------------------------------------------------
     def _conv(self, k: int, kind: str, ins: list[int], out: int, opt) -> None:
@@ -355,8 +364,11 @@ class Generator:
         for o in self.outputs:
             last[o] = len(self.ops)
         sizes = {t: self.tensors[t].size for t in produced}
-        self.offsets, arena = plan_arena(sizes, {t: (produced[t], last.get(t, produced[t]))
-                                                 for t in produced})
+        lifetimes = {t: (produced[t], last.get(t, produced[t])) for t in produced}
+        self.offsets, arena = plan_arena(sizes, lifetimes)
+        live = [sum(sizes[t] for t in sizes if lifetimes[t][0] <= k <= lifetimes[t][1])
+                for k in range(len(self.ops))]
+        peak = int(np.argmax(live)) if live else 0
         for k, (name, ins, outs, opt) in enumerate(self.ops):
             if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 self._conv(k, name, ins, outs[0], opt)
@@ -376,9 +388,16 @@ class Generator:
             self._act(i)
         in_bytes = [self.tensors[i].size for i in self.inputs]
         out_bytes = [self.tensors[o].size for o in self.outputs]
+        crc = 0
+        for _, data in self.blobs:
+            crc = zlib.crc32(data, crc)
         header = "".join([
             BANNER, "#ifndef SM_MODEL_H\n#define SM_MODEL_H\n\n#include <stdint.h>\n\n",
-            stamp_defines(stamp),
+            "/* the export this model comes from (sm_device.c refuses to build with the headers\n"
+            " * of another) */\n",
+            f"#define SM_MODEL_CONTRACT_VERSION {int(stamp['contract_version'])}\n",
+            f"#define SM_MODEL_EXPORT_ID_U64 0x{stamp['export_id']}ULL\n",
+            f"#define SM_MODEL_CRC32 0x{crc:08x}u /* CRC-32 (IEEE) of the constant arrays */\n",
             f"#define SM_MODEL_N_INPUTS {len(self.inputs)}\n",
             f"#define SM_MODEL_N_OUTPUTS {len(self.outputs)}\n",
             f"#define SM_MODEL_ARENA_BYTES {arena}\n",
@@ -390,7 +409,26 @@ class Generator:
             " * order (TFLite Micro's input and output indices), each a contiguous NHWC tensor.\n"
             " * Intermediate tensors live in one static arena of SM_MODEL_ARENA_BYTES. */\n",
             "void sm_model_invoke(const int8_t *const in[SM_MODEL_N_INPUTS],\n"
-            "                     int8_t *const out[SM_MODEL_N_OUTPUTS]);\n\n#endif\n"])
+            "                     int8_t *const out[SM_MODEL_N_OUTPUTS]);\n\n"
+            "/* At boot: 0 if the model's constants in flash still have the CRC-32 the export\n"
+            " * computed, -1 if not (corrupt flash or a bad image: do not run the model). */\n"
+            "int sm_model_check(void);\n\n#endif\n"])
+        blob_table = "".join(
+            ["\nstatic const struct {\n    const void *data;\n    uint32_t bytes;\n} sm_blobs[] = {\n",
+             *(f"    {{{name}, sizeof {name}}},\n" for name, _ in self.blobs), "};\n"])
+        check = (
+            "\n/* CRC-32 (IEEE 802.3, reflected, as zlib's), bitwise: run once at boot. */\n"
+            "int sm_model_check(void) {\n"
+            "    uint32_t crc = 0xFFFFFFFFu;\n"
+            "    for (unsigned i = 0; i < sizeof sm_blobs / sizeof sm_blobs[0]; i++) {\n"
+            "        const uint8_t *p = (const uint8_t *)sm_blobs[i].data;\n"
+            "        for (uint32_t n = 0; n < sm_blobs[i].bytes; n++) {\n"
+            "            crc ^= p[n];\n"
+            "            for (int b = 0; b < 8; b++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));\n"
+            "        }\n"
+            "    }\n"
+            "    return (crc ^ 0xFFFFFFFFu) == SM_MODEL_CRC32 ? 0 : -1;\n"
+            "}\n")
         copies = [f"memcpy(out[{j}], {self._ptr(o)}, {self.tensors[o].size});"
                   for j, o in enumerate(self.outputs)]
         source = "".join([
@@ -399,8 +437,10 @@ class Generator:
             *self.consts,
             "\nvoid sm_model_invoke(const int8_t *const in[SM_MODEL_N_INPUTS],\n"
             "                     int8_t *const out[SM_MODEL_N_OUTPUTS]) {\n",
-            *(f"    {c}\n" for c in self.calls + copies), "}\n"])
+            *(f"    {c}\n" for c in self.calls + copies), "}\n", blob_table, check])
         const_bytes = sum(t.data.nbytes for t in self.tensors.values() if t.data is not None)
         return header, source, {"arena_bytes": arena, "offsets": self.offsets,
+                                "peak": {"operator": peak, "name": self.ops[peak][0] if self.ops
+                                         else None, "live_bytes": live[peak] if live else 0},
                                 "constant_bytes": const_bytes,
                                 "operators": [op[0] for op in self.ops]}

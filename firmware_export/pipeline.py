@@ -67,9 +67,14 @@ def export(mask_path: Path, calib_manifest: Path, out: Path,
         model = stamp_tflite(convert_int8(keras_model, cfg, calib), contract)
     ops = operators(model)
     arena = arena_bytes(model)  # refuses, by name, an operator TFLite Micro lacks
+    generated = Generator(model)  # CodegenError names an operator it cannot write
+    model_h, model_c, plan = generated.generate(contract)
     if arena > ram_budget:
+        peak = plan["peak"]
         raise ExportError(f"{mask_path}: the TFLite Micro arena needs {arena} bytes, over the RAM "
-                          f"budget of {ram_budget} bytes (--ram-budget)")
+                          f"budget of {ram_budget} bytes (--ram-budget); the largest live set of "
+                          f"activations is at operator {peak['operator']} ({peak['name']}, "
+                          f"{peak['live_bytes']} bytes)")
     litert = LiteRT(model, cfg)
     check_histories(litert)
     micro = TFLM(model, arena + 4096, litert)
@@ -100,8 +105,6 @@ def export(mask_path: Path, calib_manifest: Path, out: Path,
               "open_fraction_float": float_open / max(1, total),
               "open_fraction_int8": int8_open / max(1, total), "segments": total,
               "calls_checked_in_both_runtimes": len(calib) + len(test_calls)}
-    generated = Generator(model)  # CodegenError names an operator it cannot write
-    model_h, model_c, plan = generated.generate(contract)
     pcm = vector_utterance(calib_manifest, [fs.rows[i] for i in test], cfg)
     level = utterance_level(log_mel_int(pcm, cfg.frontend), cfg)
     vectors = frontend_vectors(pcm, cfg, contract,

@@ -46,7 +46,14 @@ $SM mask --model "$R/mask.pt" "$WAV" --features "$OUT/masked.npy" \
 step "9. export the mask for the microcontroller: int8 TFLite, ONNX, C sources, report"
 $SM export --mask "$R/mask.pt" --calib "$M" --out "$OUT/fw" --force
 
-step "10. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
+step "10. the firmware: its self-test on QEMU's Cortex-M7 (the export's C: front-end, send steps,
+   generated int8 model and gating on a test utterance, against the references), and the
+   STM32H7 image for a NUCLEO-H743ZI"
+$SM firmware build --export "$OUT/fw" --board mps2-an500 --out "$OUT/firmware/mps2-an500" --run \
+  --force
+$SM firmware build --export "$OUT/fw" --board stm32h7 --out "$OUT/firmware/stm32h7" --force
+
+step "11. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
 echo "(the full suite with default settings, the longest step of the demo; it trains every"
 echo " attacker and baseline encoder and caches them in $OUT/attack/cache/, so a rerun is quick;"
 echo " speechmask_int8 is the exported int8 model's own gates, beside the float mask's)"
@@ -55,6 +62,6 @@ $SM attack --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --slu-masked "$
 
 printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (models),\n' "$OUT"
 printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json,\n'
-printf 'fw/ (mask.tflite, mask.onnx, mask_int8.onnx, model_data.h/.c, speechmask_frontend.h,\n'
-printf 'speechmask_gates.h, report.json, report.md), attack/ (report.json, report.md, det.png,\n'
-printf 'examples.png).\n'
+printf 'fw/ (mask.tflite, mask.onnx, mask_int8.onnx, the generated C and its core, test vectors,\n'
+printf 'report.json, report.md), firmware/ (the self-test images), attack/ (report.json,\n'
+printf 'report.md, det.png, examples.png).\n'

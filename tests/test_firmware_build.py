@@ -163,3 +163,37 @@ def test_stm32h7_image_layout(export_dir, tmp_path, capsys):
         main(["firmware", "build", "--export", str(export_dir), "--board", "stm32h7",
               "--out", str(tmp_path / "h7"), "--run"])
     assert "runs on the board" in capsys.readouterr().err
+
+
+def _copy_export(export_dir, to):
+    to.mkdir()
+    for p in export_dir.iterdir():
+        if p.suffix in (".h", ".c"):
+            (to / p.name).write_bytes(p.read_bytes())
+    return to
+
+
+@pytest.mark.parametrize("board", ["host", pytest.param("mps2-an500", marks=pytest.mark.qemu)])
+def test_a_corrupt_model_is_refused_at_boot(export_dir, tmp_path, board):
+    """One weight changed after export (as a flipped flash bit would): the CRC-32 of the model's
+    constants no longer matches and the image refuses to run the model (exit status 2)."""
+    bad = _copy_export(export_dir, tmp_path / "export")
+    text = (bad / "sm_model.c").read_text()
+    head, tail = text.split("static const int8_t sm_t", 1)
+    name, rest = tail.split("{", 1)
+    rest = re.sub(r"-?\d+", lambda m: str((int(m.group()) + 129) % 256 - 128), rest, count=1)
+    (bad / "sm_model.c").write_text(head + "static const int8_t sm_t" + name + "{" + rest)
+    done = run(build(bad, board, tmp_path / "out"))
+    assert done.returncode == 2
+    assert "refused" in done.stdout and "PASS" not in done.stdout
+
+
+def test_a_model_of_another_export_does_not_build(export_dir, tmp_path):
+    from firmware_export.csources import BuildError
+
+    bad = _copy_export(export_dir, tmp_path / "export")
+    text = (bad / "sm_model.h").read_text()
+    (bad / "sm_model.h").write_text(re.sub(r"SM_MODEL_EXPORT_ID_U64 0x[0-9a-f]+ULL",
+                                           "SM_MODEL_EXPORT_ID_U64 0x0123456789abcdefULL", text))
+    with pytest.raises(BuildError, match="another export"):
+        build(bad, "host", tmp_path / "out")

@@ -8,6 +8,10 @@
 
 #include "sm_model.h"
 
+#if SM_MODEL_EXPORT_ID_U64 != SM_EXPORT_ID_U64 || SM_MODEL_CONTRACT_VERSION != SM_CONTRACT_VERSION
+#error "sm_model.c/.h come from another export (or contract) than speechmask_gates.h: build from one export folder"
+#endif
+
 static int8_t quantize(float x, float scale, int32_t zero_point) {
     const float q = rintf(x / scale) + (float)zero_point;
     return (int8_t)(q < -128.0f ? -128 : (q > 127.0f ? 127 : q));

@@ -152,6 +152,12 @@ int main(void) {
     static const int32_t chunks[] = {SM_HOP_LENGTH, 37, 1000, SM_TV_SAMPLES};
     int failed = 0;
     printf("speechmask self-test, export %s, contract %d\n", SM_EXPORT_ID, SM_CONTRACT_VERSION);
+    if (sm_model_check() != 0) { /* as the firmware does at boot: never run a corrupt model */
+        printf("model: CRC-32 of the constants is not 0x%08lx: refused\nFAIL\n",
+               (unsigned long)SM_MODEL_CRC32);
+        return 2;
+    }
+    printf("model: CRC-32 0x%08lx ok\n", (unsigned long)SM_MODEL_CRC32);
     if (sm_board_instructions_per_tick) {
         uint32_t frontend, send_steps, model, device, stack;
         measure(&frontend, &send_steps, &model, &device, &stack);
