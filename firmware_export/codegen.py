@@ -178,8 +178,8 @@ class Generator:
     """Turns the graph into C. `model`: the `.tflite` bytes (TANH's tables run TFLite Micro on
     it)."""
 
-    def __init__(self, model: bytes):
-        self.model = model
+    def __init__(self, model: bytes, share_arena: bool = True):
+        self.model, self.share_arena = model, share_arena
         self.tensors, self.ops, self.inputs, self.outputs = read_graph(model)
         self.consts: list[str] = []
         self.calls: list[str] = []
@@ -365,7 +365,10 @@ class Generator:
             last[o] = len(self.ops)
         sizes = {t: self.tensors[t].size for t in produced}
         lifetimes = {t: (produced[t], last.get(t, produced[t])) for t in produced}
-        self.offsets, arena = plan_arena(sizes, lifetimes)
+        if self.share_arena:
+            self.offsets, arena = plan_arena(sizes, lifetimes)
+        else:  # every tensor its own bytes: all layers' outputs readable after a call (tests)
+            self.offsets, arena = plan_arena(sizes, {t: (0, 0) for t in sizes})
         live = [sum(sizes[t] for t in sizes if lifetimes[t][0] <= k <= lifetimes[t][1])
                 for k in range(len(self.ops))]
         peak = int(np.argmax(live)) if live else 0
@@ -412,7 +415,9 @@ class Generator:
             "                     int8_t *const out[SM_MODEL_N_OUTPUTS]);\n\n"
             "/* At boot: 0 if the model's constants in flash still have the CRC-32 the export\n"
             " * computed, -1 if not (corrupt flash or a bad image: do not run the model). */\n"
-            "int sm_model_check(void);\n\n#endif\n"])
+            "int sm_model_check(void);\n\n"
+            "/* The arena (intermediate tensors at the offsets of the export's plan). */\n"
+            "const int8_t *sm_model_arena(void);\n\n#endif\n"])
         blob_table = "".join(
             ["\nstatic const struct {\n    const void *data;\n    uint32_t bytes;\n} sm_blobs[] = {\n",
              *(f"    {{{name}, sizeof {name}}},\n" for name, _ in self.blobs), "};\n"])
@@ -437,7 +442,8 @@ class Generator:
             *self.consts,
             "\nvoid sm_model_invoke(const int8_t *const in[SM_MODEL_N_INPUTS],\n"
             "                     int8_t *const out[SM_MODEL_N_OUTPUTS]) {\n",
-            *(f"    {c}\n" for c in self.calls + copies), "}\n", blob_table, check])
+            *(f"    {c}\n" for c in self.calls + copies), "}\n", blob_table, check,
+            "\nconst int8_t *sm_model_arena(void) { return arena; }\n"])
         const_bytes = sum(t.data.nbytes for t in self.tensors.values() if t.data is not None)
         return header, source, {"arena_bytes": arena, "offsets": self.offsets,
                                 "peak": {"operator": peak, "name": self.ops[peak][0] if self.ops

@@ -1,6 +1,7 @@
 """Generated int8 inference (`firmware_export/codegen.py` + `firmware/core/sm_kernels.c`): the C
 of a real export, built with the host gcc, equals TFLite Micro's host interpreter on every output
-of real calls; TFLite's multiplier arithmetic; the arena plan; refusals by name."""
+of real calls and on every layer's output; TFLite's multiplier arithmetic; the arena plan;
+refusals by name."""
 
 from __future__ import annotations
 
@@ -109,3 +110,50 @@ def test_an_unsupported_operator_is_refused_by_name(export_dir):
     tensors, ops, _, _ = read_graph((export_dir / "mask.tflite").read_bytes())
     assert {name for name, *_ in ops} <= {"ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D",
                                           "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MUL", "TANH"}
+
+
+def test_every_layer_is_bit_exact_with_tflite_micro(export_dir, mask_path, tiny_corpus, tmp_path):
+    """The model generated with an unshared arena (every tensor its own bytes) against TFLite
+    Micro run with kPreserveAllTensors: each operator's output tensor, on real calls."""
+    import subprocess
+
+    from tflite_micro.python.tflite_micro import runtime
+
+    mask = load_mask(mask_path)
+    model = (export_dir / "mask.tflite").read_bytes()
+    gen = Generator(model, share_arena=False)
+    header, source, plan = gen.generate({"contract_version": 1, "export_id": "00000000000000cc"})
+    (tmp_path / "sm_model.h").write_text(header)
+    (tmp_path / "sm_model.c").write_text(source)
+    lib_path = tmp_path / "libmodel.so"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+                    "-I", str(tmp_path), "-I", str(CORE), "-o", str(lib_path),
+                    str(tmp_path / "sm_model.c"), str(CORE / "sm_kernels.c")], check=True)
+    lib = ctypes.CDLL(str(lib_path))
+    lib.sm_model_arena.restype = ctypes.POINTER(ctypes.c_int8)
+    litert = LiteRT(model, mask.cfg)
+    micro = runtime.Interpreter.from_bytes(
+        model, arena_size=1 << 20,
+        intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    fs = load_features(tiny_corpus, mask.cfg.frontend, progress=False)
+    test = next(k for k, r in enumerate(fs.rows) if r["split"] == "test")
+    n_in, n_out = len(gen.inputs), len(gen.outputs)
+    layers = 0
+    for call in float_calls(mask, fs.features[test])[0][:4]:
+        q = litert.quantized(call)
+        ins = [None] * n_in
+        for a, pos, d in zip(q, litert.in_pos, litert.inputs):
+            ins[pos] = np.ascontiguousarray(model_layout(a).reshape(-1), np.int8)
+            micro.set_input(ins[pos].reshape(d["shape"]), pos)
+        micro.invoke()
+        outs = [np.zeros(gen.tensors[o].size, np.int8) for o in gen.outputs]
+        lib.sm_model_invoke((ctypes.c_void_p * n_in)(*[a.ctypes.data for a in ins]),
+                            (ctypes.c_void_p * n_out)(*[a.ctypes.data for a in outs]))
+        arena = np.ctypeslib.as_array(lib.sm_model_arena(), (plan["arena_bytes"],))
+        for k, (name, _, op_outs, _) in enumerate(gen.ops):
+            t = op_outs[0]
+            ref = np.asarray(micro.GetTensor(t, 0)["tensor_data"]).reshape(-1)
+            mine = arena[plan["offsets"][t]:plan["offsets"][t] + gen.tensors[t].size]
+            np.testing.assert_array_equal(mine, ref, err_msg=f"operator {k} ({name})")
+            layers += 1
+    assert layers == 4 * len(gen.ops)
