@@ -63,7 +63,7 @@ def _firmware_build(args: argparse.Namespace) -> int:
     from .build import build, check_export, run
 
     check_export(args.export)
-    folder = OutputFolder(args.out, args.force, owned=["selftest*"])
+    folder = OutputFolder(args.out, args.force, owned=["selftest*", "src", "Makefile"])
     folder.check()
     with folder.staged() as staging:
         image = build(args.export, args.board, staging)

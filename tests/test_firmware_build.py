@@ -88,6 +88,11 @@ def test_cli_builds_runs_and_refuses(export_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert re.search(r"mps2-an500: .*selftest\.elf \(text \d+ B, data \d+ B, bss \d+ B\)", printed)
     assert "PASS" in printed and (out / "selftest.bin").is_file()
+    # the folder is a project of its own: its Makefile rebuilds the image without Python
+    assert (out / "Makefile").is_file() and (out / "src" / "sm_model.c").is_file()
+    (out / "selftest.elf").unlink()
+    subprocess.run(["make", "-s", "-C", str(out)], check=True)
+    assert (out / "selftest.elf").is_file()
     with pytest.raises(SystemExit) as exc:  # an earlier build is kept without --force
         main(args)
     assert exc.value.code == 1
