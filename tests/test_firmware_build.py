@@ -202,3 +202,16 @@ def test_a_model_of_another_export_does_not_build(export_dir, tmp_path):
                                            "SM_MODEL_EXPORT_ID_U64 0x0123456789abcdefULL", text))
     with pytest.raises(BuildError, match="another export"):
         build(bad, "host", tmp_path / "out")
+
+
+@pytest.mark.qemu
+def test_the_verdict_leaves_by_the_emulated_uart(export_dir, tmp_path):
+    """mps2-an500's CMSDK UART0 (0x40004000) is QEMU's first serial port: the self-test's
+    verdict arrives there, as a host on the other end of the line would read it."""
+    image = build(export_dir, "mps2-an500", tmp_path / "m7")
+    uart = tmp_path / "uart.txt"
+    done = subprocess.run(["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-semihosting",
+                           "-monitor", "none", "-serial", f"file:{uart}", "-kernel",
+                           str(image.elf)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert uart.read_text() == "speechmask self-test PASS\n"

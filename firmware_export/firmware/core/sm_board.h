@@ -18,4 +18,11 @@ uint32_t sm_board_elapsed(uint32_t start);
 void sm_board_stack_paint(void);
 uint32_t sm_board_stack_used(void);
 
+/* The board's serial port, the link to the host (8N1): mps2-an500's CMSDK UART0 at 0x40004000
+ * (QEMU's first -serial), the NUCLEO-H743ZI's ST-LINK virtual COM port (USART3), the host's
+ * stdout. Writes block until sent; reads return the bytes waiting (0 when none). */
+void sm_board_serial_init(void);
+void sm_board_serial_write(const uint8_t *data, int32_t n);
+int32_t sm_board_serial_read(uint8_t *data, int32_t max);
+
 #endif

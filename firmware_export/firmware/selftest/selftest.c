@@ -173,5 +173,11 @@ int main(void) {
     failed |= check_device(1000);
     for (unsigned i = 0; i < sizeof chunks / sizeof chunks[0]; i++) failed |= check_chunking(chunks[i]);
     printf("%s\n", failed ? "FAIL" : "PASS");
+    { /* the verdict on the board's serial port too (what a host reads without a debugger) */
+        static const char pass[] = "speechmask self-test PASS\n", fail[] = "speechmask self-test FAIL\n";
+        sm_board_serial_init();
+        sm_board_serial_write((const uint8_t *)(failed ? fail : pass),
+                              (int32_t)(failed ? sizeof fail : sizeof pass) - 1);
+    }
     return failed;
 }

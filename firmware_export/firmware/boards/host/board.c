@@ -1,6 +1,8 @@
 /* The host build: nothing to count (its instructions are not the device's). */
 #include "sm_board.h"
 
+#include <stdio.h>
+
 const uint32_t sm_board_instructions_per_tick = 0;
 
 void sm_board_counter_start(void) {}
@@ -8,3 +10,12 @@ uint32_t sm_board_ticks(void) { return 0; }
 uint32_t sm_board_elapsed(uint32_t start) { return (void)start, 0; }
 void sm_board_stack_paint(void) {}
 uint32_t sm_board_stack_used(void) { return 0; }
+
+void sm_board_serial_init(void) {}
+
+void sm_board_serial_write(const uint8_t *data, int32_t n) {
+    fwrite(data, 1, (size_t)n, stdout);
+    fflush(stdout);
+}
+
+int32_t sm_board_serial_read(uint8_t *data, int32_t max) { return (void)data, (void)max, 0; }

@@ -37,3 +37,29 @@ uint32_t sm_board_stack_used(void) {
     while (p < stack_top && *p == PATTERN) p++;
     return (uint32_t)((stack_top - p) * sizeof(uint32_t));
 }
+
+/* CMSDK APB UART0: DATA, STATE (bit 0 TX full, bit 1 RX full), CTRL (bit 0 TX, bit 1 RX
+ * enable), BAUDDIV (QEMU's is always 8N1 and ignores the rate; 16 is the smallest legal divider). */
+#define UART_DATA (*(volatile uint32_t *)0x40004000u)
+#define UART_STATE (*(volatile uint32_t *)0x40004004u)
+#define UART_CTRL (*(volatile uint32_t *)0x40004008u)
+#define UART_BAUDDIV (*(volatile uint32_t *)0x40004010u)
+
+void sm_board_serial_init(void) {
+    UART_BAUDDIV = 16;
+    UART_CTRL = 3;
+}
+
+void sm_board_serial_write(const uint8_t *data, int32_t n) {
+    for (int32_t i = 0; i < n; i++) {
+        while (UART_STATE & 1u) {
+        }
+        UART_DATA = data[i];
+    }
+}
+
+int32_t sm_board_serial_read(uint8_t *data, int32_t max) {
+    int32_t n = 0;
+    while (n < max && (UART_STATE & 2u)) data[n++] = (uint8_t)UART_DATA;
+    return n;
+}

@@ -35,3 +35,20 @@ uint32_t sm_board_stack_used(void) {
     while (p < stack_top && *p == PATTERN) p++;
     return (uint32_t)((stack_top - p) * sizeof(uint32_t));
 }
+
+/* USART3 (set up by system.c): the ST-LINK virtual COM port. */
+#define USART3_ISR (*(volatile uint32_t *)0x4000481Cu)
+#define USART3_RDR (*(volatile uint32_t *)0x40004824u)
+extern void sm_uart_put(uint8_t byte);
+
+void sm_board_serial_init(void) {}
+
+void sm_board_serial_write(const uint8_t *data, int32_t n) {
+    for (int32_t i = 0; i < n; i++) sm_uart_put(data[i]);
+}
+
+int32_t sm_board_serial_read(uint8_t *data, int32_t max) {
+    int32_t n = 0;
+    while (n < max && (USART3_ISR & (1u << 5))) data[n++] = (uint8_t)USART3_RDR; /* RXNE */
+    return n;
+}
