@@ -339,7 +339,7 @@ class Generator:
         outer = int(np.prod(o.shape[:axis]))
         inner = [int(np.prod(self.tensors[i].shape[axis:])) for i in ins]
         self._params(f"sm_inner{k}", "int32_t", inner)
-        self.calls.append(f"{{ const int8_t *const src[] = {{"
+        self.calls.append("{ const int8_t *const src[] = {"
                           + ", ".join(self._ptr(i) for i in ins)
                           + f"}}; sm_concat({len(ins)}, src, sm_inner{k}, {outer}, "
                           f"{self._ptr(out)}); }}")
