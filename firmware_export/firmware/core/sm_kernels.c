@@ -62,23 +62,24 @@ int32_t sm_dot_s8(const int8_t *a, const int8_t *b, int32_t n) {
 void sm_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
                      const int32_t *bias_eff, const int32_t *mult, const int32_t *shift,
                      int8_t *out) {
-    const int32_t row = p->k_w * p->in_c;
-    for (int32_t oy = 0; oy < p->out_h; oy++)
-        for (int32_t ox = 0; ox < p->out_w; ox++) {
-            int8_t *o = &out[(oy * p->out_w + ox) * p->out_c];
-            for (int32_t oc = 0; oc < p->out_c; oc++) {
+    const sm_conv_t c = *p; /* in registers: the int8 stores below may alias *p */
+    const int32_t row = c.k_w * c.in_c;
+    for (int32_t oy = 0; oy < c.out_h; oy++)
+        for (int32_t ox = 0; ox < c.out_w; ox++) {
+            int8_t *o = &out[(oy * c.out_w + ox) * c.out_c];
+            for (int32_t oc = 0; oc < c.out_c; oc++) {
                 int32_t acc = bias_eff[oc];
-                const int8_t *f = &w[oc * p->k_h * row];
-                for (int32_t ky = 0; ky < p->k_h; ky++) {
-                    const int32_t iy = oy * p->stride_h + p->dil_h * ky;
-                    for (int32_t kx = 0; kx < p->k_w; kx++) {
-                        const int32_t ix = ox * p->stride_w + p->dil_w * kx;
-                        acc += sm_dot_s8(&in[(iy * p->in_w + ix) * p->in_c],
-                                         &f[ky * row + kx * p->in_c], p->in_c);
+                const int8_t *f = &w[oc * c.k_h * row];
+                for (int32_t ky = 0; ky < c.k_h; ky++) {
+                    const int32_t iy = oy * c.stride_h + c.dil_h * ky;
+                    for (int32_t kx = 0; kx < c.k_w; kx++) {
+                        const int32_t ix = ox * c.stride_w + c.dil_w * kx;
+                        acc += sm_dot_s8(&in[(iy * c.in_w + ix) * c.in_c],
+                                         &f[ky * row + kx * c.in_c], c.in_c);
                     }
                 }
-                o[oc] = clamp8(sm_mbqm(acc, mult[oc], shift[oc]) + p->out_offset, p->act_min,
-                               p->act_max);
+                o[oc] = clamp8(sm_mbqm(acc, mult[oc], shift[oc]) + c.out_offset, c.act_min,
+                               c.act_max);
             }
         }
 }
@@ -86,75 +87,82 @@ void sm_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
 void sm_depthwise_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
                                const int32_t *bias_eff, const int32_t *mult,
                                const int32_t *shift, int8_t *out) {
-    for (int32_t oy = 0; oy < p->out_h; oy++)
-        for (int32_t ox = 0; ox < p->out_w; ox++) {
-            int8_t *o = &out[(oy * p->out_w + ox) * p->out_c];
-            for (int32_t oc = 0; oc < p->out_c; oc++) {
-                const int32_t ic = oc / p->depth_multiplier;
-                int32_t acc = bias_eff[oc];
-                for (int32_t ky = 0; ky < p->k_h; ky++) {
-                    const int32_t iy = oy * p->stride_h + p->dil_h * ky;
-                    for (int32_t kx = 0; kx < p->k_w; kx++) {
-                        const int32_t ix = ox * p->stride_w + p->dil_w * kx;
-                        acc += w[(ky * p->k_w + kx) * p->out_c + oc] *
-                               in[(iy * p->in_w + ix) * p->in_c + ic];
+    const sm_conv_t c = *p; /* in registers: the int8 stores below may alias *p */
+    int32_t acc[c.out_c];   /* one output position's channels, summed tap by tap */
+    for (int32_t oy = 0; oy < c.out_h; oy++)
+        for (int32_t ox = 0; ox < c.out_w; ox++) {
+            for (int32_t oc = 0; oc < c.out_c; oc++) acc[oc] = bias_eff[oc];
+            for (int32_t ky = 0; ky < c.k_h; ky++)
+                for (int32_t kx = 0; kx < c.k_w; kx++) {
+                    const int32_t iy = oy * c.stride_h + c.dil_h * ky;
+                    const int32_t ix = ox * c.stride_w + c.dil_w * kx;
+                    const int8_t *x = &in[(iy * c.in_w + ix) * c.in_c];
+                    const int8_t *f = &w[(ky * c.k_w + kx) * c.out_c];
+                    if (c.depth_multiplier == 1) { /* channel oc reads input channel oc */
+                        for (int32_t oc = 0; oc < c.out_c; oc++) acc[oc] += f[oc] * x[oc];
+                    } else {
+                        for (int32_t oc = 0; oc < c.out_c; oc++)
+                            acc[oc] += f[oc] * x[oc / c.depth_multiplier];
                     }
                 }
-                o[oc] = clamp8(sm_mbqm(acc, mult[oc], shift[oc]) + p->out_offset, p->act_min,
-                               p->act_max);
-            }
+            int8_t *o = &out[(oy * c.out_w + ox) * c.out_c];
+            for (int32_t oc = 0; oc < c.out_c; oc++)
+                o[oc] = clamp8(sm_mbqm(acc[oc], mult[oc], shift[oc]) + c.out_offset, c.act_min,
+                               c.act_max);
         }
 }
 
 void sm_conv2d(const sm_conv_t *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                const int32_t *mult, const int32_t *shift, int8_t *out) {
-    for (int32_t oy = 0; oy < p->out_h; oy++)
-        for (int32_t ox = 0; ox < p->out_w; ox++)
-            for (int32_t oc = 0; oc < p->out_c; oc++) {
-                const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    const sm_conv_t c = *p;
+    for (int32_t oy = 0; oy < c.out_h; oy++)
+        for (int32_t ox = 0; ox < c.out_w; ox++)
+            for (int32_t oc = 0; oc < c.out_c; oc++) {
+                const int32_t y0 = oy * c.stride_h - c.pad_h, x0 = ox * c.stride_w - c.pad_w;
                 int32_t acc = 0;
-                for (int32_t ky = 0; ky < p->k_h; ky++) {
-                    const int32_t iy = y0 + p->dil_h * ky;
-                    if (iy < 0 || iy >= p->in_h) continue;
-                    for (int32_t kx = 0; kx < p->k_w; kx++) {
-                        const int32_t ix = x0 + p->dil_w * kx;
-                        if (ix < 0 || ix >= p->in_w) continue;
-                        const int8_t *x = &in[(iy * p->in_w + ix) * p->in_c];
-                        const int8_t *f = &w[((oc * p->k_h + ky) * p->k_w + kx) * p->in_c];
-                        for (int32_t ic = 0; ic < p->in_c; ic++)
-                            acc += f[ic] * (x[ic] + p->in_offset);
+                for (int32_t ky = 0; ky < c.k_h; ky++) {
+                    const int32_t iy = y0 + c.dil_h * ky;
+                    if (iy < 0 || iy >= c.in_h) continue;
+                    for (int32_t kx = 0; kx < c.k_w; kx++) {
+                        const int32_t ix = x0 + c.dil_w * kx;
+                        if (ix < 0 || ix >= c.in_w) continue;
+                        const int8_t *x = &in[(iy * c.in_w + ix) * c.in_c];
+                        const int8_t *f = &w[((oc * c.k_h + ky) * c.k_w + kx) * c.in_c];
+                        for (int32_t ic = 0; ic < c.in_c; ic++)
+                            acc += f[ic] * (x[ic] + c.in_offset);
                     }
                 }
                 if (bias) acc += bias[oc];
-                acc = sm_mbqm(acc, mult[oc], shift[oc]) + p->out_offset;
-                out[(oy * p->out_w + ox) * p->out_c + oc] = clamp8(acc, p->act_min, p->act_max);
+                acc = sm_mbqm(acc, mult[oc], shift[oc]) + c.out_offset;
+                out[(oy * c.out_w + ox) * c.out_c + oc] = clamp8(acc, c.act_min, c.act_max);
             }
 }
 
 void sm_depthwise_conv2d(const sm_conv_t *p, const int8_t *in, const int8_t *w,
                          const int32_t *bias, const int32_t *mult, const int32_t *shift,
                          int8_t *out) {
-    for (int32_t oy = 0; oy < p->out_h; oy++)
-        for (int32_t ox = 0; ox < p->out_w; ox++)
-            for (int32_t ic = 0; ic < p->in_c; ic++)
-                for (int32_t m = 0; m < p->depth_multiplier; m++) {
-                    const int32_t oc = m + ic * p->depth_multiplier;
-                    const int32_t y0 = oy * p->stride_h - p->pad_h;
-                    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    const sm_conv_t c = *p;
+    for (int32_t oy = 0; oy < c.out_h; oy++)
+        for (int32_t ox = 0; ox < c.out_w; ox++)
+            for (int32_t ic = 0; ic < c.in_c; ic++)
+                for (int32_t m = 0; m < c.depth_multiplier; m++) {
+                    const int32_t oc = m + ic * c.depth_multiplier;
+                    const int32_t y0 = oy * c.stride_h - c.pad_h;
+                    const int32_t x0 = ox * c.stride_w - c.pad_w;
                     int32_t acc = 0;
-                    for (int32_t ky = 0; ky < p->k_h; ky++) {
-                        const int32_t iy = y0 + p->dil_h * ky;
-                        if (iy < 0 || iy >= p->in_h) continue;
-                        for (int32_t kx = 0; kx < p->k_w; kx++) {
-                            const int32_t ix = x0 + p->dil_w * kx;
-                            if (ix < 0 || ix >= p->in_w) continue;
-                            acc += w[(ky * p->k_w + kx) * p->out_c + oc] *
-                                   (in[(iy * p->in_w + ix) * p->in_c + ic] + p->in_offset);
+                    for (int32_t ky = 0; ky < c.k_h; ky++) {
+                        const int32_t iy = y0 + c.dil_h * ky;
+                        if (iy < 0 || iy >= c.in_h) continue;
+                        for (int32_t kx = 0; kx < c.k_w; kx++) {
+                            const int32_t ix = x0 + c.dil_w * kx;
+                            if (ix < 0 || ix >= c.in_w) continue;
+                            acc += w[(ky * c.k_w + kx) * c.out_c + oc] *
+                                   (in[(iy * c.in_w + ix) * c.in_c + ic] + c.in_offset);
                         }
                     }
                     if (bias) acc += bias[oc];
-                    acc = sm_mbqm(acc, mult[oc], shift[oc]) + p->out_offset;
-                    out[(oy * p->out_w + ox) * p->out_c + oc] = clamp8(acc, p->act_min, p->act_max);
+                    acc = sm_mbqm(acc, mult[oc], shift[oc]) + c.out_offset;
+                    out[(oy * c.out_w + ox) * c.out_c + oc] = clamp8(acc, c.act_min, c.act_max);
                 }
 }
 
@@ -175,13 +183,14 @@ void sm_fully_connected(int32_t batches, int32_t depth, int32_t units, const int
 
 void sm_add(const sm_add_t *p, int32_t n, const int8_t *a, const int8_t *b, int32_t n_b,
             int8_t *out) {
+    const sm_add_t q = *p; /* in registers: the int8 stores below may alias *p */
     for (int32_t i = 0; i < n; i++) {
-        const int32_t x = (p->in1_offset + a[i]) * (1 << p->left_shift);
-        const int32_t y = (p->in2_offset + b[n_b == 1 ? 0 : i]) * (1 << p->left_shift);
-        const int32_t sum = sm_rdbpot(sm_srdhm(x, p->in1_mult), -p->in1_shift) +
-                            sm_rdbpot(sm_srdhm(y, p->in2_mult), -p->in2_shift);
-        const int32_t raw = sm_rdbpot(sm_srdhm(sum, p->out_mult), -p->out_shift) + p->out_offset;
-        out[i] = clamp8(raw, p->act_min, p->act_max);
+        const int32_t x = (q.in1_offset + a[i]) * (1 << q.left_shift);
+        const int32_t y = (q.in2_offset + b[n_b == 1 ? 0 : i]) * (1 << q.left_shift);
+        const int32_t sum = sm_rdbpot(sm_srdhm(x, q.in1_mult), -q.in1_shift) +
+                            sm_rdbpot(sm_srdhm(y, q.in2_mult), -q.in2_shift);
+        const int32_t raw = sm_rdbpot(sm_srdhm(sum, q.out_mult), -q.out_shift) + q.out_offset;
+        out[i] = clamp8(raw, q.act_min, q.act_max);
     }
 }
 
