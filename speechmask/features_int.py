@@ -5,12 +5,16 @@ Every step uses integer operations that C reproduces exactly (int32 data, int64 
 arithmetic right shifts that round half up):
 
 1. window:  x[n] = (pcm[n] * win_q15[n] + 2**(s-1)) >> s,  s = window_shift.  |x| < 2**(30-s).
-2. FFT:     radix-2 decimation-in-time complex FFT of n_fft points (imaginary part 0, the frame
-            zero-padded at the end), Q31 twiddles, each product rounded back with
-            (a*w + 2**30) >> 31. No per-stage scaling: every partial sum is bounded by
-            sum|x| <= 2**15 * 2**(15-s) * sum(window) = 2**(30-s) * win/2, which for the default
-            layout (s=8, win=400) is 8.4e8 < 2**31, so no overflow is possible.
-3. power:   P[k] = (re**2 + im**2 + 2**(p-1)) >> p for k <= n_fft/2 (int64, p = power_shift).
+2. FFT:     the real frame of N = n_fft points (zero-padded at the end) as a complex FFT of
+            M = N/2 points, z[m] = x[2m] + i x[2m+1]: radix-2 decimation in time, Q31 twiddles
+            (W_M^k = W_N^2k), each product rounded back with (a*w + 2**30) >> 31, no per-stage
+            scaling. Then the split, for k = 0..M with Z[M] = Z[0]: E = Z[k] + conj(Z[M-k]),
+            D = -i (Z[k] - conj(Z[M-k])), and 2X[k] = E + W_N^k D, the product rounded as above
+            (k = M: W = -1 exactly, 2X = E - D). Half the butterflies of an N-point complex FFT.
+            Every partial sum of Z is bounded by sum|x| <= 2**(30-s) * win/2, 8.4e8 for the
+            default layout (s=8, win=400), so E and D stay below 2**31 and 2X below 2**32 (int64).
+3. power:   P[k] = (re**2 + im**2 + 2**(p+1)) >> (p+2) for k <= n_fft/2, of 2X (int64,
+            p = power_shift): |X|**2 / 2**p, rounded.
 4. mel:     M[m] = sum_k P[k] * mel_q15[m, k] (int64; by Parseval < 2**62 for full-scale input).
 5. log:     ln(M + floor_q) - mel_scale_log2 * ln 2 via integer log2 (MSB position plus a
             257-entry Q16 table of log2(1 + i/256) with linear interpolation), times ln 2 in Q30,
@@ -49,8 +53,8 @@ def tables(cfg: FrontendConfig) -> dict[str, np.ndarray]:
     k = np.arange(n // 2)
     tw_re = np.clip(np.round(np.cos(2 * np.pi * k / n) * Q31), -Q31, Q31 - 1).astype(np.int64)
     tw_im = np.clip(np.round(-np.sin(2 * np.pi * k / n) * Q31), -Q31, Q31 - 1).astype(np.int64)
-    bits = n.bit_length() - 1
-    bitrev = np.array([int(f"{i:0{bits}b}"[::-1], 2) for i in range(n)], dtype=np.int64)
+    bits = n.bit_length() - 2  # the complex FFT has n / 2 points
+    bitrev = np.array([int(f"{i:0{bits}b}"[::-1], 2) for i in range(n // 2)], dtype=np.int64)
     mel_q15 = np.clip(np.round(mel_filterbank(cfg) * Q15), 0, Q15 - 1).astype(np.int64)
     i = np.arange((1 << LOG2_TABLE_BITS) + 1)
     log2_q16 = np.round(np.log2(1 + i / (1 << LOG2_TABLE_BITS)) * (1 << LOG2_FRAC_BITS))
@@ -71,21 +75,27 @@ def check_layout(cfg: FrontendConfig) -> None:
     if frame_max >= 2 ** 31:
         raise ConfigError(f"window_shift={cfg.window_shift} lets the FFT overflow int32 "
                           f"(bound {frame_max:.3g} >= 2**31); raise window_shift")
+    if 2 * (2 * frame_max) ** 2 >= 2 ** 63:  # |2X|**2 summed over re and im, in int64
+        raise ConfigError(f"window_shift={cfg.window_shift} lets the power of 2X overflow int64 "
+                          f"(bound {frame_max:.3g}); raise window_shift")
     power_sum = cfg.n_fft * cfg.win_length * float(1 << (30 - cfg.window_shift)) ** 2
     if power_sum / 2 ** cfg.power_shift * Q15 >= 2 ** 63:
         raise ConfigError(f"power_shift={cfg.power_shift} lets the mel sum overflow int64")
 
 
 def fft_q31(re: np.ndarray, im: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Integer radix-2 DIT FFT over the last axis (int64 arrays holding int32 values)."""
+    """Integer radix-2 DIT complex FFT over the last axis, of any power-of-two length n up to
+    n_fft (int64 arrays holding int32 values; twiddles W_n^k = W_n_fft^(k n_fft / n))."""
     t = tables(cfg)
-    n = cfg.n_fft
+    n = re.shape[-1]
+    stride = cfg.n_fft // n
     lead = re.shape[:-1]
-    re = re[..., t["bitrev"]].reshape(-1, n)
-    im = im[..., t["bitrev"]].reshape(-1, n)
+    order = _bitrev(n)
+    re = re[..., order].reshape(-1, n)
+    im = im[..., order].reshape(-1, n)
     half = 1
     while half < n:
-        step = n // (2 * half)
+        step = stride * n // (2 * half)
         w_re = t["twiddle_re_q31"][::step][:half]
         w_im = t["twiddle_im_q31"][::step][:half]
         blocks = (re.shape[0], n // (2 * half), 2, half)
@@ -97,6 +107,31 @@ def fft_q31(re: np.ndarray, im: np.ndarray, cfg: FrontendConfig) -> tuple[np.nda
         im = np.stack([a_im + t_im, a_im - t_im], axis=2).reshape(-1, n)
         half *= 2
     return re.reshape(lead + (n,)), im.reshape(lead + (n,))
+
+
+@functools.lru_cache(maxsize=8)
+def _bitrev(n: int) -> np.ndarray:
+    bits = n.bit_length() - 1
+    return np.array([int(f"{i:0{bits}b}"[::-1], 2) if bits else 0 for i in range(n)], np.int64)
+
+
+def real_fft_q31(x: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
+    """2X[k], k = 0..n_fft/2, of real int64 frames `(..., n_fft)`: the n_fft/2-point complex
+    FFT of the even and odd samples, then the split (module docstring, step 2)."""
+    t = tables(cfg)
+    m = cfg.n_fft // 2
+    z_re, z_im = fft_q31(x[..., 0::2], x[..., 1::2], cfg)
+    k = np.arange(m + 1)
+    zk_re, zk_im = z_re[..., k % m], z_im[..., k % m]
+    zc_re, zc_im = z_re[..., (m - k) % m], -z_im[..., (m - k) % m]  # conj(Z[M - k])
+    e_re, e_im = zk_re + zc_re, zk_im + zc_im
+    d_re, d_im = zk_im - zc_im, -(zk_re - zc_re)  # -i (Z[k] - conj(Z[M - k]))
+    w_re = np.append(t["twiddle_re_q31"][:m], 0)
+    w_im = np.append(t["twiddle_im_q31"][:m], 0)
+    p_re = (w_re * d_re - w_im * d_im + (1 << 30)) >> 31
+    p_im = (w_re * d_im + w_im * d_re + (1 << 30)) >> 31
+    p_re[..., m], p_im[..., m] = -d_re[..., m], -d_im[..., m]  # W_N^M = -1 exactly
+    return e_re + p_re, e_im + p_im
 
 
 def ilog2_q16(v: np.ndarray) -> np.ndarray:
@@ -120,11 +155,10 @@ def frames_to_features(frames_pcm: np.ndarray, cfg: FrontendConfig) -> np.ndarra
     """int16 frames `(n_frames, win_length)` -> int16 features `(n_frames, n_mels)`."""
     t = tables(cfg)
     x = round_shift(frames_pcm.astype(np.int64) * t["window_q15"], cfg.window_shift)
-    re = np.zeros(frames_pcm.shape[:-1] + (cfg.n_fft,), dtype=np.int64)
-    re[..., : cfg.win_length] = x
-    re, im = fft_q31(re, np.zeros_like(re), cfg)
-    nb = cfg.n_bins
-    power = round_shift(re[..., :nb] ** 2 + im[..., :nb] ** 2, cfg.power_shift)
+    frame = np.zeros(frames_pcm.shape[:-1] + (cfg.n_fft,), dtype=np.int64)
+    frame[..., : cfg.win_length] = x
+    re2, im2 = real_fft_q31(frame, cfg)  # 2X[k], k <= n_fft/2
+    power = round_shift(re2 ** 2 + im2 ** 2, cfg.power_shift + 2)
     mel = power @ t["mel_q15"].T + t["floor_q"]
     log2 = ilog2_q16(mel) - (cfg.mel_scale_log2 << LOG2_FRAC_BITS)
     out = round_shift(log2 * LN2_Q30, LOG2_FRAC_BITS + 30 - cfg.log_frac_bits)

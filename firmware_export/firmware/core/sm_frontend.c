@@ -16,11 +16,14 @@ static int16_t sat16(int64_t v) {
     return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
 }
 
-/* Radix-2 decimation-in-time FFT, in place on bit-reversed input, Q31 twiddles, no scaling. */
+#define SM_M (SM_N_FFT / 2) /* the complex FFT's points: the real frame's even and odd samples */
+
+/* Radix-2 decimation-in-time FFT of SM_M points, in place on bit-reversed input, Q31 twiddles
+ * (W_M^k = W_N^2k), no scaling. */
 static void fft_q31(int32_t *re, int32_t *im) {
-    for (int half = 1; half < SM_N_FFT; half <<= 1) {
-        const int step = SM_N_FFT / (2 * half);
-        for (int blk = 0; blk < SM_N_FFT; blk += 2 * half) {
+    for (int half = 1; half < SM_M; half <<= 1) {
+        const int step = SM_N_FFT / (2 * half); /* 2 * (SM_M / (2 * half)) in the N table */
+        for (int blk = 0; blk < SM_M; blk += 2 * half) {
             for (int k = 0; k < half; k++) {
                 /* 32 x 32 -> 64-bit products (one SMULL/SMLAL each on a Cortex-M) */
                 const int32_t wr = sm_twiddle_re_q31[k * step], wi = sm_twiddle_im_q31[k * step];
@@ -49,18 +52,35 @@ static int64_t ilog2_q16(int64_t v) {
 }
 
 void sm_frontend_frame(const int16_t *frame, int16_t *mel) {
-    static int32_t re[SM_N_FFT], im[SM_N_FFT];
+    static int32_t re[SM_M], im[SM_M];
     static int64_t power[SM_N_MEL_BINS];
-    for (int n = 0; n < SM_N_FFT; n++) { /* windowed, zero-padded, in bit-reversed order */
-        const int j = sm_bitrev[n];
+    for (int n = 0; n < SM_M; n++) { /* z = even + i odd samples, windowed, bit-reversed order */
+        const int j = 2 * sm_bitrev[n];
         re[n] = j < SM_WIN_LENGTH
                     ? (int32_t)round_shift64((int64_t)frame[j] * sm_window_q15[j], SM_WINDOW_SHIFT)
                     : 0;
-        im[n] = 0;
+        im[n] = j + 1 < SM_WIN_LENGTH ? (int32_t)round_shift64((int64_t)frame[j + 1] *
+                                                                    sm_window_q15[j + 1],
+                                                                SM_WINDOW_SHIFT)
+                                      : 0;
     }
     fft_q31(re, im);
-    for (int k = 0; k < SM_N_MEL_BINS; k++)
-        power[k] = round_shift64((int64_t)re[k] * re[k] + (int64_t)im[k] * im[k], SM_POWER_SHIFT);
+    for (int k = 0; k <= SM_M; k++) { /* the split: 2X[k] = E + W_N^k D, then its power */
+        const int a = k % SM_M, c = (SM_M - k) % SM_M;
+        const int64_t e_re = (int64_t)re[a] + re[c], e_im = (int64_t)im[a] - im[c];
+        const int64_t d_re = (int64_t)im[a] + im[c], d_im = (int64_t)re[c] - re[a];
+        int64_t p_re, p_im;
+        if (k < SM_M) {
+            const int64_t wr = sm_twiddle_re_q31[k], wi = sm_twiddle_im_q31[k];
+            p_re = (wr * d_re - wi * d_im + ((int64_t)1 << 30)) >> 31;
+            p_im = (wr * d_im + wi * d_re + ((int64_t)1 << 30)) >> 31;
+        } else { /* W_N^M = -1 exactly */
+            p_re = -d_re;
+            p_im = -d_im;
+        }
+        const int64_t x_re = e_re + p_re, x_im = e_im + p_im;
+        power[k] = round_shift64(x_re * x_re + x_im * x_im, SM_POWER_SHIFT + 2);
+    }
     for (int m = 0; m < SM_N_MELS; m++) {
         int64_t acc = SM_FLOOR_Q;
         const int16_t *w = &sm_mel_weights[sm_mel_offset[m]];
