@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,10 +34,12 @@ def expected_open(mask_path, manifest) -> float:
         return float(prob_open(model(x), model.cfg.gate).mean())
 
 
-def test_short_training_lowers_the_constrained_objective(tiny_corpus, slu_path, tmp_path):
+def test_short_training_lowers_the_constrained_objective(tiny_corpus, slu_path, tmp_path,
+                                                        capsys):
     out = tmp_path / "mask.pt"
     metrics = train_mask(tiny_corpus, slu_path, out, MASK_CFG, ObjectiveConfig(gamma=0.15),
                          TrainConfig(max_steps=40, lr=0.01, **QUICK))
+    assert "hides almost nothing" not in capsys.readouterr().err
     blob = load_checkpoint(out, kind="mask")
     assert blob["step"] == 40 and blob["cost"]["params"] > 0
     # gates start open (init_logit 3: P(open) ~ 0.98); the L0 term must have closed many
@@ -49,6 +52,18 @@ def test_a_tight_budget_raises_the_multiplier(tiny_corpus, slu_path, tmp_path):
                          ObjectiveConfig(gamma=0.0, lambda_lr=0.5),
                          TrainConfig(max_steps=8, lr=0.01, **QUICK))
     assert metrics["lambda"] > 0.0  # KL > gamma = 0 pushes lambda up by gradient ascent
+
+
+def test_a_mask_that_sends_nearly_everything_is_reported(capsys):
+    """A budget met only with (nearly) every gate open, as when the cloud model never heard the
+    corpus (seen: the multiplier fell to 0 and every gate saturated): one note names the run."""
+    from speechmask.train.mask import warn_if_nearly_all_open
+
+    assert not warn_if_nearly_all_open(Path("m.pt"), {"dev_open": 0.48, "dev_acc_clean": 0.9})
+    assert capsys.readouterr().err == ""
+    assert warn_if_nearly_all_open(Path("runs/m.pt"), {"dev_open": 0.99, "dev_acc_clean": 0.31})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs/m.pt" in err[0] and "99%" in err[0] and "31%" in err[0]
 
 
 def states_equal(a, b) -> bool:

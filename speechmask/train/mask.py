@@ -217,4 +217,27 @@ def train_mask(manifest: Path, slu_path: Path, out: Path, mask_cfg: MaskConfig |
     per_epoch = steps_per_epoch(len(fs.select(cfg.split_field, "train")), cfg.batch_size)
     total = cfg.total_steps(per_epoch, MaskTrainConfig)
     task = MaskTask(fs, slu, str(slu_path), mask_cfg, obj, cfg, ctx, device)
-    return run(task, cfg, out, total, ctx, resume=resume, stop_after=stop_after)
+    metrics = run(task, cfg, out, total, ctx, resume=resume, stop_after=stop_after)
+    if ctx.is_main:
+        warn_if_nearly_all_open(out, metrics)
+    return metrics
+
+
+def warn_if_nearly_all_open(out: Path, metrics: dict) -> bool:
+    """One note when the trained mask sends nearly every dev segment (it hides almost nothing);
+    True if it did."""
+    if metrics.get("dev_open", 0.0) < NEARLY_ALL_OPEN:
+        return False
+    from ..outputs import note
+
+    note(f"{out}: the mask sends {metrics['dev_open']:.0%} of the dev segments, so it hides "
+         "almost nothing: the cloud model's KL budget (--gamma) is met only with nearly "
+         "everything sent (its clean dev accuracy here: "
+         f"{metrics.get('dev_acc_clean', float('nan')):.0%}); if the cloud model never heard "
+         "this corpus, fine-tune it on it first, or raise --gamma")
+    return True
+
+
+#: a dev open fraction from which `train_mask` warns that the mask hides almost nothing (seen
+#: when the cloud model did not know the corpus: the multiplier fell to 0, every gate saturated)
+NEARLY_ALL_OPEN = 0.95
