@@ -352,6 +352,16 @@ class Generator:
         self.calls.append(f"sm_lookup({x.size}, {self._ptr(ins[0])}, sm_table{k}, "
                           f"{self._ptr(out)});")
 
+    def _plan_comment(self, sizes: dict, lifetimes: dict) -> str:
+        """The memory plan as a comment: each intermediate tensor's offset, bytes and the
+        operators between which it lives (written by the first, last read by the second)."""
+        rows = [f" *   {self.offsets[t]:6d} {sizes[t]:6d}   {lifetimes[t][0]:3d}-"
+                f"{lifetimes[t][1]:<3d}  {self.tensors[t].name[:48].replace('*/', '* /')}"
+                for t in sorted(sizes, key=lambda k: (self.offsets[k], lifetimes[k]))]
+        return ("/* Memory plan (computed at export): offset, bytes, live from operator to\n"
+                " * operator (the number of operators: the call's end), tensor.\n"
+                + "\n".join(rows) + "\n */\n")
+
     # -- the whole ---------------------------------------------------------------------------
     def generate(self, stamp: dict) -> tuple[str, str, dict]:
         """(`sm_model.h`, `sm_model.c`, plan: arena bytes, offsets, constant bytes)."""
@@ -404,6 +414,7 @@ class Generator:
             f"#define SM_MODEL_N_INPUTS {len(self.inputs)}\n",
             f"#define SM_MODEL_N_OUTPUTS {len(self.outputs)}\n",
             f"#define SM_MODEL_ARENA_BYTES {arena}\n",
+            self._plan_comment(sizes, lifetimes),
             f"#define SM_MODEL_INPUT_BYTES {{{', '.join(map(str, in_bytes))}}}\n",
             f"#define SM_MODEL_OUTPUT_BYTES {{{', '.join(map(str, out_bytes))}}}\n",
             f"#define SM_MODEL_INPUT_TOTAL {sum(in_bytes)}\n",
