@@ -77,7 +77,8 @@ def build(export: Path, board: str, out: Path) -> Image:
         shutil.rmtree(src)
     src.mkdir(parents=True)
     bsp = FIRMWARE / "boards" / board.replace("-", "_")
-    files = [*CORE.glob("*.[ch]"), *bsp.glob("*.[ch]"), *bsp.glob("*.ld"),
+    shared = [] if board == "host" else [*(FIRMWARE / "boards" / "cortex_m").glob("*.[ch]")]
+    files = [*CORE.glob("*.[ch]"), *shared, *bsp.glob("*.[ch]"), *bsp.glob("*.ld"),
              FIRMWARE / "selftest" / "selftest.c", *(export / n for n in EXPORT_HEADERS)]
     for f in files:
         shutil.copyfile(f, src / f.name)

@@ -66,10 +66,7 @@ def test_cortex_m7_image_layout(export_dir, tmp_path):
 @pytest.mark.qemu
 @pytest.mark.parametrize("board", ["host", "mps2-an500"])
 def test_a_wrong_vector_fails_the_self_test(export_dir, tmp_path, board):
-    bad = tmp_path / "export"
-    bad.mkdir()
-    for name in ("speechmask_frontend.h", "speechmask_gates.h", "sm_model.h", "sm_model.c"):
-        (bad / name).write_bytes((export_dir / name).read_bytes())
+    bad = _copy_export(export_dir, tmp_path / "export")
     text = (export_dir / "test_vectors.h").read_text()
     head, tail = text.split("sm_tv_sent[", 1)
     body = re.sub(r"-?\d+", lambda m: str(int(m.group()) + 1), tail.split("{", 1)[1], count=1)

@@ -9,11 +9,8 @@
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define PERIOD 0x1000000u /* SysTick is a 24-bit down-counter */
-#define PATTERN 0xC0FFEE11u
 
 const uint32_t sm_board_instructions_per_tick = 40;
-#define PAINT_WORDS 4096u /* 16 KB below the caller's frame; the heap (printf's buffers) is lower */
-static uint32_t *stack_top;
 
 void sm_board_counter_start(void) {
     SYST_RVR = PERIOD - 1;
@@ -24,19 +21,6 @@ void sm_board_counter_start(void) {
 uint32_t sm_board_ticks(void) { return PERIOD - 1 - SYST_CVR; } /* counts up */
 
 uint32_t sm_board_elapsed(uint32_t start) { return (sm_board_ticks() - start) & (PERIOD - 1); }
-
-void sm_board_stack_paint(void) {
-    uint32_t *sp;
-    __asm volatile("mov %0, sp" : "=r"(sp));
-    stack_top = sp;
-    for (volatile uint32_t *p = stack_top - PAINT_WORDS; p < stack_top - 16; p++) *p = PATTERN;
-}
-
-uint32_t sm_board_stack_used(void) {
-    const uint32_t *p = stack_top - PAINT_WORDS; /* all 16 KB used: reads as 16 KB */
-    while (p < stack_top && *p == PATTERN) p++;
-    return (uint32_t)((stack_top - p) * sizeof(uint32_t));
-}
 
 /* CMSDK APB UART0: DATA, STATE (bit 0 TX full, bit 1 RX full), CTRL (bit 0 TX, bit 1 RX
  * enable), BAUDDIV (QEMU's is always 8N1 and ignores the rate; 16 is the smallest legal divider). */

@@ -1,16 +1,13 @@
 /* STM32H743: cycles counted by the DWT cycle counter (one tick per core cycle at 480 MHz);
- * the stack's high-water mark by painting, as on mps2-an500. */
+ * the stack's high-water mark by painting (cortex_m/cortex_m.c). */
 #include "sm_board.h"
 
 #define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
 #define DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
 #define DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
 #define DWT_LAR (*(volatile uint32_t *)0xE0001FB0u)
-#define PATTERN 0xC0FFEE11u
-#define PAINT_WORDS 4096u
 
 const uint32_t sm_board_instructions_per_tick = 1; /* cycles, in fact: the record says which */
-static uint32_t *stack_top;
 
 void sm_board_counter_start(void) {
     DEMCR |= 1u << 24;      /* TRCENA */
@@ -22,19 +19,6 @@ void sm_board_counter_start(void) {
 uint32_t sm_board_ticks(void) { return DWT_CYCCNT; }
 
 uint32_t sm_board_elapsed(uint32_t start) { return DWT_CYCCNT - start; }
-
-void sm_board_stack_paint(void) {
-    uint32_t *sp;
-    __asm volatile("mov %0, sp" : "=r"(sp));
-    stack_top = sp;
-    for (volatile uint32_t *p = stack_top - PAINT_WORDS; p < stack_top - 16; p++) *p = PATTERN;
-}
-
-uint32_t sm_board_stack_used(void) {
-    const uint32_t *p = stack_top - PAINT_WORDS;
-    while (p < stack_top && *p == PATTERN) p++;
-    return (uint32_t)((stack_top - p) * sizeof(uint32_t));
-}
 
 /* USART3 (set up by system.c): the ST-LINK virtual COM port. */
 #define USART3_ISR (*(volatile uint32_t *)0x4000481Cu)
