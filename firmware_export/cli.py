@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.set_defaults(handler=_export, parser=p)
     register_firmware(sub)
+    from .serial.cli import register as register_serial
+
+    register_serial(sub)
 
 
 def register_firmware(sub: argparse._SubParsersAction) -> None:
