@@ -41,7 +41,7 @@ def device_reference(pcm: np.ndarray, cfg: MaskConfig, micro, litert, level: int
                for k, h in enumerate(histories(cfg))]
     _, _, gates = closed_loop(cfg, dequantize(feats, cfg.frontend), decide, initial)
     n, segments = cfg.frames_per_segment, len(gates)
-    out = sent[: segments * n].reshape(segments, n, -1).copy()
+    out = sent[: segments * n].reshape(segments, n, cfg.frontend.n_mels).copy()
     for g, (lo, hi) in enumerate(cfg.gate.band_edges(cfg.frontend.n_mels)):
         out[gates[:, g] == 0, :, lo:hi] = 0
     return gates.astype(np.uint8), out

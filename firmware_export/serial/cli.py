@@ -43,8 +43,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--chip", type=parse_address, default=0x450, metavar="ID",
                    help="product id the bootloader reports: 0x450 (H74x/75x, default), 0x480 "
                         "(H7A3/B3), 0x483 (H72x/73x)")
+    e.add_argument("--export", type=Path,
+                   help="export folder: after Go (or at once with --boot flash) the board runs "
+                        "the application protocol, answered by the export's host reference")
+    e.add_argument("--boot", choices=("bootloader", "flash"), default="bootloader",
+                   help="start in the system bootloader (BOOT0 high; default) or in the "
+                        "application (needs --export)")
     e.add_argument("--quiet", action="store_true", help="print only the port's path")
     e.set_defaults(handler=_emulate)
+
+    for name, text in (("info", "the firmware's versions, export id, front-end and memory"),
+                       ("stats", "the firmware's counters since it started")):
+        c = bs.add_parser(name, help=text, description=f"Print {text}.")
+        _port_options(c)
+        c.set_defaults(handler=_info, board_request=name)
+    s = bs.add_parser("stream", help="stream a WAV file through the board's mask",
+                      description="Send IN.wav (16 kHz mono int16 PCM, as the microphone "
+                                  "delivers it) to the board in chunks, collect the gates and "
+                                  "features it sends, print the open fraction, the bytes sent "
+                                  "and, where the firmware counts, instructions per second of "
+                                  "audio. --check compares every gate and feature with the host "
+                                  "reference of --export, bit for bit (exit 1 on any "
+                                  "difference).")
+    s.add_argument("wav", type=Path, help="IN.wav")
+    _port_options(s)
+    s.add_argument("--out", type=Path, help="write the sent features here (.npy, int16 "
+                                            "segments x frames x mels, zero where closed) and "
+                                            "the gates beside it (.gates.npy)")
+    s.add_argument("--check", action="store_true", help="compare with the host reference")
+    s.add_argument("--export", type=Path, help="export folder of the firmware (for --check)")
+    s.add_argument("--level", type=int, default=0, help="warp level of the utterance (default 0)")
+    s.add_argument("--chunk", type=int, help="samples per STREAM frame (default: one segment)")
+    s.add_argument("--force", action="store_true", help="replace --out")
+    s.set_defaults(handler=_stream)
+
+
+def _port_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", required=True, help="serial port of the board (or of `speechmask "
+                                                  "board emulate`)")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for each reply (default 10)")
 
 
 def _open_port(name: str, baud: int, timeout_s: float):
@@ -63,6 +102,100 @@ def _open_port(name: str, baud: int, timeout_s: float):
                              timeout=timeout_s)
     except (serial.SerialException, OSError, ValueError, termios.error) as exc:
         raise SerialToolError(f"{name}: cannot open the serial port ({exc})") from None
+
+
+def _app_port(name: str, baud: int, timeout_s: float):
+    """The application's port: 8N1 (the firmware's UART), short reads."""
+    import termios
+
+    import serial
+
+    from .image import SerialToolError
+
+    try:
+        return serial.Serial(name, baudrate=baud, timeout=0.05)
+    except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+        raise SerialToolError(f"{name}: cannot open the serial port ({exc})") from None
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .board_client import BoardClient
+
+    with _app_port(args.port, args.baud, args.timeout) as port:
+        client = BoardClient(port, args.port, args.timeout)
+        values = client.info() if args.board_request == "info" else client.stats()
+    width = max(map(len, values), default=0)
+    for key, value in values.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from speechmask.audio import read_audio, to_pcm16
+
+    from .board_client import BoardClient
+    from .image import SerialToolError
+
+    if args.check and args.export is None:
+        raise SerialToolError("--check needs --export (the folder the firmware was built from)")
+    if args.out is not None and not args.force:
+        for path in (args.out, _gates_path(args.out)):
+            if path.exists():
+                raise SerialToolError(f"{path}: exists; add --force to replace it")
+    pcm = to_pcm16(read_audio(args.wav))  # AudioError names the file
+    reference = None
+    if args.check:
+        from .reference import ExportReference
+
+        reference = ExportReference(args.export)
+    with _app_port(args.port, args.baud, args.timeout) as port:
+        client = BoardClient(port, args.port, args.timeout)
+        info = client.info()
+        if reference is not None and info.get("export_id") != reference.export_id:
+            raise SerialToolError(f"{args.port}: the board runs export "
+                                  f"{info.get('export_id')!r}, {args.export} is "
+                                  f"{reference.export_id!r}")
+        with tqdm(total=len(pcm), unit="sample", unit_scale=True, file=sys.stderr,
+                  leave=False, disable=None, desc="streaming") as bar:
+            got = client.stream(pcm, args.level, args.chunk, info, bar.update)
+    seconds = len(pcm) / int(info.get("sample_rate", 16000))
+    segments = len(got.gates)
+    print(f"{args.wav}: {seconds:.2f} s, {segments} segments, open fraction "
+          f"{got.gates.mean() if segments else 0:.3f}, {got.bytes_sent} bytes sent "
+          f"({got.bytes_sent / max(seconds, 1e-9):.0f} B/s), chunks of {got.chunk_samples} "
+          "samples")
+    if got.per_tick:
+        work = sum(got.ticks) * got.per_tick
+        print(f"on the board: {work / seconds / 1e6:.2f} M {info.get('counter', 'cycles')} per "
+              f"second of audio ({work / seconds / 480e6 * 100:.2f} % of a 480 MHz Cortex-M7 "
+              "at one per cycle)")
+    if args.out is not None:
+        from speechmask.atomic import atomic_output
+
+        for path, array in ((args.out, got.features), (_gates_path(args.out), got.gates)):
+            with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array)
+    if reference is None:
+        return 0
+    gates, feats = reference.run(pcm, args.level)
+    bad = [i for i in range(max(len(gates), segments))
+           if i >= len(gates) or i >= segments or not np.array_equal(gates[i], got.gates[i])
+           or not np.array_equal(feats[i], got.features[i])]
+    if not bad:
+        print(f"check: the board's {segments} segments equal the host reference bit for bit "
+              "(gates and features)")
+        return 0
+    print(f"check: {len(bad)} of {max(len(gates), segments)} segments differ from the host "
+          f"reference (board {segments} segments, reference {len(gates)}); first: "
+          f"{bad[:10]}", file=sys.stderr)
+    return 1
+
+
+def _gates_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".gates.npy")
 
 
 def _pulse_reset(port, line: str) -> None:
@@ -114,22 +247,42 @@ def _flash(args: argparse.Namespace) -> int:
 
 def _emulate(args: argparse.Namespace) -> int:
     from .bootloader_emu import BootloaderEmulator, FlashFile, known_chip
+    from .image import SerialToolError
     from .pty_link import Closed, PtyLink
 
+    if args.boot == "flash" and args.export is None:
+        raise SerialToolError("--boot flash needs --export (the application answers with its "
+                              "reference)")
+    app = None
+    if args.export is not None:
+        from .app_emu import AppEmulator
+        from .reference import ExportReference
+
+        app = AppEmulator(ExportReference(args.export), log=lambda line: print(line, flush=True))
     flash = FlashFile(args.flash_image, known_chip(args.chip))
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    link = PtyLink()
 
     def on_go(address: int) -> None:
-        log(f"Go 0x{address:08X}: the application is not emulated yet; the part resets into "
-            "its bootloader")
+        if flash.read(address, 8) == b"\xff" * 8:
+            log(f"Go 0x{address:08X}: no firmware there (erased flash); back in the bootloader")
+        elif app is None:
+            log(f"Go 0x{address:08X}: no --export, so no application to run; back in the "
+                "bootloader")
+        else:
+            log(f"Go 0x{address:08X}: the application runs (export {app.ref.export_id})")
+            app.serve(link)
 
-    link = PtyLink()
     signal.signal(signal.SIGTERM, lambda *_: link.stop())
     emulator = BootloaderEmulator(flash, on_go=on_go, log=log)
     print(link.path, flush=True)
     log(f"{flash.chip.describe()}; flash in {args.flash_image}")
     try:
-        emulator.serve(link)
+        if args.boot == "flash":
+            log(f"booting the application (export {app.ref.export_id})")
+            app.serve(link)
+        else:
+            emulator.serve(link)
     except (Closed, KeyboardInterrupt):
         pass
     finally:

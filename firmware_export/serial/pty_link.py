@@ -47,6 +47,12 @@ class PtyLink:
         del self._pending[0]
         return byte
 
+    def read_some(self) -> bytes:
+        """Every byte waiting (at least one; blocks like `read1`)."""
+        first = self.read1()
+        out, self._pending = bytes([first]) + bytes(self._pending), bytearray()
+        return out
+
     def read(self, n: int) -> bytes:
         return bytes(self.read1() for _ in range(n))
 

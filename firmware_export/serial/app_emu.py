@@ -1,0 +1,82 @@
+"""The speechmask firmware's application protocol, answered by the host reference (the plain
+board emulator): what the firmware on a board answers, computed by `ExportReference` instead of
+the C. INFO reports the emulator as the firmware; STREAM's tick counts are 0 (nothing counts)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import protocol as p
+from .reference import ExportReference
+
+FIRMWARE = "speechmask-reference-emulator"
+MAX_CHUNK = p.MAX_PAYLOAD // 2  # int16 samples per STREAM frame
+
+
+class AppEmulator:
+    def __init__(self, reference: ExportReference, log=lambda line: None):
+        self.ref, self.log = reference, log
+        self.pcm: list[np.ndarray] | None = None
+        self.level = 0
+        self.segments_sent = 0
+        self.stats = {"frames": 0, "bad_frames": 0, "utterances": 0, "samples": 0,
+                      "segments": 0, "segments_open": 0}
+
+    def info(self) -> dict:
+        cfg, fe = self.ref.cfg, self.ref.cfg.frontend
+        return {"firmware": FIRMWARE, "protocol": p.VERSION,
+                "contract_version": self.ref.stamp.get("contract_version", ""),
+                "export_id": self.ref.export_id, "sample_rate": fe.sample_rate,
+                "win_length": fe.win_length, "hop_length": fe.hop_length, "n_mels": fe.n_mels,
+                "frames_per_segment": cfg.frames_per_segment,
+                "band_groups": cfg.gate.band_groups, "max_chunk_samples": MAX_CHUNK,
+                "warp_levels": cfg.send.warp_levels if cfg.send.warp else 0,
+                "counter": "none"}
+
+    def handle(self, frame: p.Frame) -> p.Frame:
+        self.stats["frames"] += 1
+        kind, body = frame.type, frame.payload
+        if kind == p.Type.INFO:
+            return p.reply(frame, p.Status.OK, p.encode_key_values(self.info()))
+        if kind == p.Type.STATS:
+            return p.reply(frame, p.Status.OK, p.encode_key_values(self.stats))
+        if kind == p.Type.STREAM_BEGIN:
+            levels = self.info()["warp_levels"]
+            if len(body) != 1 or abs(int.from_bytes(body, "little", signed=True)) > levels:
+                return p.reply(frame, p.Status.BAD_ARGUMENT)
+            self.level = int.from_bytes(body, "little", signed=True)
+            self.pcm, self.segments_sent = [], 0
+            self.stats["utterances"] += 1
+            return p.reply(frame, p.Status.OK)
+        if kind == p.Type.STREAM:
+            if self.pcm is None:
+                return p.reply(frame, p.Status.BAD_STATE)
+            if len(body) % 2 or len(body) // 2 > MAX_CHUNK:
+                return p.reply(frame, p.Status.BAD_ARGUMENT)
+            self.pcm.append(np.frombuffer(body, "<i2"))
+            self.stats["samples"] += len(body) // 2
+            gates, feats = self.ref.run(np.concatenate(self.pcm), self.level)
+            new = range(self.segments_sent, len(gates))
+            self.segments_sent = len(gates)
+            self.stats["segments"] += len(new)
+            self.stats["segments_open"] += int(sum(gates[i].any() for i in new))
+            seg = p.Segments(0, 0, [gates[i].tobytes() for i in new],
+                             [self.ref.pack(gates[i], feats[i]) for i in new])
+            return p.reply(frame, p.Status.OK, seg.encode())
+        return p.reply(frame, p.Status.UNKNOWN_TYPE)
+
+    def _answer(self, frame: p.Frame) -> p.Frame:
+        try:
+            return self.handle(frame)
+        except Exception as exc:  # a fault of ours: report it, keep serving
+            self.log(f"internal error on {frame.type:#04x}: {type(exc).__name__}: {exc}")
+            return p.reply(frame, p.Status.INTERNAL_ERROR)
+
+    def serve(self, link) -> None:
+        """Answer frames on `link` until it closes."""
+        parser = p.Parser()
+        while True:
+            for frame in parser.feed(link.read_some()):
+                if not frame.is_reply:
+                    link.write(self._answer(frame).encode())
+            self.stats["bad_frames"] = parser.errors
