@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def register_firmware(sub: argparse._SubParsersAction) -> None:
-    from .build import BOARDS
+    from .build import BOARDS, IMAGES
 
     p = sub.add_parser("firmware", help="build and run the firmware of an export",
                        description="The firmware built from an export folder (`speechmask "
@@ -53,6 +53,10 @@ def register_firmware(sub: argparse._SubParsersAction) -> None:
                    help="host (gcc), mps2-an500 (QEMU's Cortex-M7) or stm32h7 (NUCLEO-H743ZI; "
                         "built, runs on the board) (default: mps2-an500)")
     b.add_argument("--out", type=Path, required=True, help="output folder")
+    b.add_argument("--image", choices=IMAGES, default="selftest",
+                   help="selftest (checks itself against the export's test vectors, then exits) "
+                        "or app (the device job behind the serial protocol: `speechmask board`) "
+                        "(default: selftest)")
     b.add_argument("--run", action="store_true", help="run the self-test after building")
     b.add_argument("--force", action="store_true", help="replace an earlier build in --out")
     b.set_defaults(handler=_firmware_build)
@@ -64,12 +68,16 @@ def _firmware_build(args: argparse.Namespace) -> int:
     from speechmask.outputs import OutputFolder
 
     from .build import build, check_export, run
+    from .csources import BuildError
 
     check_export(args.export)
-    folder = OutputFolder(args.out, args.force, owned=["selftest*", "src", "Makefile"])
+    if args.run and args.image != "selftest":
+        raise BuildError("--run runs the self-test; the app serves `speechmask board` (run it "
+                         "with `speechmask board emulate --qemu`)")
+    folder = OutputFolder(args.out, args.force, owned=["selftest*", "app*", "src", "Makefile"])
     folder.check()
     with folder.staged() as staging:
-        image = build(args.export, args.board, staging)
+        image = build(args.export, args.board, staging, args.image)
     image = replace(image, elf=args.out / image.elf.name,
                     bin=args.out / image.bin.name if image.bin else None)
     print(image.describe())

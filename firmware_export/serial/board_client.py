@@ -40,7 +40,16 @@ class BoardClient:
         import serial
 
         try:
-            return self._request(kind, payload, timeout_s)
+            try:
+                return self._request(kind, payload, timeout_s)
+            except _NoReply:
+                if kind not in (p.Type.INFO, p.Type.STATS):
+                    raise
+                # the board may be inside a frame that noise seemed to start: flush, retry once
+                self.port.write(p.FLUSH)
+                return self._request(kind, payload, timeout_s)
+        except _NoReply as exc:
+            raise SerialToolError(str(exc)) from None
         except (serial.SerialException, OSError) as exc:
             raise SerialToolError(f"{self.name}: the serial link failed ({exc})") from None
 
@@ -55,7 +64,7 @@ class BoardClient:
                         raise SerialToolError(f"{self.name}: {_type_name(kind)} refused: "
                                               f"{_status_name(frame.status)}")
                     return frame
-        raise SerialToolError(f"{self.name}: no reply to {_type_name(kind)} within "
+        raise _NoReply(f"{self.name}: no reply to {_type_name(kind)} within "
                               f"{timeout_s or self.timeout_s:g} s (is the speechmask firmware "
                               "running on it?)")
 
@@ -107,6 +116,10 @@ class BoardClient:
         return Streamed(np.array(gates, np.uint8).reshape(-1, groups),
                         np.array(feats, np.int16).reshape(-1, frames, n_mels), ticks, per_tick,
                         chunk, sent)
+
+
+class _NoReply(Exception):
+    pass
 
 
 def _type_name(kind: int) -> str:

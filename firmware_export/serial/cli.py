@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--export", type=Path,
                    help="export folder: after Go (or at once with --boot flash) the board runs "
                         "the application protocol, answered by the export's host reference")
+    e.add_argument("--qemu", action="store_true",
+                   help="run the real application firmware, built from --export for QEMU's "
+                        "Cortex-M7 (mps2-an500), behind the port instead of the reference")
     e.add_argument("--boot", choices=("bootloader", "flash"), default="bootloader",
                    help="start in the system bootloader (BOOT0 high; default) or in the "
                         "application (needs --export)")
@@ -253,15 +256,23 @@ def _emulate(args: argparse.Namespace) -> int:
     if args.boot == "flash" and args.export is None:
         raise SerialToolError("--boot flash needs --export (the application answers with its "
                               "reference)")
+    if args.qemu and args.export is None:
+        raise SerialToolError("--qemu needs --export (the firmware is built from it)")
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    link = PtyLink()  # its path is the first line printed, whatever comes after
+    print(link.path, flush=True)
     app = None
-    if args.export is not None:
+    if args.qemu:
+        from .qemu_app import QemuApp
+
+        app, what = QemuApp(args.export, log=log), "the firmware under QEMU"
+    elif args.export is not None:
         from .app_emu import AppEmulator
         from .reference import ExportReference
 
-        app = AppEmulator(ExportReference(args.export), log=lambda line: print(line, flush=True))
+        app = AppEmulator(ExportReference(args.export), log=log)
+        what = f"the reference of export {app.ref.export_id}"
     flash = FlashFile(args.flash_image, known_chip(args.chip))
-    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
-    link = PtyLink()
 
     def on_go(address: int) -> None:
         if flash.read(address, 8) == b"\xff" * 8:
@@ -270,16 +281,15 @@ def _emulate(args: argparse.Namespace) -> int:
             log(f"Go 0x{address:08X}: no --export, so no application to run; back in the "
                 "bootloader")
         else:
-            log(f"Go 0x{address:08X}: the application runs (export {app.ref.export_id})")
+            log(f"Go 0x{address:08X}: the application runs ({what})")
             app.serve(link)
 
     signal.signal(signal.SIGTERM, lambda *_: link.stop())
     emulator = BootloaderEmulator(flash, on_go=on_go, log=log)
-    print(link.path, flush=True)
     log(f"{flash.chip.describe()}; flash in {args.flash_image}")
     try:
         if args.boot == "flash":
-            log(f"booting the application (export {app.ref.export_id})")
+            log(f"booting the application ({what})")
             app.serve(link)
         else:
             emulator.serve(link)
@@ -288,4 +298,6 @@ def _emulate(args: argparse.Namespace) -> int:
     finally:
         link.close()
         flash.close()
+        if hasattr(app, "close"):
+            app.close()
     return 0

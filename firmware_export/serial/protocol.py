@@ -23,6 +23,9 @@ VERSION = 1
 HEADER = struct.Struct("<2sBBHH")  # magic, version, type, seq, length
 MAX_PAYLOAD = 2048
 REPLY = 0x80
+#: zeros enough to complete any frame a receiver thinks has begun (its CRC then fails), so that
+#: the next frame is read from its magic: what a client sends before it retries
+FLUSH = bytes(HEADER.size + MAX_PAYLOAD + 4)
 
 
 class Type(IntEnum):

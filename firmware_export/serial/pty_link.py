@@ -53,6 +53,11 @@ class PtyLink:
         out, self._pending = bytes([first]) + bytes(self._pending), bytearray()
         return out
 
+    def take_pending(self) -> bytes:
+        """Bytes already read from the client but not consumed (handed to another reader)."""
+        out, self._pending = bytes(self._pending), bytearray()
+        return out
+
     def read(self, n: int) -> bytes:
         return bytes(self.read1() for _ in range(n))
 
@@ -64,6 +69,10 @@ class PtyLink:
                 raise Closed
             if ready:
                 view = view[os.write(self.master, view):]
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()

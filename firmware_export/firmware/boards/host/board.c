@@ -2,6 +2,7 @@
 #include "sm_board.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 const uint32_t sm_board_instructions_per_tick = 0;
 
@@ -18,4 +19,12 @@ void sm_board_serial_write(const uint8_t *data, int32_t n) {
     fflush(stdout);
 }
 
-int32_t sm_board_serial_read(uint8_t *data, int32_t max) { return (void)data, (void)max, 0; }
+/* The application's link on the host is stdin: one byte at a time, blocking; end of input ends
+ * the program (the host has no reset to wait for). */
+int32_t sm_board_serial_read(uint8_t *data, int32_t max) {
+    const int c = getchar();
+    if (c == EOF) exit(0);
+    (void)max;
+    data[0] = (uint8_t)c;
+    return 1;
+}

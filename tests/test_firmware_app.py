@@ -1,0 +1,151 @@
+"""The firmware's side of the serial protocol: the C frames against the shared vectors (under
+AddressSanitizer and UBSan, with garbage), and the application image answering `speechmask
+board` on a pseudo-terminal natively and on QEMU's Cortex-M7, bit for bit with the reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_export.build import build
+from firmware_export.csources import CORE
+from firmware_export.serial import protocol as p
+
+FIRMWARE = CORE.parent
+VECTORS = Path(p.__file__).with_name("protocol_vectors.txt")
+SPEECHMASK = [sys.executable, "-m", "speechmask"]
+
+
+def _garbage(seed: int) -> bytes:
+    """Random bytes with magics, right versions and wild lengths sprinkled in: every branch of
+    the parser's header and CRC checks."""
+    rng = random.Random(seed)
+    out = bytearray()
+    while len(out) < 60_000:
+        kind = rng.random()
+        if kind < 0.3:
+            out += b"SM" + bytes([1, rng.randrange(256)]) + rng.randbytes(2) \
+                + rng.randrange(0, 3000).to_bytes(2, "little")
+        elif kind < 0.4:
+            good = p.Frame(rng.randrange(256), rng.randrange(65536), rng.randbytes(20)).encode()
+            cut = rng.randrange(1, len(good))
+            out += good[:cut]  # a frame cut short
+        else:
+            out += rng.randbytes(rng.randrange(1, 80))
+    return bytes(out)
+
+
+def test_c_frames_match_the_shared_vectors_and_survive_garbage(tmp_path):
+    exe = tmp_path / "proto_test"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    f"-I{CORE}", "-o", str(exe), str(FIRMWARE / "selftest" / "proto_test.c"),
+                    str(CORE / "sm_proto.c")], check=True)
+    for seed in range(3):
+        done = subprocess.run([str(exe), str(VECTORS)], input=_garbage(seed),
+                              capture_output=True, timeout=120)
+        out = done.stdout.decode()
+        assert done.returncode == 0, out + done.stderr.decode()
+        assert out.count(": ok") == len([ln for ln in VECTORS.read_text().splitlines()
+                                          if ln and not ln.startswith("#")])
+        assert "frame after it found" in out
+
+
+def test_c_and_python_parsers_agree_on_garbage(tmp_path):
+    """The same garbage, then the same frames: both parsers find the same frames."""
+    exe = tmp_path / "proto_test"
+    subprocess.run(["gcc", "-std=c99", "-O1", f"-I{CORE}", "-o", str(exe),
+                    str(FIRMWARE / "selftest" / "proto_test.c"), str(CORE / "sm_proto.c")],
+                   check=True)
+    garbage = _garbage(7)
+    parser = p.Parser()
+    parser.feed(garbage + p.FLUSH)
+    found = parser.feed(p.Frame(p.Type.INFO, 7).encode())
+    assert p.Frame(p.Type.INFO, 7) in found
+    done = subprocess.run([str(exe), str(VECTORS)], input=garbage, capture_output=True)
+    assert done.returncode == 0 and b"found" in done.stdout
+
+
+# -- the application image behind a pseudo-terminal ----------------------------------------
+
+@pytest.fixture(scope="module")
+def utterance(tiny_corpus) -> Path:
+    row = json.loads(tiny_corpus.read_text().splitlines()[0])
+    return tiny_corpus.parent / row["path"]
+
+
+def _stream_check(port: str, export_dir: Path, utterance: Path, level: int) -> str:
+    done = subprocess.run(SPEECHMASK + ["board", "stream", str(utterance), "--port", port,
+                                        "--check", "--export", str(export_dir), "--level",
+                                        str(level), "--chunk", "517"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "equal the host reference bit for bit" in done.stdout
+    return done.stdout
+
+
+def test_host_app_on_a_pty_equals_the_reference(export_dir, utterance, tmp_path):
+    image = build(export_dir, "host", tmp_path / "app", "app")
+    master, slave = os.openpty()
+    import tty
+
+    tty.setraw(slave)
+    proc = subprocess.Popen([str(image.elf)], stdin=master, stdout=master)
+    try:
+        port = os.ttyname(slave)
+        out = _stream_check(port, export_dir, utterance, level=-1)
+        assert "on the board" not in out  # the host counts nothing
+        info = subprocess.run(SPEECHMASK + ["board", "info", "--port", port],
+                              capture_output=True, text=True, timeout=60)
+        export_id = json.loads((export_dir / "report.json").read_text())["export_id"]
+        assert info.returncode == 0 and f"export_id           {export_id}" in info.stdout
+        assert "speechmask-firmware" in info.stdout
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+        os.close(slave)
+
+
+@pytest.mark.qemu
+def test_flash_then_stream_through_the_qemu_firmware(export_dir, utterance, tmp_path):
+    """The whole path of issue #17: flash the STM32H7 app through the emulated bootloader, Go,
+    and the real C firmware on QEMU's Cortex-M7, behind the same pty, equals the reference."""
+    h7 = build(export_dir, "stm32h7", tmp_path / "h7", "app")
+    proc = subprocess.Popen(SPEECHMASK + ["board", "emulate", "--qemu", "--export",
+                                          str(export_dir), "--flash-image",
+                                          str(tmp_path / "flash.bin")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip()
+        done = subprocess.run(SPEECHMASK + ["flash", str(h7.bin), "--port", port, "--verify",
+                                            "--go"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        out = _stream_check(port, export_dir, utterance, level=2)
+        per_second = float(out.split("on the board: ")[1].split(" M")[0])
+        assert 1.0 < per_second < 100.0  # instructions counted, in a plausible range
+        stats = subprocess.run(SPEECHMASK + ["board", "stats", "--port", port],
+                               capture_output=True, text=True, timeout=60)
+        assert stats.returncode == 0 and "bad_frames       0" in stats.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    flashed = (tmp_path / "flash.bin").read_bytes()[:len(h7.bin.read_bytes())]
+    assert flashed == h7.bin.read_bytes()
+    assert not subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).stdout
+
+
+def test_stream_reply_layout_matches_python(export_dir):
+    """The C reply's body decodes with the Python `Segments` layout (the sizes add up)."""
+    cfg = json.loads((export_dir / "mask_config.json").read_text())
+    assert cfg  # the export carries its configuration for the reference
+    seg = p.Segments(5, 40, [b"\x01"], [np.arange(8, dtype="<i2").tobytes()])
+    assert p.Segments.decode(seg.encode(), 1, lambda g: 16).features == seg.features
