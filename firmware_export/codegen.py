@@ -14,6 +14,7 @@ support is refused by name."""
 from __future__ import annotations
 
 import math
+import struct
 import zlib
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from speechmask.errors import SpeechmaskError
 
-from .headers import BANNER, c_array
+from .headers import BANNER
 
 SUPPORTED = ("ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
              "FULLY_CONNECTED", "MUL", "TANH")
@@ -174,6 +175,22 @@ def tflm_unary_table(model: bytes, op_input: int, op_output: int, op_index: int)
     return table
 
 
+BLOB_HEADER = struct.Struct("<4sIQIIII")  # magic, format, export id, contract, bytes, crc, 0
+BLOB_FORMAT = 1
+
+
+def model_blob(payload: bytes, stamp: dict) -> bytes:
+    """The model blob (`model.blob`): header, then the constants (see sm_model.h)."""
+    head = BLOB_HEADER.pack(b"SMMD", BLOB_FORMAT, int(str(stamp["export_id"]), 16),
+                            int(stamp["contract_version"]), len(payload), zlib.crc32(payload), 0)
+    return head + payload
+
+
+def _bytes_c(data: bytes, per_line: int = 24) -> str:
+    return "".join("    " + ", ".join(str(b) for b in data[i:i + per_line]) + ",\n"
+                   for i in range(0, len(data), per_line))
+
+
 class Generator:
     """Turns the graph into C. `model`: the `.tflite` bytes (TANH's tables run TFLite Micro on
     it)."""
@@ -184,7 +201,8 @@ class Generator:
         self.consts: list[str] = []
         self.calls: list[str] = []
         self.emitted: set[str] = set()
-        self.blobs: list[tuple[str, bytes]] = []
+        self.blobs: list[tuple[str, bytes]] = []  # every constant array, in blob order
+        self.blob_size = 0
 
     # -- tensors -----------------------------------------------------------------------------
     def _act(self, i: int) -> Tensor:
@@ -219,11 +237,22 @@ class Generator:
         return name
 
     def _array(self, ctype: str, name: str, values, per_line: int) -> None:
-        """A constant array in sm_model.c, and its bytes (little-endian, as both the host and
-        the Cortex-M7 hold them) in the CRC the firmware checks at boot."""
-        self.consts.append(c_array(ctype, name, values, per_line, "static "))
+        """A constant array: its bytes (little-endian, as both the host and the Cortex-M7 hold
+        them) at a 4-byte aligned offset of the model blob, and a macro in sm_model.c that reads
+        it from the active blob (built in, or uploaded: sm_model_use)."""
         dtype = {"int8_t": "<i1", "int32_t": "<i4", "uint8_t": "<u1"}[ctype]
-        self.blobs.append((name, np.asarray(values).astype(dtype).tobytes()))
+        data = np.asarray(values).astype(dtype).tobytes()
+        self.blob_size += -self.blob_size % 4
+        self.consts.append(f"#define {name} ((const {ctype} *)(sm_data + {self.blob_size})) "
+                           f"/* {len(data)} B */\n")
+        self.blobs.append((name, data))
+        self.blob_size += len(data)
+
+    def _payload(self) -> bytes:
+        out = bytearray()
+        for _, data in self.blobs:
+            out += bytes(-len(out) % 4) + data
+        return bytes(out)
 
     # -- operators ---------------------------------------------------------------------------
     def _conv(self, k: int, kind: str, ins: list[int], out: int, opt) -> None:
@@ -401,16 +430,18 @@ class Generator:
             self._act(i)
         in_bytes = [self.tensors[i].size for i in self.inputs]
         out_bytes = [self.tensors[o].size for o in self.outputs]
-        crc = 0
-        for _, data in self.blobs:
-            crc = zlib.crc32(data, crc)
+        payload = self._payload()
+        crc = zlib.crc32(payload)
+        blob = model_blob(payload, stamp)
         header = "".join([
             BANNER, "#ifndef SM_MODEL_H\n#define SM_MODEL_H\n\n#include <stdint.h>\n\n",
             "/* the export this model comes from (sm_device.c refuses to build with the headers\n"
             " * of another) */\n",
             f"#define SM_MODEL_CONTRACT_VERSION {int(stamp['contract_version'])}\n",
             f"#define SM_MODEL_EXPORT_ID_U64 0x{stamp['export_id']}ULL\n",
-            f"#define SM_MODEL_CRC32 0x{crc:08x}u /* CRC-32 (IEEE) of the constant arrays */\n",
+            f"#define SM_MODEL_CRC32 0x{crc:08x}u /* CRC-32 (IEEE) of the blob's constants */\n",
+            f"#define SM_MODEL_BLOB_BYTES {len(blob)} /* header {BLOB_HEADER.size} B + constants "
+            f"{len(payload)} B */\n",
             f"#define SM_MODEL_N_INPUTS {len(self.inputs)}\n",
             f"#define SM_MODEL_N_OUTPUTS {len(self.outputs)}\n",
             f"#define SM_MODEL_ARENA_BYTES {arena}\n",
@@ -424,40 +455,68 @@ class Generator:
             " * Intermediate tensors live in one static arena of SM_MODEL_ARENA_BYTES. */\n",
             "void sm_model_invoke(const int8_t *const in[SM_MODEL_N_INPUTS],\n"
             "                     int8_t *const out[SM_MODEL_N_OUTPUTS]);\n\n"
-            "/* At boot: 0 if the model's constants in flash still have the CRC-32 the export\n"
+            "/* At boot: 0 if the active model's constants still have the CRC-32 the export\n"
             " * computed, -1 if not (corrupt flash or a bad image: do not run the model). */\n"
             "int sm_model_check(void);\n\n"
+            "/* The model's constants as one blob (model.blob in the export): a 32-byte header\n"
+            " * (magic \"SMMD\", format 1, export id u64, contract version, constants' bytes and\n"
+            " * CRC-32, little-endian) and the constants. sm_model_use makes `blob` (4-byte\n"
+            " * aligned, kept in place) the active model if its header names this export and\n"
+            " * its CRC holds: 0; else the active model stays: -1 malformed, -2 another export,\n"
+            " * -3 CRC mismatch. */\n"
+            "int sm_model_use(const uint8_t *blob, uint32_t bytes);\n"
+            "const uint8_t *sm_model_builtin_blob(void);\n\n"
             "/* The arena (intermediate tensors at the offsets of the export's plan). */\n"
             "const int8_t *sm_model_arena(void);\n\n#endif\n"])
-        blob_table = "".join(
-            ["\nstatic const struct {\n    const void *data;\n    uint32_t bytes;\n} sm_blobs[] = {\n",
-             *(f"    {{{name}, sizeof {name}}},\n" for name, _ in self.blobs), "};\n"])
         check = (
-            "\n/* CRC-32 (IEEE 802.3, reflected, as zlib's), bitwise: run once at boot. */\n"
-            "int sm_model_check(void) {\n"
+            f"\nstatic const uint8_t sm_builtin[{len(blob)}] __attribute__((aligned(8))) = {{\n"
+            + _bytes_c(blob) + "};\n"
+            f"static const uint8_t *sm_data = sm_builtin + {BLOB_HEADER.size};\n\n"
+            "/* CRC-32 (IEEE 802.3, reflected, as zlib's), bitwise: run at boot and on upload. */\n"
+            "static uint32_t crc32(const uint8_t *p, uint32_t n) {\n"
             "    uint32_t crc = 0xFFFFFFFFu;\n"
-            "    for (unsigned i = 0; i < sizeof sm_blobs / sizeof sm_blobs[0]; i++) {\n"
-            "        const uint8_t *p = (const uint8_t *)sm_blobs[i].data;\n"
-            "        for (uint32_t n = 0; n < sm_blobs[i].bytes; n++) {\n"
-            "            crc ^= p[n];\n"
-            "            for (int b = 0; b < 8; b++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));\n"
-            "        }\n"
+            "    for (uint32_t i = 0; i < n; i++) {\n"
+            "        crc ^= p[i];\n"
+            "        for (int b = 0; b < 8; b++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));\n"
             "    }\n"
-            "    return (crc ^ 0xFFFFFFFFu) == SM_MODEL_CRC32 ? 0 : -1;\n"
-            "}\n")
+            "    return crc ^ 0xFFFFFFFFu;\n"
+            "}\n\n"
+            "static uint32_t le32(const uint8_t *p) {\n"
+            "    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;\n"
+            "}\n\n"
+            "int sm_model_check(void) {\n"
+            f"    return crc32(sm_data, {len(payload)}u) == SM_MODEL_CRC32 ? 0 : -1;\n"
+            "}\n\n"
+            "int sm_model_use(const uint8_t *blob, uint32_t bytes) {\n"
+            "    static const uint8_t magic[4] = {'S', 'M', 'M', 'D'};\n"
+            f"    if (bytes != SM_MODEL_BLOB_BYTES || memcmp(blob, magic, 4) != 0 || le32(blob + 4) != {BLOB_FORMAT} ||\n"
+            "        ((uintptr_t)blob & 3u) != 0)\n"
+            "        return -1;\n"
+            "    const uint64_t id = (uint64_t)le32(blob + 8) | (uint64_t)le32(blob + 12) << 32;\n"
+            "    if (id != SM_MODEL_EXPORT_ID_U64 || le32(blob + 16) != SM_MODEL_CONTRACT_VERSION ||\n"
+            f"        le32(blob + 20) != {len(payload)}u)\n"
+            "        return -2;\n"
+            f"    if (le32(blob + 24) != SM_MODEL_CRC32 || crc32(blob + {BLOB_HEADER.size}, {len(payload)}u) != SM_MODEL_CRC32)\n"
+            "        return -3;\n"
+            f"    sm_data = blob + {BLOB_HEADER.size};\n"
+            "    return 0;\n"
+            "}\n\n"
+            "const uint8_t *sm_model_builtin_blob(void) { return sm_builtin; }\n")
         copies = [f"memcpy(out[{j}], {self._ptr(o)}, {self.tensors[o].size});"
                   for j, o in enumerate(self.outputs)]
         source = "".join([
             BANNER, '#include "sm_model.h"\n\n#include <string.h>\n\n#include "sm_kernels.h"\n\n',
             f"static int8_t arena[{max(arena, 1)}] __attribute__((aligned({ARENA_ALIGN})));\n\n",
+            "/* the constants: views into the active blob (sm_data, below) */\n",
+            "static const uint8_t *sm_data;\n",
             *self.consts,
             "\nvoid sm_model_invoke(const int8_t *const in[SM_MODEL_N_INPUTS],\n"
             "                     int8_t *const out[SM_MODEL_N_OUTPUTS]) {\n",
-            *(f"    {c}\n" for c in self.calls + copies), "}\n", blob_table, check,
+            *(f"    {c}\n" for c in self.calls + copies), "}\n", check,
             "\nconst int8_t *sm_model_arena(void) { return arena; }\n"])
         const_bytes = sum(t.data.nbytes for t in self.tensors.values() if t.data is not None)
         return header, source, {"arena_bytes": arena, "offsets": self.offsets,
                                 "peak": {"operator": peak, "name": self.ops[peak][0] if self.ops
                                          else None, "live_bytes": live[peak] if live else 0},
-                                "constant_bytes": const_bytes,
+                                "constant_bytes": const_bytes, "blob": blob,
                                 "operators": [op[0] for op in self.ops]}

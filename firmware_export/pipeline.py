@@ -31,7 +31,8 @@ from .vectors import device_reference, frontend_vectors
 
 OUTPUTS = ("mask.tflite", "mask.onnx", "mask_int8.onnx", "model_data.h", "model_data.c",
            "speechmask_frontend.h", "speechmask_gates.h", *CORE_FILES, "sm_model.h",
-           "sm_model.c", "test_vectors.h", "mask_config.json", "report.json", "report.md")
+           "sm_model.c", "model.blob", "test_vectors.h", "mask_config.json", "report.json",
+           "report.md")
 VECTOR_CALLS = 16  # real calls of the int8 model in the firmware's test vectors
 BASELINE_CLIP_S = 4.0  # the baselines encode whole clips; SILENCE quotes 4 s clips
 
@@ -118,9 +119,11 @@ def export(mask_path: Path, calib_manifest: Path, out: Path,
         _write(staging / "test_vectors.h", vectors.encode())
         _write(staging / "sm_model.h", model_h.encode())
         _write(staging / "sm_model.c", model_c.encode())
+        _write(staging / "model.blob", plan["blob"])  # the same constants, for MODEL upload
         # the mask's configuration, so the export folder alone rebuilds the device's reference
         # (`speechmask board`: what the firmware must send)
-        _write(staging / "mask_config.json", (json.dumps(cfg.to_dict(), indent=1) + "\n").encode())
+        _write(staging / "mask_config.json",
+               (json.dumps(cfg.to_dict(), indent=1) + "\n").encode())
         report = _report(mask, model, arena, ops, parity, contract,
                          {"mask": str(mask_path), "calibration_manifest": str(calib_manifest)},
                          ram_budget)

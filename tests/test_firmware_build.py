@@ -181,10 +181,12 @@ def test_a_corrupt_model_is_refused_at_boot(export_dir, tmp_path, board):
     constants no longer matches and the image refuses to run the model (exit status 2)."""
     bad = _copy_export(export_dir, tmp_path / "export")
     text = (bad / "sm_model.c").read_text()
-    head, tail = text.split("static const int8_t sm_t", 1)
+    head, tail = text.split("sm_builtin[", 1)
     name, rest = tail.split("{", 1)
-    rest = re.sub(r"-?\d+", lambda m: str((int(m.group()) + 129) % 256 - 128), rest, count=1)
-    (bad / "sm_model.c").write_text(head + "static const int8_t sm_t" + name + "{" + rest)
+    numbers = iter(range(10 ** 9))  # the 41st byte: the first weight, past the 32-byte header
+    rest = re.sub(r"\d+", lambda m: str((int(m.group()) + 1) % 256) if next(numbers) == 40
+                  else m.group(), rest)
+    (bad / "sm_model.c").write_text(head + "sm_builtin[" + name + "{" + rest)
     done = run(build(bad, board, tmp_path / "out"))
     assert done.returncode == 2
     assert "refused" in done.stdout and "PASS" not in done.stdout

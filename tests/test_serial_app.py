@@ -81,16 +81,33 @@ def test_corrupt_frames_are_dropped_and_counted():
 
 # -- the emulated board's application, through the command line ----------------------------
 
-@pytest.fixture
-def app_board(export_dir, tmp_path):
-    proc = subprocess.Popen(SPEECHMASK + ["board", "emulate", "--boot", "flash", "--export",
-                                          str(export_dir), "--flash-image",
-                                          str(tmp_path / "flash.bin")],
-                            stdout=subprocess.PIPE, text=True)
-    path = proc.stdout.readline().strip()
-    yield path
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+@pytest.fixture(params=["reference", "c-firmware"])
+def app_board(request, export_dir, tmp_path):
+    """The application on a pty: the plain emulator (the reference answers) or the C firmware
+    built for the host, its stdin and stdout on the pty's other end. Both must behave alike."""
+    if request.param == "reference":
+        proc = subprocess.Popen(SPEECHMASK + ["board", "emulate", "--boot", "flash", "--export",
+                                              str(export_dir), "--flash-image",
+                                              str(tmp_path / "flash.bin")],
+                                stdout=subprocess.PIPE, text=True)
+        path = proc.stdout.readline().strip()
+        yield path
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        return
+    import tty
+
+    from firmware_export.build import build
+
+    image = build(export_dir, "host", tmp_path / "app", "app")
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    proc = subprocess.Popen([str(image.elf)], stdin=master, stdout=master)
+    yield os.ttyname(slave)
+    proc.kill()
+    proc.wait()
+    os.close(master)
+    os.close(slave)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +162,66 @@ def test_app_refusals(app_board):
         with pytest.raises(SerialToolError, match="STREAM refused: BAD_ARGUMENT"):
             client.request(p.Type.STREAM, b"\0\0\0")  # half a sample
         assert int(client.stats()["bad_frames"]) >= 0
+
+
+def test_model_upload(app_board, export_dir, utterance, tmp_path):
+    """The export's blob becomes the active model; a corrupt blob or one of another export is
+    refused at commit and the model in use stays, still bit-exact with the reference."""
+    blob = (export_dir / "model.blob").read_bytes()
+    corrupt, other = bytearray(blob), bytearray(blob)
+    corrupt[200] ^= 1
+    other[8] ^= 1  # the header's export id
+    for name, data in (("corrupt", corrupt), ("other", other)):
+        (tmp_path / f"{name}.blob").write_bytes(bytes(data))
+
+    def upload(path):
+        return subprocess.run(SPEECHMASK + ["board", "upload-model", str(path), "--port",
+                                            app_board], capture_output=True, text=True,
+                              timeout=120)
+
+    done = upload(export_dir / "model.blob")
+    assert done.returncode == 0, done.stderr
+    assert "the board's model is now uploaded" in done.stdout
+    done = upload(tmp_path / "corrupt.blob")
+    assert done.returncode == 1 and "MODEL_COMMIT refused: BAD_CRC" in done.stderr
+    done = upload(tmp_path / "other.blob")
+    assert done.returncode == 1 and "refused: WRONG_EXPORT (made for another export" in done.stderr
+    (tmp_path / "short.blob").write_bytes(blob[:-4])
+    done = upload(tmp_path / "short.blob")
+    assert done.returncode == 1 and "MODEL_BEGIN refused: WRONG_EXPORT" in done.stderr
+    stream = subprocess.run(SPEECHMASK + ["board", "stream", str(utterance), "--port", app_board,
+                                          "--check", "--export", str(export_dir)],
+                            capture_output=True, text=True, timeout=300)
+    assert stream.returncode == 0, stream.stderr
+
+
+def test_model_upload_resumes_from_the_offset_the_board_names(app_board, export_dir):
+    import struct
+    import zlib
+
+    import serial
+
+    from firmware_export.serial.board_client import BoardClient
+    from firmware_export.serial.image import SerialToolError
+
+    blob = (export_dir / "model.blob").read_bytes()
+    with serial.Serial(app_board, 115200, timeout=0.05) as port:
+        client = BoardClient(port, app_board, timeout_s=30)
+        with pytest.raises(SerialToolError, match="MODEL_DATA refused: BAD_STATE"):
+            client.request(p.Type.MODEL_DATA, struct.pack("<I", 0) + blob[:16])
+        client.request(p.Type.MODEL_BEGIN, struct.pack("<II", len(blob), zlib.crc32(blob)))
+        client.request(p.Type.MODEL_DATA, struct.pack("<I", 0) + blob[:1000])
+        # a host that lost track sends offset 0 again: refused, naming the offset expected
+        with pytest.raises(SerialToolError, match="MODEL_DATA refused: BAD_ARGUMENT") as refused:
+            client.request(p.Type.MODEL_DATA, struct.pack("<I", 0) + blob[:10])
+        assert refused.value.body == struct.pack("<I", 1000)
+        with pytest.raises(SerialToolError, match="MODEL_COMMIT refused: BAD_STATE"):
+            client.request(p.Type.MODEL_COMMIT)
+        for at in range(1000, len(blob), 1024):  # resumed there, the upload completes
+            client.request(p.Type.MODEL_DATA, struct.pack("<I", at) + blob[at:at + 1024])
+        client.request(p.Type.MODEL_COMMIT)
+        assert client.info()["model"] == "uploaded"
+        assert client.upload_model(blob).bytes == len(blob)
 
 
 def test_board_commands_bad_input(tmp_path, export_dir):

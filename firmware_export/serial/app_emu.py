@@ -19,6 +19,9 @@ class AppEmulator:
         self.pcm: list[np.ndarray] | None = None
         self.level = 0
         self.segments_sent = 0
+        self.region: bytearray | None = None
+        self.upload: tuple[int, int] | None = None  # size, crc32
+        self.model = "built-in"
         self.stats = {"frames": 0, "bad_frames": 0, "utterances": 0, "samples": 0,
                       "segments": 0, "segments_open": 0}
 
@@ -31,7 +34,8 @@ class AppEmulator:
                 "frames_per_segment": cfg.frames_per_segment,
                 "band_groups": cfg.gate.band_groups, "max_chunk_samples": MAX_CHUNK,
                 "warp_levels": cfg.send.warp_levels if cfg.send.warp else 0,
-                "counter": "none"}
+                "counter": "none", "model": self.model,
+                "model_blob_bytes": len(self.ref.blob)}
 
     def handle(self, frame: p.Frame) -> p.Frame:
         self.stats["frames"] += 1
@@ -63,7 +67,51 @@ class AppEmulator:
             seg = p.Segments(0, 0, [gates[i].tobytes() for i in new],
                              [self.ref.pack(gates[i], feats[i]) for i in new])
             return p.reply(frame, p.Status.OK, seg.encode())
+        if kind in (p.Type.MODEL_BEGIN, p.Type.MODEL_DATA, p.Type.MODEL_COMMIT):
+            return self._model(frame)
         return p.reply(frame, p.Status.UNKNOWN_TYPE)
+
+    def _model(self, frame: p.Frame) -> p.Frame:
+        """The firmware's upload (app.c): in order into the region, checked at commit; the
+        blob must be this export's, so the built-in copy is active meanwhile."""
+        import struct
+        import zlib
+
+        from ..codegen import BLOB_HEADER
+
+        kind, body = frame.type, frame.payload
+        if kind == p.Type.MODEL_BEGIN:
+            if len(body) != 8:
+                return p.reply(frame, p.Status.BAD_ARGUMENT)
+            size, crc = struct.unpack("<II", body)
+            if size != len(self.ref.blob):
+                return p.reply(frame, p.Status.TOO_LARGE if size > len(self.ref.blob)
+                               else p.Status.WRONG_EXPORT)
+            self.region, self.upload, self.model = bytearray(), (size, crc), "built-in"
+            return p.reply(frame, p.Status.OK)
+        if kind == p.Type.MODEL_DATA:
+            have = 0 if self.region is None else len(self.region)
+            if self.upload is None or len(body) < 4 or struct.unpack_from("<I", body)[0] != have \
+                    or have + len(body) - 4 > self.upload[0]:
+                status = p.Status.BAD_ARGUMENT if self.upload else p.Status.BAD_STATE
+                return p.reply(frame, status, struct.pack("<I", have))
+            self.region += body[4:]
+            return p.reply(frame, p.Status.OK)
+        if self.upload is None or len(self.region) != self.upload[0]:
+            return p.reply(frame, p.Status.BAD_STATE)
+        blob, (_, crc), self.upload = bytes(self.region), self.upload, None
+        if zlib.crc32(blob) != crc:
+            return p.reply(frame, p.Status.BAD_CRC)
+        _, fmt, export_id, contract, n, inner, _ = BLOB_HEADER.unpack_from(blob)
+        want = BLOB_HEADER.unpack_from(self.ref.blob)
+        if blob[:4] != b"SMMD" or fmt != want[1]:
+            return p.reply(frame, p.Status.BAD_ARGUMENT)
+        if (export_id, contract, n) != (want[2], want[3], want[4]):
+            return p.reply(frame, p.Status.WRONG_EXPORT)
+        if inner != want[5] or zlib.crc32(blob[BLOB_HEADER.size:]) != want[5]:
+            return p.reply(frame, p.Status.BAD_CRC)
+        self.model = "uploaded"
+        return p.reply(frame, p.Status.OK)
 
     def _answer(self, frame: p.Frame) -> p.Frame:
         try:

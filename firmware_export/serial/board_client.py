@@ -23,6 +23,13 @@ class Streamed:
     bytes_sent: int        # of payload that left the board (gates + open features)
 
 
+@dataclass
+class Uploaded:
+    bytes: int
+    frames: int
+    resumed_at: list[int]  # offsets the board asked to resume from
+
+
 def band_edges(n_mels: int, band_groups: int) -> list[tuple[int, int]]:
     from speechmask.models.config import GateConfig
 
@@ -61,8 +68,8 @@ class BoardClient:
             for frame in self.parser.feed(self.port.read(max(1, self.port.in_waiting))):
                 if frame.type == kind | p.REPLY and frame.seq == self.seq:
                     if frame.status != p.Status.OK:
-                        raise SerialToolError(f"{self.name}: {_type_name(kind)} refused: "
-                                              f"{_status_name(frame.status)}")
+                        raise _Refused(f"{self.name}: {_type_name(kind)} refused: "
+                                       f"{_status_name(frame.status)}", frame)
                     return frame
         raise _NoReply(f"{self.name}: no reply to {_type_name(kind)} within "
                               f"{timeout_s or self.timeout_s:g} s (is the speechmask firmware "
@@ -73,6 +80,32 @@ class BoardClient:
 
     def stats(self) -> dict:
         return p.key_values(self.request(p.Type.STATS).payload[1:])
+
+    def upload_model(self, blob: bytes, chunk: int = 1024, progress=None) -> Uploaded:
+        """MODEL_BEGIN, MODEL_DATA in order, MODEL_COMMIT. A refused MODEL_DATA names the offset
+        the board expects next; the upload resumes there (up to 3 times)."""
+        import struct
+        import zlib
+
+        self.request(p.Type.MODEL_BEGIN, struct.pack("<II", len(blob), zlib.crc32(blob)))
+        at, frames, resumed = 0, 0, []
+        while at < len(blob):
+            piece = blob[at:at + chunk]
+            try:
+                self.request(p.Type.MODEL_DATA, struct.pack("<I", at) + piece)
+            except _Refused as exc:
+                if exc.status != p.Status.BAD_ARGUMENT or len(resumed) >= 3 \
+                        or len(exc.body) != 4:
+                    raise
+                at = struct.unpack("<I", exc.body)[0]
+                resumed.append(at)
+                continue
+            at += len(piece)
+            frames += 1
+            if progress:
+                progress(len(piece))
+        self.request(p.Type.MODEL_COMMIT)
+        return Uploaded(len(blob), frames, resumed)
 
     def stream(self, pcm: np.ndarray, level: int = 0, chunk: int | None = None,
                info: dict | None = None, progress=None) -> Streamed:
@@ -122,6 +155,14 @@ class _NoReply(Exception):
     pass
 
 
+class _Refused(SerialToolError):
+    """The board answered with a status other than OK (`status`, and the reply's `body`)."""
+
+    def __init__(self, message: str, frame: p.Frame):
+        super().__init__(message)
+        self.status, self.body = frame.status, frame.payload[1:]
+
+
 def _type_name(kind: int) -> str:
     try:
         return p.Type(kind).name
@@ -129,8 +170,15 @@ def _type_name(kind: int) -> str:
         return f"type 0x{kind:02X}"
 
 
+_MEANING = {p.Status.BAD_CRC: "the data does not match its CRC-32",
+            p.Status.WRONG_EXPORT: "made for another export than the firmware's",
+            p.Status.BAD_STATE: "not expected now",
+            p.Status.TOO_LARGE: "too large for the board"}
+
+
 def _status_name(status: int) -> str:
     try:
-        return p.Status(status).name
+        name = p.Status(status)
     except ValueError:
         return f"status {status}"
+    return f"{name.name} ({_MEANING[name]})" if name in _MEANING else name.name

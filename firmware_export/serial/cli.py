@@ -60,6 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         c = bs.add_parser(name, help=text, description=f"Print {text}.")
         _port_options(c)
         c.set_defaults(handler=_info, board_request=name)
+    u = bs.add_parser("upload-model", help="upload a model blob into the board's model region",
+                      description="Upload BLOB (model.blob of the export the firmware was built "
+                                  "from) into the firmware's reserved model region. The board "
+                                  "checks the blob's CRC-32 and export id before it makes it "
+                                  "the active model; until then, and after any failure, the "
+                                  "model it had stays active.")
+    u.add_argument("blob", type=Path, help="model.blob")
+    _port_options(u)
+    u.set_defaults(handler=_upload_model)
     s = bs.add_parser("stream", help="stream a WAV file through the board's mask",
                       description="Send IN.wav (16 kHz mono int16 PCM, as the microphone "
                                   "delivers it) to the board in chunks, collect the gates and "
@@ -133,6 +142,29 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upload_model(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .board_client import BoardClient
+    from .image import SerialToolError
+
+    if not args.blob.is_file():
+        raise SerialToolError(f"{args.blob}: no such model blob")
+    blob = args.blob.read_bytes()
+    if blob[:4] != b"SMMD":
+        raise SerialToolError(f"{args.blob}: not a speechmask model blob (no SMMD magic)")
+    with _app_port(args.port, args.baud, args.timeout) as port:
+        client = BoardClient(port, args.port, args.timeout)
+        with tqdm(total=len(blob), unit="B", unit_scale=True, file=sys.stderr, leave=False,
+                  disable=None, desc="uploading") as bar:
+            done = client.upload_model(blob, progress=bar.update)
+        info = client.info()
+    print(f"{args.blob}: {done.bytes} bytes in {done.frames} frames"
+          + (f" (resumed at {done.resumed_at})" if done.resumed_at else "")
+          + f"; the board's model is now {info.get('model')} (export {info.get('export_id')})")
+    return 0
+
+
 def _stream(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -172,9 +204,10 @@ def _stream(args: argparse.Namespace) -> int:
           "samples")
     if got.per_tick:
         work = sum(got.ticks) * got.per_tick
-        print(f"on the board: {work / seconds / 1e6:.2f} M {info.get('counter', 'cycles')} per "
-              f"second of audio ({work / seconds / 480e6 * 100:.2f} % of a 480 MHz Cortex-M7 "
-              "at one per cycle)")
+        unit = info.get("counter", "cycles")
+        print(f"on the board: {work / seconds / 1e6:.2f} M {unit} per second of audio "
+              f"({work / seconds / 480e6 * 100:.2f} % of a 480 MHz Cortex-M7"
+              + (")" if unit == "cycles" else " at one instruction per cycle)"))
     if args.out is not None:
         from speechmask.atomic import atomic_output
 

@@ -23,16 +23,18 @@ class ExportReference:
 
         export_dir = Path(export_dir)
         model_path, cfg_path = export_dir / "mask.tflite", export_dir / "mask_config.json"
-        for path in (model_path, cfg_path):
+        blob_path = export_dir / "model.blob"
+        for path in (model_path, cfg_path, blob_path):
             if not path.is_file():
                 raise SerialToolError(f"{path}: missing; is {export_dir} the folder `speechmask "
-                                      "export` wrote (exports older than mask_config.json need "
-                                      "exporting again)?")
+                                      "export` wrote (exports older than mask_config.json and "
+                                      "model.blob need exporting again)?")
         try:
             self.cfg = MaskConfig.from_dict(json.loads(cfg_path.read_text()))
         except (ValueError, TypeError, KeyError) as exc:
             raise SerialToolError(f"{cfg_path}: not a mask configuration ({exc})") from None
         model = model_path.read_bytes()
+        self.blob = blob_path.read_bytes()  # the generated firmware's constants (MODEL upload)
         self.stamp = read_tflite_stamp(model) or {}
         self.litert = LiteRT(model, self.cfg)
         self.micro = TFLM(model, arena_bytes(model) + 4096, self.litert)

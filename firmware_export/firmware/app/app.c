@@ -2,7 +2,9 @@
  * It answers INFO, STATS, STREAM_BEGIN and STREAM on the board's serial port; a STREAM chunk of
  * int16 PCM goes through sm_device_push and the reply carries, per completed segment, its gates
  * and the features of its open band groups (exactly what leaves the device), with the counter
- * ticks the chunk took (instructions under QEMU -icount, DWT cycles on the STM32H7). */
+ * ticks the chunk took (instructions under QEMU -icount, DWT cycles on the STM32H7). MODEL_BEGIN,
+ * MODEL_DATA and MODEL_COMMIT upload a model blob (model.blob of the export) into a reserved
+ * region; it becomes the active model only once its CRC and export id check out. */
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +27,14 @@ static int overflow;
 static struct {
     uint32_t frames, utterances, samples, segments, segments_open, max_chunk_ticks;
 } stats;
+
+/* The reserved model region a MODEL upload writes (RAM under emulation; on a board it would be
+ * a flash sector). The blob must be this export's (sm_model_use), so while the region is being
+ * rewritten the built-in copy of the same constants is the active model: a failed upload never
+ * leaves the firmware without one. */
+static uint8_t region[SM_MODEL_BLOB_BYTES] __attribute__((aligned(8)));
+static uint32_t upload_size, upload_crc, upload_have;
+static int uploading, region_active;
 
 static void send_reply(const sm_frame_t *req, uint8_t status, int32_t n) {
     body[0] = status;
@@ -90,10 +100,12 @@ static void info(const sm_frame_t *req) {
     put_number("band_groups", SM_BAND_GROUPS);
     put_number("max_chunk_samples", MAX_CHUNK);
     put_number("warp_levels", SM_SEND_WARP_LEVELS);
-    put_text("counter", sm_board_instructions_per_tick ? "instructions" : "none");
+    put_text("counter", sm_board_counter_unit);
     char crc[12];
     snprintf(crc, sizeof crc, "%08lx", (unsigned long)SM_MODEL_CRC32);
     put_text("model_crc32", crc);
+    put_text("model", region_active ? "uploaded" : "built-in");
+    put_number("model_blob_bytes", SM_MODEL_BLOB_BYTES);
     put_number("model_arena_bytes", SM_MODEL_ARENA_BYTES);
     put_number("device_state_bytes", (long)sizeof device);
     put_number("stack_used_bytes", (long)sm_board_stack_used());
@@ -144,6 +156,62 @@ static void stream(const sm_frame_t *req) {
     send_reply(req, SM_OK, end);
 }
 
+static uint32_t le32(const uint8_t *b) {
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static void model_begin(const sm_frame_t *req) {
+    if (req->length != 8) {
+        send_reply(req, SM_BAD_ARGUMENT, 1);
+        return;
+    }
+    const uint32_t size = le32(req->payload);
+    if (size != SM_MODEL_BLOB_BYTES) { /* not the size of this export's blob */
+        send_reply(req, size > SM_MODEL_BLOB_BYTES ? SM_TOO_LARGE : SM_WRONG_EXPORT, 1);
+        return;
+    }
+    sm_model_use(sm_model_builtin_blob(), SM_MODEL_BLOB_BYTES); /* the same constants */
+    region_active = 0;
+    memset(region, 0xFF, sizeof region); /* erased */
+    upload_size = size;
+    upload_crc = le32(req->payload + 4);
+    upload_have = 0;
+    uploading = 1;
+    send_reply(req, SM_OK, 1);
+}
+
+/* MODEL_DATA: u32 offset, bytes, in order; a refusal carries the offset expected next, so that
+ * the host resumes from there. */
+static void model_data(const sm_frame_t *req) {
+    const uint32_t n = req->length >= 4 ? req->length - 4u : 0u;
+    if (!uploading || req->length < 4 || le32(req->payload) != upload_have ||
+        upload_have + n > upload_size) {
+        body_len = 1;
+        put_u32(upload_have);
+        send_reply(req, uploading ? SM_BAD_ARGUMENT : SM_BAD_STATE, body_len);
+        return;
+    }
+    memcpy(region + upload_have, req->payload + 4, n);
+    upload_have += n;
+    send_reply(req, SM_OK, 1);
+}
+
+static void model_commit(const sm_frame_t *req) {
+    if (!uploading || upload_have != upload_size) {
+        send_reply(req, SM_BAD_STATE, 1);
+        return;
+    }
+    uploading = 0;
+    if (sm_crc32(0, region, (int32_t)upload_size) != upload_crc) {
+        send_reply(req, SM_BAD_CRC, 1);
+        return;
+    }
+    const int used = sm_model_use(region, upload_size);
+    if (used == 0) region_active = 1;
+    send_reply(req, used == 0 ? SM_OK : used == -2 ? SM_WRONG_EXPORT
+                    : used == -3 ? SM_BAD_CRC : SM_BAD_ARGUMENT, 1);
+}
+
 static void handle(const sm_frame_t *req) {
     stats.frames++;
     switch (req->type) {
@@ -166,6 +234,15 @@ static void handle(const sm_frame_t *req) {
     }
     case SM_STREAM:
         stream(req);
+        break;
+    case SM_MODEL_BEGIN:
+        model_begin(req);
+        break;
+    case SM_MODEL_DATA:
+        model_data(req);
+        break;
+    case SM_MODEL_COMMIT:
+        model_commit(req);
         break;
     default:
         send_reply(req, SM_UNKNOWN_TYPE, 1);

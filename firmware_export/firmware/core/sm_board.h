@@ -7,6 +7,8 @@
 
 /* Instructions (or cycles) per counter tick; 0 where the board cannot count (the host). */
 extern const uint32_t sm_board_instructions_per_tick;
+/* What a tick counts: "instructions" (QEMU -icount), "cycles" (DWT), "none" (the host). */
+extern const char *const sm_board_counter_unit;
 
 void sm_board_counter_start(void);
 /* Ticks since `start` (an earlier sm_board_ticks()); exact while under one counter period. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 const uint32_t sm_board_instructions_per_tick = 0;
+const char *const sm_board_counter_unit = "none";
 
 void sm_board_counter_start(void) {}
 uint32_t sm_board_ticks(void) { return 0; }

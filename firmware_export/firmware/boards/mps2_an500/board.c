@@ -11,6 +11,7 @@
 #define PERIOD 0x1000000u /* SysTick is a 24-bit down-counter */
 
 const uint32_t sm_board_instructions_per_tick = 40;
+const char *const sm_board_counter_unit = "instructions";
 
 void sm_board_counter_start(void) {
     SYST_RVR = PERIOD - 1;

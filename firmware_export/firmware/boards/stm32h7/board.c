@@ -8,6 +8,7 @@
 #define DWT_LAR (*(volatile uint32_t *)0xE0001FB0u)
 
 const uint32_t sm_board_instructions_per_tick = 1; /* cycles, in fact: the record says which */
+const char *const sm_board_counter_unit = "cycles";
 
 void sm_board_counter_start(void) {
     DEMCR |= 1u << 24;      /* TRCENA */
