@@ -103,9 +103,10 @@ def makefile(board: str, bsp: str, image: str = "selftest") -> str:
     if board == "host":
         return head + (f"CC ?= gcc\nCFLAGS := {' '.join(WARNINGS)} -pedantic -O2 -Isrc\n\n"
                        f"{image}: $(SRCS) $(DEPS)\n\t$(CC) $(CFLAGS) -o $@ $(SRCS) -lm\n")
+    defines = " -DSM_BOARD_FLASH_REGION" if board == "stm32h7" else ""
     return head + (
         "CC := arm-none-eabi-gcc\n"
-        f"CFLAGS := {' '.join(WARNINGS)} {' '.join(M7)} -O2 -Isrc\n"
+        f"CFLAGS := {' '.join(WARNINGS)} {' '.join(M7)} -O2 -Isrc{defines}\n"
         f"LDFLAGS := {' '.join(SPECS[board])} -T src/{bsp}.ld\n\n"
         f"all: {image}.bin\n\n"
         f"{image}.elf: $(SRCS) $(DEPS)\n\t$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SRCS) -lm\n\n"

@@ -53,7 +53,28 @@ $SM firmware build --export "$OUT/fw" --board mps2-an500 --out "$OUT/firmware/mp
   --force
 $SM firmware build --export "$OUT/fw" --board stm32h7 --out "$OUT/firmware/stm32h7" --force
 
-step "11. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
+step "11. the serial tools, with no board: an emulated STM32H7 bootloader on a pseudo-terminal;
+   flash the application firmware through it, Go, and stream a test utterance through the real
+   firmware on QEMU's Cortex-M7 behind that port, checked against the host reference"
+$SM firmware build --export "$OUT/fw" --board stm32h7 --image app --out "$OUT/firmware/app-stm32h7" \
+  --force
+rm -f "$OUT/board_flash.bin"
+BOARD_LOG="$OUT/board_emulate.log"
+$SM board emulate --qemu --export "$OUT/fw" --flash-image "$OUT/board_flash.bin" > "$BOARD_LOG" &
+BOARD_PID=$!
+trap 'kill $BOARD_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -s "$BOARD_LOG" ] && break; sleep 0.1; done
+PORT=$(head -1 "$BOARD_LOG")
+echo "emulated board on $PORT"
+$SM flash "$OUT/firmware/app-stm32h7/app.bin" --port "$PORT" --verify --go
+$SM board info --port "$PORT"
+$SM board stream "$WAV" --port "$PORT" --check --export "$OUT/fw" --out "$OUT/board_sent.npy" \
+  --force
+kill $BOARD_PID
+wait $BOARD_PID 2>/dev/null || true
+trap - EXIT
+
+step "12. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
 echo "(the full suite with default settings, the longest step of the demo; it trains every"
 echo " attacker and baseline encoder and caches them in $OUT/attack/cache/, so a rerun is quick;"
 echo " speechmask_int8 is the exported int8 model's own gates, beside the float mask's)"
@@ -63,5 +84,6 @@ $SM attack --manifest "$M" --slu "$R/slu.pt" --mask "$R/mask.pt" --slu-masked "$
 printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (models),\n' "$OUT"
 printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json,\n'
 printf 'fw/ (mask.tflite, mask.onnx, mask_int8.onnx, the generated C and its core, test vectors,\n'
-printf 'report.json, report.md), firmware/ (the self-test images), attack/ (report.json,\n'
-printf 'report.md, det.png, examples.png).\n'
+printf 'report.json, report.md, model.blob), firmware/ (the self-test and application images),\n'
+printf 'board_sent.npy (what the emulated board sent), attack/ (report.json, report.md, det.png,\n'
+printf 'examples.png).\n'

@@ -149,3 +149,28 @@ def test_stream_reply_layout_matches_python(export_dir):
     assert cfg  # the export carries its configuration for the reference
     seg = p.Segments(5, 40, [b"\x01"], [np.arange(8, dtype="<i2").tobytes()])
     assert p.Segments.decode(seg.encode(), 1, lambda g: 16).features == seg.features
+
+
+def test_stm32h7_region_programs_whole_flash_words_in_order(tmp_path):
+    exe = tmp_path / "region_test"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all", f"-I{CORE}",
+                    f"-I{FIRMWARE / 'boards' / 'stm32h7'}", "-o", str(exe),
+                    str(FIRMWARE / "selftest" / "region_test.c")], check=True)
+    done = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert done.returncode == 0 and "region: ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_stm32h7_app_leaves_the_model_region_free(export_dir, tmp_path):
+    """The image's loadable bytes end below the last sector (0x081E0000), which the app's
+    region.c erases and programs; the app carries the flash driver, the self-test does not
+    need it."""
+    image = build(export_dir, "stm32h7", tmp_path / "h7", "app")
+    out = subprocess.run(["arm-none-eabi-readelf", "-lW", str(image.elf)], capture_output=True,
+                         text=True, check=True).stdout
+    ends = [int(f[3], 16) + int(f[4], 16) for f in (ln.split() for ln in out.splitlines())
+            if f and f[0] == "LOAD" and int(f[4], 16) > 0]
+    assert ends and max(ends) <= 0x081E0000
+    syms = subprocess.run(["arm-none-eabi-nm", str(image.elf)], capture_output=True, text=True,
+                          check=True).stdout
+    assert "sm_board_region_program" in syms

@@ -28,11 +28,30 @@ static struct {
     uint32_t frames, utterances, samples, segments, segments_open, max_chunk_ticks;
 } stats;
 
-/* The reserved model region a MODEL upload writes (RAM under emulation; on a board it would be
- * a flash sector). The blob must be this export's (sm_model_use), so while the region is being
- * rewritten the built-in copy of the same constants is the active model: a failed upload never
- * leaves the firmware without one. */
+/* The reserved model region a MODEL upload writes: the board's flash sector where it has one
+ * (SM_BOARD_FLASH_REGION: the STM32H7, where an uploaded model survives a reset and is used at
+ * boot), else RAM here (the emulated boards). The blob must be this export's (sm_model_use), so
+ * while the region is rewritten the built-in copy of the same constants is the active model: a
+ * failed upload never leaves the firmware without one. */
+#ifdef SM_BOARD_FLASH_REGION
+#if SM_MODEL_BLOB_BYTES > SM_BOARD_REGION_BYTES
+#error "the model blob does not fit the board's model region"
+#endif
+static const uint8_t *region_ptr(void) { return sm_board_region(SM_MODEL_BLOB_BYTES); }
+static int region_erase(void) { return sm_board_region_erase(); }
+static int region_program(uint32_t at, const uint8_t *data, uint32_t n) {
+    return sm_board_region_program(at, data, n);
+}
+static int region_finish(void) { return sm_board_region_finish(); }
+#else
 static uint8_t region[SM_MODEL_BLOB_BYTES] __attribute__((aligned(8)));
+static const uint8_t *region_ptr(void) { return region; }
+static int region_erase(void) { return memset(region, 0xFF, sizeof region), 0; }
+static int region_program(uint32_t at, const uint8_t *data, uint32_t n) {
+    return memcpy(region + at, data, n), 0;
+}
+static int region_finish(void) { return 0; }
+#endif
 static uint32_t upload_size, upload_crc, upload_have;
 static int uploading, region_active;
 
@@ -172,7 +191,10 @@ static void model_begin(const sm_frame_t *req) {
     }
     sm_model_use(sm_model_builtin_blob(), SM_MODEL_BLOB_BYTES); /* the same constants */
     region_active = 0;
-    memset(region, 0xFF, sizeof region); /* erased */
+    if (region_erase() != 0) {
+        send_reply(req, SM_BAD_STATE, 1);
+        return;
+    }
     upload_size = size;
     upload_crc = le32(req->payload + 4);
     upload_have = 0;
@@ -191,7 +213,11 @@ static void model_data(const sm_frame_t *req) {
         send_reply(req, uploading ? SM_BAD_ARGUMENT : SM_BAD_STATE, body_len);
         return;
     }
-    memcpy(region + upload_have, req->payload + 4, n);
+    if (region_program(upload_have, req->payload + 4, n) != 0) {
+        uploading = 0;
+        send_reply(req, SM_BAD_STATE, 1);
+        return;
+    }
     upload_have += n;
     send_reply(req, SM_OK, 1);
 }
@@ -202,11 +228,11 @@ static void model_commit(const sm_frame_t *req) {
         return;
     }
     uploading = 0;
-    if (sm_crc32(0, region, (int32_t)upload_size) != upload_crc) {
+    if (region_finish() != 0 || sm_crc32(0, region_ptr(), (int32_t)upload_size) != upload_crc) {
         send_reply(req, SM_BAD_CRC, 1);
         return;
     }
-    const int used = sm_model_use(region, upload_size);
+    const int used = sm_model_use(region_ptr(), upload_size);
     if (used == 0) region_active = 1;
     send_reply(req, used == 0 ? SM_OK : used == -2 ? SM_WRONG_EXPORT
                     : used == -3 ? SM_BAD_CRC : SM_BAD_ARGUMENT, 1);
@@ -262,6 +288,11 @@ int main(void) {
             }
         }
     }
+    /* a model uploaded before the last reset, if the region holds a valid one for this export */
+    if (sm_model_use(region_ptr(), SM_MODEL_BLOB_BYTES) == 0 && sm_model_check() == 0)
+        region_active = 1;
+    else
+        sm_model_use(sm_model_builtin_blob(), SM_MODEL_BLOB_BYTES);
     sm_parser_reset(&parser);
     for (;;) {
         uint8_t rx[64];

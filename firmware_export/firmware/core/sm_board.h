@@ -27,4 +27,15 @@ void sm_board_serial_init(void);
 void sm_board_serial_write(const uint8_t *data, int32_t n);
 int32_t sm_board_serial_read(uint8_t *data, int32_t max);
 
+/* The reserved model region MODEL upload writes (boards that define SM_BOARD_FLASH_REGION:
+ * a flash sector that keeps an uploaded model across resets; the others keep the region in the
+ * application's RAM). `sm_board_region` returns it if it holds `bytes`, else 0; erase, then
+ * program in order from offset 0 (the board buffers its programming unit), then finish.
+ * 0 on success, -1 on a flash error. */
+#define SM_BOARD_REGION_BYTES (128u * 1024u)
+const uint8_t *sm_board_region(uint32_t bytes);
+int sm_board_region_erase(void);
+int sm_board_region_program(uint32_t offset, const uint8_t *data, uint32_t n);
+int sm_board_region_finish(void);
+
 #endif
