@@ -279,6 +279,17 @@ def test_cli_and_stm32flash_write_the_same_flash(tmp_path, firmware):
     assert ours.read_bytes() == theirs.read_bytes()
 
 
+def test_reset_line_on_a_pty_is_refused_in_one_line(tmp_path, firmware):
+    proc, path = _emulate(tmp_path / "flash.bin")
+    try:
+        done = subprocess.run(SPEECHMASK + ["flash", str(firmware), "--port", path, "--reset",
+                                            "dtr"], capture_output=True, text=True, timeout=60)
+    finally:
+        _stop(proc)
+    assert done.returncode == 1 and "cannot drive DTR" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args,message", [
     (["missing.bin", "--port", "/dev/null"], "missing.bin: no such firmware file"),
     (["fw.bin", "--port", "/nonexistent/tty"], "/nonexistent/tty: cannot open the serial port"),

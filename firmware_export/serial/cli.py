@@ -237,12 +237,20 @@ def _gates_path(out: Path) -> Path:
 def _pulse_reset(port, line: str) -> None:
     """Hold the board in reset through a modem line for 100 ms (DTR/RTS are active low, so
     asserting the line pulls reset low), then let it start."""
+    import serial
+
+    from .image import SerialToolError
+
     if line == "none":
         return
     setter = port.setDTR if line == "dtr" else port.setRTS
-    setter(True)
-    time.sleep(0.1)
-    setter(False)
+    try:
+        setter(True)
+        time.sleep(0.1)
+        setter(False)
+    except (OSError, serial.SerialException) as exc:
+        raise SerialToolError(f"{port.port}: cannot drive {line.upper()} ({exc}); a "
+                              "pseudo-terminal has no modem lines: use --reset none") from None
     time.sleep(0.2)
 
 
