@@ -1,0 +1,73 @@
+"""`speechmask federate`: registered as a plugin of the `speechmask` command (entry point group
+`speechmask.commands`); options and defaults come from `FederateConfig`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from speechmask.options import add_options, from_args
+
+from .config import FederateConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("federate", help="adapt the cloud model by federated learning on masked "
+                                        "features (Flower)",
+                       description="Each client is a device holding only the masked features "
+                                   "its mask sent for its own speakers' 'train' utterances, and "
+                                   "their intents. The cloud SLU model (--slu, or a new one) is "
+                                   "adapted by federated learning in Flower's simulation "
+                                   "runtime; the server evaluates on the masked 'test' "
+                                   "utterances after each round. Writes report.json, "
+                                   "report.md, rounds.png and state.pt (resumable) into --out.")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--mask", type=Path, required=True, help="trained mask generator")
+    p.add_argument("--slu", type=Path, help="cloud model to start from (default: a new one)")
+    p.add_argument("--model", choices=("slu",), default="slu",
+                   help="what is adapted: the cloud SLU model (default)")
+    p.add_argument("--mode", choices=("backprop",), default="backprop",
+                   help="client training: backprop (default)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_options(p, FederateConfig)
+    p.add_argument("--resume", action="store_true", help="continue from the last completed "
+                                                         "round in --out")
+    p.add_argument("--force", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--verbose", action="store_true", help="Flower's and Ray's own logs")
+    p.set_defaults(handler=_federate, parser=p)
+
+
+def _federate(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .runner import STATE, centralised, check_inputs, prepare, run_federation
+
+    from speechmask.errors import SpeechmaskError
+    from speechmask.outputs import OutputFolder
+
+    cfg = from_args(FederateConfig, args, args.parser)
+    check_inputs(args.manifest, args.mask, args.slu)
+    out = args.out
+    settings_path = out / "settings.json"
+    if args.resume and (out / STATE).is_file() and settings_path.is_file():
+        settings = json.loads(settings_path.read_text())
+        if settings.get("config") != cfg.to_dict():
+            raise SpeechmaskError(f"{out}: --resume with other settings than the run there "
+                                  "(give the same flags, or --force to start again)")
+    else:
+        folder = OutputFolder(out, args.force, owned=["data", "initial.pt", "resume_weights.pt",
+                                                      STATE, "settings.json", "report.json",
+                                                      "report.md", "rounds.png",
+                                                      "messages.jsonl"])
+        folder.check()
+        out.mkdir(parents=True, exist_ok=True)
+        settings = prepare(args.manifest, args.mask, args.slu, out, cfg)
+        settings["config"] = cfg.to_dict()
+        settings_path.write_text(json.dumps(settings, indent=1))
+    history = run_federation(settings, out, cfg.rounds, resume=args.resume,
+                             verbose=args.verbose)
+    central = centralised(settings, cfg)
+    report = write_report(out, settings, history, central)
+    print(report["table"])
+    print(f"wrote {out}/report.json, report.md, rounds.png")
+    return 0

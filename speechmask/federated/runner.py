@@ -1,0 +1,163 @@
+"""`speechmask federate`: prepare the devices' masked data, run the federation in Flower's
+simulation runtime, compare with centralised training on the same masked data, and report.
+
+Resumable: after every round the server's evaluation writes the global weights, the round and
+the history to `state.pt` (tensors and plain values only, loaded with `weights_only=True`); a
+rerun with `--resume` starts from the last completed round (FedAdam's moment estimates start
+again from zero there: Flower keeps them inside the strategy object)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechmask.atomic import atomic_output
+from speechmask.errors import ManifestError
+
+from .config import FederateConfig
+from .data import ClientData, masked, partition, read_client, write_client
+from .task import accuracy, make_model, train_local
+
+STATE = "state.pt"
+
+
+def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
+            cfg: FederateConfig, progress: bool = True) -> dict:
+    """Masks the manifest's 'train' utterances (split among the clients) and 'test' ones (the
+    server's evaluation) with the trained mask; writes out/data/client_K and out/data/test, and
+    the initial model. Returns the settings the apps are built from."""
+    from speechmask.api import load_mask
+    from speechmask.models.slu import SLUConfig
+    from speechmask.train.checkpoint import load_checkpoint
+    from speechmask.train.data import load_features
+
+    mask = load_mask(mask_path)
+    fs = load_features(manifest, mask.cfg.frontend, progress=progress)
+    train, test = fs.select("split", "train"), fs.select("split", "test")
+    if slu_path is not None:
+        blob = load_checkpoint(slu_path, kind="slu")
+        slu_cfg = SLUConfig.from_dict(blob["config"])
+        state = blob["model"]
+    else:
+        intents = tuple(sorted({fs.rows[i]["intent"] for i in train + test}))
+        slu_cfg = SLUConfig(intents=intents, frontend=mask.cfg.frontend)
+        torch.manual_seed(cfg.seed)
+        state = make_model(slu_cfg.to_dict()).state_dict()
+    label = {name: k for k, name in enumerate(slu_cfg.intents)}
+    unknown = sorted({fs.rows[i]["intent"] for i in train + test} - set(label))
+    if unknown:
+        raise ManifestError(f"{manifest}: intents unknown to the cloud model: {unknown[:5]}")
+    parts = partition(fs.rows, train, cfg)
+    data_dir = out / "data"
+
+    def client(idx: list[int]) -> ClientData:
+        return ClientData(masked(mask, [fs.features[i] for i in idx]),
+                          np.array([label[fs.rows[i]["intent"]] for i in idx], np.int64),
+                          [fs.rows[i]["speaker"] for i in idx])
+
+    for k, idx in enumerate(parts):
+        write_client(data_dir / f"client_{k}", client(idx))
+    write_client(data_dir / "test", client(test))
+    with atomic_output(out / "initial.pt") as tmp:
+        torch.save({k: v.clone() for k, v in state.items()}, tmp)
+    return {"clients": cfg.clients, "strategy": cfg.strategy, "local_steps": cfg.local_steps,
+            "batch_size": cfg.batch_size, "lr": cfg.lr, "proximal_mu": cfg.proximal_mu,
+            "server_lr": cfg.server_lr, "seed": cfg.seed, "slu_config": slu_cfg.to_dict(),
+            "data_dir": str(data_dir), "partition_sizes": [len(p) for p in parts],
+            "partition_speakers": [len({fs.rows[i]["speaker"] for i in p}) for p in parts]}
+
+
+def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = False,
+                   verbose: bool = False) -> dict:
+    """Runs the remaining rounds in Flower's simulation runtime; returns the history."""
+    from flwr.simulation import run_simulation
+
+    from .apps import client_app, evaluate_on, server_app
+
+    state_path = out / STATE
+    history: dict = {"accuracy": {}, "bytes_down": {}, "bytes_up": {}, "seconds": {}}
+    start_round, initial = 0, out / "initial.pt"
+    if resume and state_path.is_file():
+        saved = _load_state(state_path)
+        start_round, history = saved["round"], saved["history"]
+        initial = out / "resume_weights.pt"
+        with atomic_output(initial) as tmp:
+            torch.save(saved["weights"], tmp)
+    if start_round >= rounds:
+        return history
+    evaluate = evaluate_on(settings, Path(settings["data_dir"]) / "test")
+    clock = [time.monotonic()]
+
+    def on_round(server_round: int, arrays):
+        metrics = evaluate(server_round, arrays)
+        rnd = start_round + server_round
+        history["accuracy"][str(rnd)] = float(metrics["accuracy"])
+        if server_round > 0:
+            size = arrays.count_bytes()
+            history["bytes_down"][str(rnd)] = size * settings["clients"]
+            history["bytes_up"][str(rnd)] = size * settings["clients"]
+            history["seconds"][str(rnd)] = time.monotonic() - clock[0]
+            clock[0] = time.monotonic()
+            _save_state(state_path, rnd, arrays.to_torch_state_dict(), history)
+        return metrics
+
+    run_settings = dict(settings, initial_state=str(initial), rounds_left=rounds - start_round,
+                        round_offset=start_round)
+    os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
+    if not verbose:  # Flower logs every round at INFO; the report says what matters
+        import logging
+
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    run_simulation(server_app=server_app(run_settings, on_round),
+                   client_app=client_app(run_settings), num_supernodes=settings["clients"],
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                   "init_args": {"num_cpus": 2, "include_dashboard": False,
+                                                 "log_to_driver": verbose}},
+                   verbose_logging=verbose)
+    return history
+
+
+def _save_state(path: Path, rnd: int, weights: dict, history: dict) -> None:
+    with atomic_output(path) as tmp:
+        torch.save({"round": rnd, "weights": weights, "history_json": json.dumps(history)}, tmp)
+
+
+def _load_state(path: Path) -> dict:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return {"round": int(blob["round"]), "weights": blob["weights"],
+            "history": json.loads(blob["history_json"])}
+
+
+def centralised(settings: dict, cfg: FederateConfig) -> float:
+    """The same masked data pooled on one machine: as many optimiser steps as one client makes
+    in all rounds, on batches as large as all clients' together. Test accuracy."""
+    data_dir = Path(settings["data_dir"])
+    parts = [read_client(data_dir / f"client_{k}") for k in range(cfg.clients)]
+    pooled = ClientData([f for p in parts for f in p.features],
+                        np.concatenate([p.labels for p in parts]),
+                        [s for p in parts for s in p.speakers])
+    model = make_model(settings["slu_config"], torch.load(Path(settings["data_dir"]).parent /
+                                                          "initial.pt", weights_only=True))
+    train_local(model, pooled, steps=cfg.rounds * cfg.local_steps,
+                batch_size=cfg.batch_size * cfg.clients, lr=cfg.lr, seed=cfg.seed)
+    return accuracy(model, read_client(data_dir / "test"))
+
+
+def check_inputs(manifest: Path, mask_path: Path, slu_path: Path | None) -> None:
+    from speechmask.corpus.manifest import read_manifest
+    from speechmask.train.checkpoint import load_checkpoint
+
+    load_checkpoint(mask_path, kind="mask")  # one line for a missing or corrupt mask
+    if slu_path is not None:
+        load_checkpoint(slu_path, kind="slu")
+    rows = read_manifest(manifest)
+    if not any(r.get("split") == "train" for r in rows):
+        raise ManifestError(f"{manifest}: no 'train' utterances to federate")
+    if not any(r.get("split") == "test" for r in rows):
+        raise ManifestError(f"{manifest}: no 'test' utterances to evaluate on")

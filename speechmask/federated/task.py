@@ -1,0 +1,78 @@
+"""The cloud SLU model on one device's masked features: local training (backprop; FedProx's
+proximal term when the server sends `proximal-mu`), evaluation, and the model as arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from speechmask.models.gates import floor_value
+from speechmask.models.slu import SLUConfig, SLUModel
+from speechmask.train.data import pad_batch
+
+from .data import ClientData
+
+
+def make_model(slu_config: dict, state: dict | None = None) -> SLUModel:
+    model = SLUModel(SLUConfig.from_dict(slu_config))
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
+def state_arrays(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def load_arrays(model: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
+    model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in arrays.items()})
+
+
+def _batch(model: SLUModel, data: ClientData, rows: np.ndarray):
+    x, lengths = pad_batch([data.features[i] for i in rows], floor_value(model.cfg.frontend))
+    return x, lengths, torch.as_tensor(data.labels[rows])
+
+
+def train_local(model: SLUModel, data: ClientData, *, steps: int, batch_size: int, lr: float,
+                seed: int, proximal_mu: float = 0.0) -> dict[str, float]:
+    """`steps` AdamW steps on random batches of the client's utterances; with `proximal_mu`,
+    FedProx's term mu/2 * ||w - w_global||^2 against the weights the round started from.
+    Returns the mean loss and the number of examples seen."""
+    global_params = [p.detach().clone() for p in model.parameters()] if proximal_mu else None
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        rows = rng.choice(len(data.labels), size=min(batch_size, len(data.labels)),
+                          replace=False)
+        x, lengths, y = _batch(model, data, rows)
+        loss = F.cross_entropy(model(x, lengths), y, label_smoothing=0.05)
+        if global_params is not None:
+            loss = loss + proximal_mu / 2 * sum(((p - g) ** 2).sum() for p, g in
+                                                zip(model.parameters(), global_params))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+    return {"train-loss": float(np.mean(losses)), "num-examples": steps * min(batch_size,
+                                                                             len(data.labels))}
+
+
+@torch.no_grad()
+def accuracy(model: SLUModel, data: ClientData, batch: int = 64) -> float:
+    model.eval()
+    correct = 0
+    for s in range(0, len(data.labels), batch):
+        x, lengths, y = _batch(model, data, np.arange(s, min(s + batch, len(data.labels))))
+        correct += int((model(x, lengths).argmax(-1) == y).sum())
+    return correct / max(1, len(data.labels))
+
+
+def peak_memory_bytes() -> int:
+    """This process's peak resident memory (Linux ru_maxrss is in KiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
