@@ -4,7 +4,6 @@ and the board emulator's application answering `speechmask board` through a real
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,11 +58,22 @@ def test_parser_finds_frames_in_noise_and_never_raises(noise, payloads, cut):
 @settings(max_examples=300, deadline=None)
 @given(garbage=st.binary(max_size=300))
 def test_parser_survives_garbage(garbage):
+    """Whatever came before, a frame after FLUSH (what a client sends before it retries) is
+    found; without it, a header in the garbage may hold the frame as its payload."""
     parser = p.Parser()
     parser.feed(garbage)
     frame = p.Frame(p.Type.INFO, 7)
-    # whatever came before, a whole frame after it is found (after at most one resync)
-    assert frame in parser.feed(frame.encode() + frame.encode())
+    assert frame in parser.feed(p.FLUSH + frame.encode())
+
+
+def test_a_header_in_noise_swallows_the_next_frames_until_flushed():
+    parser = p.Parser()
+    stuck = p.HEADER.pack(p.MAGIC, p.VERSION, 0, 0, 2047)
+    assert parser.feed(stuck + p.Frame(p.Type.INFO, 7).encode()) == []
+    # the flush completes the false frame, its CRC fails, and the search resumes inside it:
+    # the swallowed frame comes out too
+    assert parser.feed(p.FLUSH + p.Frame(p.Type.INFO, 8).encode()) == [
+        p.Frame(p.Type.INFO, 7), p.Frame(p.Type.INFO, 8)]
 
 
 def test_corrupt_frames_are_dropped_and_counted():
@@ -92,8 +102,9 @@ def app_board(request, export_dir, tmp_path):
                                 stdout=subprocess.PIPE, text=True)
         path = proc.stdout.readline().strip()
         yield path
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
+        from test_serial_flash import _stop
+
+        _stop(proc)
         return
     import tty
 
@@ -161,7 +172,11 @@ def test_app_refusals(app_board):
         client.request(p.Type.STREAM_BEGIN, b"\0")
         with pytest.raises(SerialToolError, match="STREAM refused: BAD_ARGUMENT"):
             client.request(p.Type.STREAM, b"\0\0\0")  # half a sample
-        assert int(client.stats()["bad_frames"]) >= 0
+        bad = bytearray(p.Frame(p.Type.INFO, 99).encode())
+        bad[-1] ^= 1
+        before = int(client.stats()["bad_frames"])
+        port.write(bytes(bad))
+        assert int(client.stats()["bad_frames"]) == before + 1
 
 
 def test_model_upload(app_board, export_dir, utterance, tmp_path):
@@ -232,6 +247,11 @@ def test_board_commands_bad_input(tmp_path, export_dir):
     done = subprocess.run(SPEECHMASK + ["board", "stream", str(tmp_path / "x.wav"), "--port",
                                         "/dev/null", "--check"], capture_output=True, text=True)
     assert done.returncode == 1 and "--check needs --export" in done.stderr
+    (tmp_path / "ok.wav").write_bytes(b"")
+    done = subprocess.run(SPEECHMASK + ["board", "stream", str(tmp_path / "ok.wav"), "--port",
+                                        "/dev/null", "--level", "200"],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "--level 200" in done.stderr
     done = subprocess.run(SPEECHMASK + ["board", "emulate", "--boot", "flash"],
                           capture_output=True, text=True)
     assert done.returncode == 1 and "--boot flash needs --export" in done.stderr

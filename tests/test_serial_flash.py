@@ -161,6 +161,8 @@ def test_flash_is_programmed_only_when_erased(board):
         assert boot.get_id() == 0x450 and boot.get_version() == 0x90
         assert an3155.EXTENDED_ERASE in boot.get()[1]
         assert boot.read_memory(0x1FF1E880, 2) == (2048).to_bytes(2, "little")
+        with pytest.raises(an3155.Nack, match="Go to 0x30000000"):  # no memory there
+            boot.go(0x3000_0000)
 
 
 def test_emulated_flash_survives_a_restart(tmp_path, firmware):
@@ -246,8 +248,14 @@ def _emulate(flash_image_path: Path) -> tuple[subprocess.Popen, str]:
 
 
 def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, as a user's Ctrl-C; killed if it does not stop, so no test leaves it running."""
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    try:
+        assert proc.wait(20) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def test_cli_and_stm32flash_write_the_same_flash(tmp_path, firmware):
@@ -294,6 +302,8 @@ def test_reset_line_on_a_pty_is_refused_in_one_line(tmp_path, firmware):
     (["missing.bin", "--port", "/dev/null"], "missing.bin: no such firmware file"),
     (["fw.bin", "--port", "/nonexistent/tty"], "/nonexistent/tty: cannot open the serial port"),
     (["fw.elf", "--port", "/dev/null", "--address", "0x08000000"], "--address applies to .bin"),
+    (["fw.bin", "--port", "/dev/null", "--retries", "-1"], "--retries must be an integer >= 0"),
+    (["fw.bin", "--port", "/dev/null", "--timeout", "0"], "--timeout must be > 0"),
 ])
 def test_cli_bad_input_one_line(tmp_path, args, message):
     (tmp_path / "fw.bin").write_bytes(b"\0" * 16)

@@ -89,6 +89,8 @@ class Bootloader:
         return data
 
     def _ack(self, what: str, timeout_s: float | None = None) -> None:
+        """Wait for ACK; busy bytes (0x76) and silence are waited through until the deadline:
+        the port's timeout, or `timeout_s` for long operations."""
         deadline = time.monotonic() + (timeout_s if timeout_s is not None
                                        else (self.port.timeout or 1.0))
         while True:
@@ -97,11 +99,12 @@ class Bootloader:
                 return
             if byte == bytes([NACK]):
                 raise Nack(f"{self._name()}: the bootloader refused {what} (NACK)")
-            if byte == bytes([BUSY]) or (not byte and time.monotonic() < deadline):
-                continue  # busy, or a long operation not finished: keep waiting
-            if not byte:
-                raise NoReply(f"{self._name()}: no reply to {what}")
-            raise NoReply(f"{self._name()}: unexpected byte 0x{byte[0]:02X} in reply to {what}")
+            if byte not in (b"", bytes([BUSY])):
+                raise NoReply(f"{self._name()}: unexpected byte 0x{byte[0]:02X} in reply to "
+                              f"{what}")
+            if time.monotonic() >= deadline:
+                raise NoReply(f"{self._name()}: no reply to {what}"
+                              + (" (busy until the deadline)" if byte else ""))
 
     def _command(self, code: int, what: str) -> None:
         self.port.write(bytes([code, code ^ 0xFF]))
@@ -136,12 +139,14 @@ class Bootloader:
         raise NoReply(f"{self._name()}: no bootloader answers (sent 0x7F {attempts} times; is "
                       "the board in its system bootloader, BOOT0 high, at 8E1?)")
 
-    def resync(self, attempts: int = 160) -> None:
+    def resync(self, attempts: int = 400) -> None:
         """Bring the bootloader back to waiting for a command byte. Send an unknown command
         (0x7F 0x80) until it answers NACK: whatever frame it was in swallows the first bytes and
         fails its checksum. That may leave one byte of ours pending as a command byte, so one
         more 0x7F settles it: NACK at once (it was pending: "0x80 0x7F" is another unknown
-        command), or silence (the 0x7F is now pending, and 0x80 completes it: NACK)."""
+        command), or silence (the 0x7F is now pending, and 0x80 completes it: NACK). 400 pairs
+        outlast any Read or Write frame; an Extended Erase whose count a lost byte corrupted can
+        wait for more (up to 131 KB), and then only a reset of the board helps."""
         saved = self.port.timeout
         self.port.timeout = 0.05
         try:

@@ -10,7 +10,20 @@ from . import protocol as p
 from .reference import ExportReference
 
 FIRMWARE = "speechmask-reference-emulator"
-MAX_CHUNK = p.MAX_PAYLOAD // 2  # int16 samples per STREAM frame
+STREAM_HEAD = 1 + p.Segments.HEAD.size
+
+
+def max_chunk(ref: ExportReference) -> int:
+    """Samples per STREAM frame whose reply always fits a frame, as the firmware computes it
+    (app.c): n new samples complete at most (n // hop + frames_per_segment) //
+    frames_per_segment segments."""
+    cfg = ref.cfg
+    fps, hop = cfg.frames_per_segment, cfg.frontend.hop_length
+    segment = cfg.gate.band_groups + 2 * fps * cfg.frontend.n_mels
+    n = p.MAX_PAYLOAD // 2
+    while n > 0 and STREAM_HEAD + (n // hop + fps) // fps * segment > p.MAX_PAYLOAD:
+        n -= 1
+    return n
 
 
 class AppEmulator:
@@ -19,6 +32,7 @@ class AppEmulator:
         self.pcm: list[np.ndarray] | None = None
         self.level = 0
         self.segments_sent = 0
+        self.parser = p.Parser()
         self.region: bytearray | None = None
         self.upload: tuple[int, int] | None = None  # size, crc32
         self.model = "built-in"
@@ -32,7 +46,7 @@ class AppEmulator:
                 "export_id": self.ref.export_id, "sample_rate": fe.sample_rate,
                 "win_length": fe.win_length, "hop_length": fe.hop_length, "n_mels": fe.n_mels,
                 "frames_per_segment": cfg.frames_per_segment,
-                "band_groups": cfg.gate.band_groups, "max_chunk_samples": MAX_CHUNK,
+                "band_groups": cfg.gate.band_groups, "max_chunk_samples": max_chunk(self.ref),
                 "warp_levels": cfg.send.warp_levels if cfg.send.warp else 0,
                 "counter": "none", "model": self.model,
                 "model_blob_bytes": len(self.ref.blob)}
@@ -43,6 +57,7 @@ class AppEmulator:
         if kind == p.Type.INFO:
             return p.reply(frame, p.Status.OK, p.encode_key_values(self.info()))
         if kind == p.Type.STATS:
+            self.stats["bad_frames"] = self.parser.errors
             return p.reply(frame, p.Status.OK, p.encode_key_values(self.stats))
         if kind == p.Type.STREAM_BEGIN:
             levels = self.info()["warp_levels"]
@@ -55,7 +70,7 @@ class AppEmulator:
         if kind == p.Type.STREAM:
             if self.pcm is None:
                 return p.reply(frame, p.Status.BAD_STATE)
-            if len(body) % 2 or len(body) // 2 > MAX_CHUNK:
+            if len(body) % 2 or len(body) // 2 > max_chunk(self.ref):
                 return p.reply(frame, p.Status.BAD_ARGUMENT)
             self.pcm.append(np.frombuffer(body, "<i2"))
             self.stats["samples"] += len(body) // 2
@@ -65,8 +80,10 @@ class AppEmulator:
             self.stats["segments"] += len(new)
             self.stats["segments_open"] += int(sum(gates[i].any() for i in new))
             seg = p.Segments(0, 0, [gates[i].tobytes() for i in new],
-                             [self.ref.pack(gates[i], feats[i]) for i in new])
-            return p.reply(frame, p.Status.OK, seg.encode())
+                             [self.ref.pack(gates[i], feats[i]) for i in new]).encode()
+            if 1 + len(seg) > p.MAX_PAYLOAD:  # cannot happen: max_chunk leaves room
+                return p.reply(frame, p.Status.TOO_LARGE)
+            return p.reply(frame, p.Status.OK, seg)
         if kind in (p.Type.MODEL_BEGIN, p.Type.MODEL_DATA, p.Type.MODEL_COMMIT):
             return self._model(frame)
         return p.reply(frame, p.Status.UNKNOWN_TYPE)
@@ -122,9 +139,7 @@ class AppEmulator:
 
     def serve(self, link) -> None:
         """Answer frames on `link` until it closes."""
-        parser = p.Parser()
         while True:
-            for frame in parser.feed(link.read_some()):
+            for frame in self.parser.feed(link.read_some()):
                 if not frame.is_reply:
                     link.write(self._answer(frame).encode())
-            self.stats["bad_frames"] = parser.errors

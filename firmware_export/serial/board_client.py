@@ -5,6 +5,7 @@ number, anything else on the line is skipped (a reset board may print first)."""
 from __future__ import annotations
 
 import time
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +39,14 @@ def band_edges(n_mels: int, band_groups: int) -> list[tuple[int, int]]:
 
 class BoardClient:
     def __init__(self, port, name: str = "board", timeout_s: float = 5.0):
+        import random
+
         self.port, self.name, self.timeout_s = port, name, timeout_s
         self.parser = p.Parser()
-        self.seq = 0
+        # a reply an earlier process gave up on may still be on the line: drop what is there,
+        # and start from a sequence number it is unlikely to share
+        port.reset_input_buffer()
+        self.seq = random.randrange(1 << 16)
 
     def request(self, kind: p.Type, payload: bytes = b"", *, timeout_s: float | None = None
                 ) -> p.Frame:
@@ -49,14 +55,12 @@ class BoardClient:
         try:
             try:
                 return self._request(kind, payload, timeout_s)
-            except _NoReply:
+            except NoReply:
                 if kind not in (p.Type.INFO, p.Type.STATS):
                     raise
                 # the board may be inside a frame that noise seemed to start: flush, retry once
                 self.port.write(p.FLUSH)
                 return self._request(kind, payload, timeout_s)
-        except _NoReply as exc:
-            raise SerialToolError(str(exc)) from None
         except (serial.SerialException, OSError) as exc:
             raise SerialToolError(f"{self.name}: the serial link failed ({exc})") from None
 
@@ -71,7 +75,7 @@ class BoardClient:
                         raise _Refused(f"{self.name}: {_type_name(kind)} refused: "
                                        f"{_status_name(frame.status)}", frame)
                     return frame
-        raise _NoReply(f"{self.name}: no reply to {_type_name(kind)} within "
+        raise NoReply(f"{self.name}: no reply to {_type_name(kind)} within "
                               f"{timeout_s or self.timeout_s:g} s (is the speechmask firmware "
                               "running on it?)")
 
@@ -84,7 +88,6 @@ class BoardClient:
     def upload_model(self, blob: bytes, chunk: int = 1024, progress=None) -> Uploaded:
         """MODEL_BEGIN, MODEL_DATA in order, MODEL_COMMIT. A refused MODEL_DATA names the offset
         the board expects next; the upload resumes there (up to 3 times)."""
-        import struct
         import zlib
 
         self.request(p.Type.MODEL_BEGIN, struct.pack("<II", len(blob), zlib.crc32(blob)))
@@ -93,6 +96,14 @@ class BoardClient:
             piece = blob[at:at + chunk]
             try:
                 self.request(p.Type.MODEL_DATA, struct.pack("<I", at) + piece)
+            except NoReply:
+                # lost on the way, or its reply was: flush, then send the same offset again (a
+                # board that has it names the offset it expects, below)
+                if len(resumed) >= 3:
+                    raise
+                self.port.write(p.FLUSH)
+                resumed.append(at)
+                continue
             except _Refused as exc:
                 if exc.status != p.Status.BAD_ARGUMENT or len(resumed) >= 3 \
                         or len(exc.body) != 4:
@@ -129,7 +140,7 @@ class BoardClient:
             body = self.request(p.Type.STREAM, pcm[at:at + chunk].tobytes()).payload[1:]
             try:
                 seg = p.Segments.decode(body, groups, open_bytes)
-            except (ValueError, IndexError, Exception) as exc:
+            except (ValueError, IndexError, struct.error) as exc:
                 raise SerialToolError(f"{self.name}: a malformed STREAM reply ({exc})") from None
             ticks.append(seg.ticks)
             per_tick = seg.per_tick
@@ -151,8 +162,8 @@ class BoardClient:
                         chunk, sent)
 
 
-class _NoReply(Exception):
-    pass
+class NoReply(SerialToolError):
+    """No reply in time."""
 
 
 class _Refused(SerialToolError):

@@ -109,9 +109,13 @@ class BootloaderEmulator:
                 self._erase(link)
             elif cmd == bl.GO:
                 address = self._address(link)
-                if address is not None:
-                    link.write(bytes([bl.ACK]))
-                    return address
+                if address is None:
+                    continue
+                if self._region(address, 4) not in ("flash", "ram"):
+                    link.write(bytes([bl.NACK]))  # the part refuses a jump outside memory
+                    continue
+                link.write(bytes([bl.ACK]))
+                return address
 
     def _address(self, link) -> int | None:
         frame = link.read(5)

@@ -180,6 +180,9 @@ def _stream(args: argparse.Namespace) -> int:
         for path in (args.out, _gates_path(args.out)):
             if path.exists():
                 raise SerialToolError(f"{path}: exists; add --force to replace it")
+    if not -128 <= args.level <= 127:
+        raise SerialToolError(f"--level {args.level}: a warp level is a small signed number "
+                              "(the board's INFO says its range: warp_levels)")
     pcm = to_pcm16(read_audio(args.wav))  # AudioError names the file
     reference = None
     if args.check:
@@ -196,7 +199,8 @@ def _stream(args: argparse.Namespace) -> int:
         with tqdm(total=len(pcm), unit="sample", unit_scale=True, file=sys.stderr,
                   leave=False, disable=None, desc="streaming") as bar:
             got = client.stream(pcm, args.level, args.chunk, info, bar.update)
-    seconds = len(pcm) / int(info.get("sample_rate", 16000))
+    rate = info.get("sample_rate", "16000")
+    seconds = len(pcm) / (int(rate) if rate.isdigit() and int(rate) > 0 else 16000)
     segments = len(got.gates)
     print(f"{args.wav}: {seconds:.2f} s, {segments} segments, open fraction "
           f"{got.gates.mean() if segments else 0:.3f}, {got.bytes_sent} bytes sent "
@@ -290,9 +294,9 @@ def _flash(args: argparse.Namespace) -> int:
 
 
 def _emulate(args: argparse.Namespace) -> int:
-    from .bootloader_emu import BootloaderEmulator, FlashFile, known_chip
+    from .bootloader_emu import FlashFile, known_chip
     from .image import SerialToolError
-    from .pty_link import Closed, PtyLink
+    from .pty_link import PtyLink
 
     if args.boot == "flash" and args.export is None:
         raise SerialToolError("--boot flash needs --export (the application answers with its "
@@ -302,21 +306,36 @@ def _emulate(args: argparse.Namespace) -> int:
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     link = PtyLink()  # its path is the first line printed, whatever comes after
     print(link.path, flush=True)
-    app = None
-    if args.qemu:
-        from .qemu_app import QemuApp
+    app, flash = None, None
+    try:
+        if args.qemu:
+            from .qemu_app import QemuApp
 
-        app, what = QemuApp(args.export, log=log), "the firmware under QEMU"
-    elif args.export is not None:
-        from .app_emu import AppEmulator
-        from .reference import ExportReference
+            app, what = QemuApp(args.export, log=log), "the firmware under QEMU"
+        elif args.export is not None:
+            from .app_emu import AppEmulator
+            from .reference import ExportReference
 
-        app = AppEmulator(ExportReference(args.export), log=log)
-        what = f"the reference of export {app.ref.export_id}"
-    flash = FlashFile(args.flash_image, known_chip(args.chip))
+            app = AppEmulator(ExportReference(args.export), log=log)
+            what = f"the reference of export {app.ref.export_id}"
+        flash = FlashFile(args.flash_image, known_chip(args.chip))
+        return _serve(args, link, flash, app, what if app is not None else "", log)
+    finally:
+        link.close()
+        if flash is not None:
+            flash.close()
+        if hasattr(app, "close"):
+            app.close()
+
+
+def _serve(args, link, flash, app, what: str, log) -> int:
+    from .bootloader_emu import BootloaderEmulator
+    from .pty_link import Closed
 
     def on_go(address: int) -> None:
-        if flash.read(address, 8) == b"\xff" * 8:
+        if emulator._region(address, 8) != "flash":
+            log(f"Go 0x{address:08X}: not in flash, so no firmware runs; back in the bootloader")
+        elif flash.read(address, 8) == b"\xff" * 8:
             log(f"Go 0x{address:08X}: no firmware there (erased flash); back in the bootloader")
         elif app is None:
             log(f"Go 0x{address:08X}: no --export, so no application to run; back in the "
@@ -336,9 +355,4 @@ def _emulate(args: argparse.Namespace) -> int:
             emulator.serve(link)
     except (Closed, KeyboardInterrupt):
         pass
-    finally:
-        link.close()
-        flash.close()
-        if hasattr(app, "close"):
-            app.close()
     return 0

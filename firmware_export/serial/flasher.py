@@ -50,6 +50,15 @@ class FlashConfig:
     timeout_s: float = option(1.0, "seconds to wait for each reply (an erase waits longer)",
                               flag="--timeout")
 
+    def __post_init__(self) -> None:
+        from speechmask.errors import ConfigError
+        from speechmask.options import check_int
+
+        check_int(self.baud, "baud")
+        check_int(self.retries, "retries", low=0)
+        if not self.timeout_s > 0:
+            raise ConfigError(f"timeout_s must be > 0 (got {self.timeout_s})", field="timeout_s")
+
 
 @dataclass
 class FlashReport:

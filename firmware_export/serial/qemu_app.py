@@ -48,8 +48,10 @@ class QemuApp:
         """Run the firmware until `link` stops; then stop QEMU (by its PID)."""
         sock_path = self._dir / "uart0.sock"
         sock_path.unlink(missing_ok=True)
-        qemu = subprocess.Popen(self.command(sock_path), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log_path = self._dir / "qemu.log"  # a file, not a pipe nobody reads
+        with open(log_path, "wb") as qemu_log:
+            qemu = subprocess.Popen(self.command(sock_path), stdin=subprocess.DEVNULL,
+                                    stdout=qemu_log, stderr=subprocess.STDOUT)
         self.log(f"qemu-system-arm (pid {qemu.pid}) runs the firmware")
         try:
             sock = self._connect(sock_path, qemu)
@@ -67,8 +69,8 @@ class QemuApp:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if qemu.poll() is not None:
-                raise SerialToolError(f"qemu-system-arm exited ({qemu.returncode}): "
-                                      f"{qemu.stdout.read().decode(errors='replace').strip()}")
+                said = (self._dir / "qemu.log").read_text(errors="replace").strip()
+                raise SerialToolError(f"qemu-system-arm exited ({qemu.returncode}): {said}")
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.connect(str(path))

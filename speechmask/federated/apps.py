@@ -74,9 +74,10 @@ def make_strategy(settings: dict):
     return FedAvg(**common)
 
 
-def server_app(settings: dict, evaluate_fn) -> ServerApp:
+def server_app(settings: dict, evaluate_fn, on_result=None) -> ServerApp:
     """`evaluate_fn(round, arrays)`: the server's evaluation on the masked test set, which also
-    checkpoints the round (runner.py)."""
+    checkpoints the round (runner.py); `on_result(result)`: Flower's Result at the end (the
+    clients' aggregated train metrics per round)."""
     app = ServerApp()
 
     @app.main()
@@ -85,10 +86,13 @@ def server_app(settings: dict, evaluate_fn) -> ServerApp:
 
         state = torch.load(settings["initial_state"], map_location="cpu", weights_only=True)
         strategy = make_strategy(settings)
-        strategy.start(grid=grid, initial_arrays=ArrayRecord(state),
-                       num_rounds=settings["rounds_left"], timeout=settings.get("timeout", 600),
-                       train_config=ConfigRecord({"lr": settings["lr"]}),
-                       evaluate_fn=evaluate_fn)
+        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(state),
+                                num_rounds=settings["rounds_left"],
+                                timeout=settings.get("timeout", 600),
+                                train_config=ConfigRecord({"lr": settings["lr"]}),
+                                evaluate_fn=evaluate_fn)
+        if on_result is not None:
+            on_result(result)
 
     return app
 

@@ -81,7 +81,8 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
     from .apps import client_app, evaluate_on, server_app
 
     state_path = out / STATE
-    history: dict = {"accuracy": {}, "bytes_down": {}, "bytes_up": {}, "seconds": {}}
+    history: dict = {"accuracy": {}, "bytes_down": {}, "bytes_up": {}, "seconds": {},
+                     "client_peak_memory_bytes": {}, "train_loss": {}}
     start_round, initial = 0, out / "initial.pt"
     if resume and state_path.is_file():
         saved = _load_state(state_path)
@@ -91,6 +92,8 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
             torch.save(saved["weights"], tmp)
     if start_round >= rounds:
         return history
+    history.setdefault("client_peak_memory_bytes", {})
+    history.setdefault("train_loss", {})
     evaluate = evaluate_on(settings, Path(settings["data_dir"]) / "test")
     clock = [time.monotonic()]
 
@@ -104,9 +107,19 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
             history["bytes_up"][str(rnd)] = size * settings["clients"]
             history["seconds"][str(rnd)] = time.monotonic() - clock[0]
             clock[0] = time.monotonic()
-            _save_state(state_path, rnd, arrays.to_torch_state_dict(), history)
+            last[0] = arrays.to_torch_state_dict()
+            _save_state(state_path, rnd, last[0], history)
         return metrics
 
+    def on_result(result) -> None:
+        for rnd, metrics in result.train_metrics_clientapp.items():
+            key = str(start_round + int(rnd))
+            history["client_peak_memory_bytes"][key] = float(metrics["peak-memory-bytes"])
+            history["train_loss"][key] = float(metrics["train-loss"])
+        if last[0] is not None:  # the state again, now with the clients' metrics
+            _save_state(state_path, max(map(int, history["accuracy"])), last[0], history)
+
+    last: list = [None]
     run_settings = dict(settings, initial_state=str(initial), rounds_left=rounds - start_round,
                         round_offset=start_round)
     os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
@@ -114,7 +127,7 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
         import logging
 
         logging.getLogger("flwr").setLevel(logging.WARNING)
-    run_simulation(server_app=server_app(run_settings, on_round),
+    run_simulation(server_app=server_app(run_settings, on_round, on_result),
                    client_app=client_app(run_settings), num_supernodes=settings["clients"],
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                    "init_args": {"num_cpus": 2, "include_dashboard": False,

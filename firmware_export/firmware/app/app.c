@@ -14,12 +14,20 @@
 #include "sm_proto.h"
 
 #define FIRMWARE_VERSION "0.1.0"
-#define MAX_CHUNK (SM_PROTO_MAX_PAYLOAD / 2)
+#define SEGMENT_BYTES (SM_BAND_GROUPS + 2 * SM_FRAMES_PER_SEGMENT * SM_N_MELS) /* all open */
+#define STREAM_HEAD 11 /* status, ticks u32, per_tick u32, segments u16 */
 
 static sm_parser_t parser;
 static sm_device_t device;
 static int streaming;
-static int16_t pcm[MAX_CHUNK];
+static int16_t pcm[SM_PROTO_MAX_PAYLOAD / 2];
+static int32_t max_chunk; /* samples per STREAM frame whose reply always fits a frame */
+
+/* The most segments n new samples can complete: at most n / hop + 1 new frames, after at most
+ * frames-per-segment - 1 waiting. */
+static int32_t worst_segments(int32_t n) {
+    return (n / SM_HOP_LENGTH + SM_FRAMES_PER_SEGMENT) / SM_FRAMES_PER_SEGMENT;
+}
 static uint8_t tx[SM_PROTO_OVERHEAD + SM_PROTO_MAX_PAYLOAD];
 static uint8_t *const body = tx + SM_PROTO_HEADER; /* the reply's payload, built in place */
 static int32_t body_len;
@@ -117,7 +125,7 @@ static void info(const sm_frame_t *req) {
     put_number("n_mels", SM_N_MELS);
     put_number("frames_per_segment", SM_FRAMES_PER_SEGMENT);
     put_number("band_groups", SM_BAND_GROUPS);
-    put_number("max_chunk_samples", MAX_CHUNK);
+    put_number("max_chunk_samples", max_chunk);
     put_number("warp_levels", SM_SEND_WARP_LEVELS);
     put_text("counter", sm_board_counter_unit);
     char crc[12];
@@ -148,21 +156,21 @@ static void stream(const sm_frame_t *req) {
         send_reply(req, SM_BAD_STATE, 1);
         return;
     }
-    if (req->length % 2 || req->length / 2 > MAX_CHUNK) {
+    if (req->length % 2 || req->length / 2 > max_chunk) { /* refused before any sample is used */
         send_reply(req, SM_BAD_ARGUMENT, 1);
         return;
     }
     const int32_t n = req->length / 2;
     for (int32_t i = 0; i < n; i++)
         pcm[i] = (int16_t)(uint16_t)(req->payload[2 * i] | req->payload[2 * i + 1] << 8);
-    body_len = 1 + 10; /* status, then ticks u32, per_tick u32, segments u16 */
+    body_len = STREAM_HEAD;
     overflow = 0;
     const uint32_t start = sm_board_ticks();
     const int32_t segments = sm_device_push(&device, pcm, n, on_segment, 0);
     const uint32_t ticks = sm_board_elapsed(start);
     stats.samples += (uint32_t)n;
     if (ticks > stats.max_chunk_ticks) stats.max_chunk_ticks = ticks;
-    if (overflow) {
+    if (overflow) { /* cannot happen: max_chunk leaves room for the worst case */
         send_reply(req, SM_TOO_LARGE, 1);
         return;
     }
@@ -191,6 +199,8 @@ static void model_begin(const sm_frame_t *req) {
     }
     sm_model_use(sm_model_builtin_blob(), SM_MODEL_BLOB_BYTES); /* the same constants */
     region_active = 0;
+    uploading = 0;
+    upload_have = 0;
     if (region_erase() != 0) {
         send_reply(req, SM_BAD_STATE, 1);
         return;
@@ -293,13 +303,20 @@ int main(void) {
         region_active = 1;
     else
         sm_model_use(sm_model_builtin_blob(), SM_MODEL_BLOB_BYTES);
+    max_chunk = SM_PROTO_MAX_PAYLOAD / 2;
+    while (max_chunk > 0 && STREAM_HEAD + worst_segments(max_chunk) * SEGMENT_BYTES >
+                                SM_PROTO_MAX_PAYLOAD)
+        max_chunk--;
     sm_parser_reset(&parser);
     for (;;) {
         uint8_t rx[64];
         const int32_t n = sm_board_serial_read(rx, sizeof rx);
         for (int32_t i = 0; i < n; i++) {
             sm_frame_t frame;
-            if (sm_parser_feed(&parser, rx[i], &frame)) handle(&frame);
+            if (!sm_parser_feed(&parser, rx[i], &frame)) continue;
+            do {
+                handle(&frame);
+            } while (sm_parser_poll(&parser, &frame));
         }
     }
 }

@@ -16,6 +16,7 @@ uint32_t sm_crc32(uint32_t crc, const uint8_t *data, int32_t n) {
 
 void sm_parser_reset(sm_parser_t *p) {
     p->have = 0;
+    p->consumed = 0;
     p->errors = 0;
 }
 
@@ -34,8 +35,16 @@ static void resync(sm_parser_t *p) {
     p->have -= at;
 }
 
-int sm_parser_feed(sm_parser_t *p, uint8_t byte, sm_frame_t *frame) {
-    p->buf[p->have++] = byte;
+/* Drops the frame returned last, keeping what followed it. */
+static void settle(sm_parser_t *p) {
+    if (p->consumed) {
+        memmove(p->buf, p->buf + p->consumed, (size_t)(p->have - p->consumed));
+        p->have -= p->consumed;
+        p->consumed = 0;
+    }
+}
+
+static int scan(sm_parser_t *p, sm_frame_t *frame) {
     for (;;) {
         if (p->have >= 1 && p->buf[0] != 'S') {
             resync(p);
@@ -63,9 +72,22 @@ int sm_parser_feed(sm_parser_t *p, uint8_t byte, sm_frame_t *frame) {
         frame->seq = (uint16_t)le16(p->buf + 4);
         frame->length = (uint16_t)length;
         frame->payload = p->buf + SM_PROTO_HEADER;
-        p->have = 0; /* the caller reads the payload before feeding the next byte */
+        p->consumed = end; /* the caller reads the payload before the next call */
         return 1;
     }
+}
+
+int sm_parser_feed(sm_parser_t *p, uint8_t byte, sm_frame_t *frame) {
+    settle(p);
+    /* cannot be full here: a buffer that holds a whole frame has returned or dropped it */
+    if (p->have >= (int32_t)sizeof p->buf) p->have = 0;
+    p->buf[p->have++] = byte;
+    return scan(p, frame);
+}
+
+int sm_parser_poll(sm_parser_t *p, sm_frame_t *frame) {
+    settle(p);
+    return scan(p, frame);
 }
 
 int32_t sm_frame_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload,

@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     uint8_t buf[SM_PROTO_OVERHEAD + SM_PROTO_MAX_PAYLOAD];
     int32_t have;
+    int32_t consumed; /* bytes of the frame last returned, dropped at the next call */
     uint32_t errors;
 } sm_parser_t;
 
@@ -45,8 +46,12 @@ uint32_t sm_crc32(uint32_t crc, const uint8_t *data, int32_t n); /* crc: 0 to st
 
 void sm_parser_reset(sm_parser_t *p);
 
-/* Feeds one byte; returns 1 and fills `frame` when it completes a valid frame. */
+/* Feeds one byte; returns 1 and fills `frame` when a valid frame is complete. */
 int sm_parser_feed(sm_parser_t *p, uint8_t byte, sm_frame_t *frame);
+/* Returns 1 and fills `frame` if the bytes already buffered hold another complete frame (one
+ * that followed a frame found inside a dropped one): call it after each frame until it returns
+ * 0, and the parser finds exactly the host parser's frames. */
+int sm_parser_poll(sm_parser_t *p, sm_frame_t *frame);
 
 /* Writes the frame into `out` (room for SM_PROTO_OVERHEAD + n); returns its length. */
 int32_t sm_frame_encode(uint8_t *out, uint8_t type, uint16_t seq, const uint8_t *payload,

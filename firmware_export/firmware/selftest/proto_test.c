@@ -1,9 +1,10 @@
 /* The C side of the protocol against the shared vectors (firmware_export/serial/
  * protocol_vectors.txt, which the Python tests read too): every vector's frame is encoded from
- * its fields byte for byte, and found by the parser with noise before it, after a corrupted copy
- * and split anywhere. Then stdin's bytes (random, from the test) go through the parser, which
- * must survive them and still find a frame after them. Host only; exit 0 if all holds.
- * Usage: proto_test VECTORS < noise */
+ * its fields byte for byte, and found by the parser with noise before it and after a corrupted
+ * copy. Then stdin's bytes (from the test: garbage with frames in it) go through the parser; it
+ * prints every frame it finds ("frame TYPE SEQ LENGTH CRC32-OF-PAYLOAD") and its error count,
+ * which the test compares with the host parser's on the same bytes. Host only.
+ * Usage: proto_test VECTORS < stream */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,11 @@ static int feed_all(sm_parser_t *p, const uint8_t *b, int n, sm_frame_t *last) {
     int found = 0;
     for (int i = 0; i < n; i++) {
         sm_frame_t f;
-        if (sm_parser_feed(p, b[i], &f)) {
+        if (!sm_parser_feed(p, b[i], &f)) continue;
+        do {
             found++;
             *last = f;
-        }
+        } while (sm_parser_poll(p, &f));
     }
     return found;
 }
@@ -69,23 +71,16 @@ int main(int argc, char **argv) {
         vectors++;
     }
     fclose(f);
-    /* garbage from stdin, then one frame: never a crash, and the frame is found once a frame's
-     * worth of zeros has flushed whatever frame the garbage seemed to start (as the host's
-     * BoardClient flushes before it retries) */
     sm_parser_reset(&parser);
     int c;
     sm_frame_t got;
-    long garbage = 0;
     while ((c = getchar()) != EOF) {
-        sm_parser_feed(&parser, (uint8_t)c, &got);
-        garbage++;
+        if (!sm_parser_feed(&parser, (uint8_t)c, &got)) continue;
+        do {
+            printf("frame %02x %04x %u %08lx\n", got.type, got.seq, got.length,
+                   (unsigned long)sm_crc32(0, got.payload, got.length));
+        } while (sm_parser_poll(&parser, &got));
     }
-    memset(bad, 0, sizeof bad);
-    feed_all(&parser, bad, SM_PROTO_OVERHEAD + SM_PROTO_MAX_PAYLOAD, &got);
-    const int len = sm_frame_encode(encoded, SM_INFO, 7, payload, 0);
-    const int found = feed_all(&parser, encoded, len, &got);
-    const int ok = found >= 1 && got.type == SM_INFO && got.seq == 7;
-    printf("garbage: %ld bytes, %lu errors, frame after it %s\n", garbage,
-           (unsigned long)parser.errors, ok ? "found" : "LOST");
-    return failures || !ok || vectors == 0;
+    printf("errors %lu\n", (unsigned long)parser.errors);
+    return failures || vectors == 0;
 }
