@@ -1,8 +1,10 @@
 """Federated adaptation on masked features (issue 18): the cloud model adapted by 4 devices in
 Flower's simulation runtime, each holding only what its mask sent for its own speakers, against
-centralised training on the same masked data; speaker-partitioned (IID-ish) and non-IID
-(Dirichlet 0.5 over intents) clients; traffic per round, clients' peak memory, and the wall time
-of a 4-client, 3-round simulation on this machine.
+centralised training on the same masked data; speaker-partitioned and non-IID (Dirichlet 0.5
+over intents) clients; forward-gradient clients (no backward pass) against backprop, in accuracy
+and in the memory one client's local training takes (measured in a fresh process each: peak
+resident memory during training minus resident memory before it); traffic per round, and the
+wall time of a 4-client, 3-round simulation on this machine.
 
 Usage: python benchmarks/bench_federated.py --manifest build/bench_mask/corpus/manifest.jsonl \
          --mask build/bench_mask/mask_40ms.pt --slu build/bench_mask/slu.pt --out build/bench_federated
@@ -27,20 +29,27 @@ TARGET_SHARE = 0.95  # of centralised masked accuracy, within 20 rounds
 TARGET_SECONDS = 180.0  # a 4-client, 3-round simulation on 2 cores
 
 
-def one(name: str, args, cfg: FederateConfig) -> dict:
+def one(name: str, args, cfg: FederateConfig, central: float | None = None,
+        compare: bool = True) -> dict:
+    """One federation. The centralised comparison trains on the pooled training data, the same
+    whatever the partition: computed once and passed on (`central`); `compare=False` skips it."""
     out = args.out / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     settings = prepare(args.manifest, args.mask, args.slu, out, cfg, progress=False)
     settings["config"] = cfg.to_dict()
+    import json
+
+    (out / "settings.json").write_text(json.dumps(settings))
     started = time.monotonic()
     history = run_federation(settings, out, cfg.rounds)
     seconds = time.monotonic() - started
-    central = centralised(settings, cfg)
+    if central is None and compare:
+        central = centralised(settings, cfg)
     rounds = sorted(int(r) for r in history["accuracy"])
     acc = [history["accuracy"][str(r)] for r in rounds]
-    reached = next((r for r, a in zip(rounds, acc) if r > 0 and a >= TARGET_SHARE * central),
-                   None)
+    reached = next((r for r, a in zip(rounds, acc)
+                    if central and r > 0 and a >= TARGET_SHARE * central), None)
     return {"config": cfg.to_dict(), "partition_sizes": settings["partition_sizes"],
             "accuracy": acc, "centralised_accuracy": central,
             "final_over_centralised": acc[-1] / central if central else None,
@@ -49,6 +58,43 @@ def one(name: str, args, cfg: FederateConfig) -> dict:
             "bytes_per_round_each_way": history["bytes_up"].get("1"),
             "client_peak_memory_bytes": max(history["client_peak_memory_bytes"].values(),
                                             default=None)}
+
+
+MEMORY_PROBE = """
+import json, resource, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from speechmask.federated.data import read_client
+from speechmask.federated.task import make_model, train_forward, train_local
+settings = json.loads(Path(sys.argv[1]).read_text())
+data = read_client(Path(settings["data_dir"]) / "client_0")
+model = make_model(settings["slu_config"], torch.load(Path(sys.argv[1]).parent / "initial.pt",
+                                                      weights_only=True))
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+before = rss()
+common = dict(steps=settings["local_steps"], batch_size=settings["batch_size"], seed=0)
+if sys.argv[2] == "forward":
+    train_forward(model, data, lr=settings["forward_lr"], perturbations=settings["perturbations"],
+                  **common)
+else:
+    train_local(model, data, lr=settings["lr"], **common)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+"""
+
+
+def training_memory(out: Path, mode: str, repeats: int = 3) -> int:
+    """Median over fresh processes of the peak resident memory one round of local training adds
+    (mode backprop or forward), on client 0's data."""
+    import statistics
+    import subprocess
+
+    settings = out / "settings.json"
+    got = [int(subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(settings), mode],
+                              capture_output=True, text=True, check=True).stdout.split()[-1])
+           for _ in range(repeats)]
+    return int(statistics.median(got))
 
 
 def main() -> None:
@@ -60,16 +106,24 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     args = ap.parse_args()
     base = FederateConfig(clients=4, rounds=args.rounds)
-    runs = {"speakers": one("speakers", args, base),
+    speakers = one("speakers", args, base)
+    central = speakers["centralised_accuracy"]
+    runs = {"speakers": speakers,
             "dirichlet_0.5": one("dirichlet", args, FederateConfig(clients=4, rounds=args.rounds,
-                                                                   dirichlet_alpha=0.5)),
-            "timing_4x3": one("timing", args, FederateConfig(clients=4, rounds=3))}
+                                                                   dirichlet_alpha=0.5), central),
+            "forward": one("forward", args, FederateConfig(clients=4, rounds=args.rounds,
+                                                           mode="forward"), central),
+            "timing_4x3": one("timing", args, FederateConfig(clients=4, rounds=3),
+                              compare=False)}
+    memory = {mode: training_memory(args.out / "speakers", mode)
+              for mode in ("backprop", "forward")}
     rec = {"runs": runs, "target_share": TARGET_SHARE, "target_seconds_4x3": TARGET_SECONDS,
+           "local_training_memory_bytes": memory,
            "method": "Flower 1.42 simulation runtime (Ray), FedAvg, 4 clients, server-side "
                      "accuracy on the masked test split after each round; centralised: the "
                      "same masked training data pooled, as many steps as one client makes in "
                      "all rounds with a batch as large as all clients' together"}
-    s, d, t = runs["speakers"], runs["dirichlet_0.5"], runs["timing_4x3"]
+    s, d, t, f = runs["speakers"], runs["dirichlet_0.5"], runs["timing_4x3"], runs["forward"]
     table = [
         ("speaker-partitioned: final / centralised",
          f"{100 * s['accuracy'][-1]:.1f} % / {100 * s['centralised_accuracy']:.1f} % = "
@@ -78,6 +132,12 @@ def main() -> None:
         ("non-IID (Dirichlet 0.5): final / centralised",
          f"{100 * d['accuracy'][-1]:.1f} % / {100 * d['centralised_accuracy']:.1f} % = "
          f"{d['final_over_centralised']:.3f}; 95 % first at round {d['first_round_at_95pct']}"),
+        ("forward-gradient clients: final / centralised",
+         f"{100 * f['accuracy'][-1]:.1f} % (from {100 * f['accuracy'][0]:.1f} %) / "
+         f"{100 * f['centralised_accuracy']:.1f} %"),
+        ("memory of one round of local training",
+         f"backprop {memory['backprop'] / 2**20:.1f} MiB, forward {memory['forward'] / 2**20:.1f}"
+         f" MiB (median of 3 fresh processes)"),
         ("traffic per round, each way", f"{s['bytes_per_round_each_way']:,} B (4 clients)"),
         ("client peak memory (RSS)", f"{s['client_peak_memory_bytes'] / 2**20:.0f} MiB"),
         ("4 clients x 3 rounds, wall time", f"{t['seconds']:.0f} s (target <= {TARGET_SECONDS:.0f} s)"),

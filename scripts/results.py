@@ -24,6 +24,7 @@ from results_format import (BEGIN, COMMANDS, END, HEADLINE_METRICS, HEADLINE_SYS
                             METRIC_NAMES, TARGETS, TITLES, anchor, gain, kib, pct, points, ratio,
                             table, wrap)
 from results_privacy import SECTIONS as PRIVACY_SECTIONS, default_variant  # noqa: E402
+from results_federated import SECTIONS as FEDERATED_SECTIONS  # noqa: E402
 from results_sections import SECTIONS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ def render_doc(records: dict) -> str:
              "specifications.", ""]
     lines += ["Contents: " + ", ".join(f"[{name}](#{anchor(name)})" for name in TITLES) + ".",
               ""]
-    for fn in SECTIONS + PRIVACY_SECTIONS:
+    for fn in SECTIONS + PRIVACY_SECTIONS + FEDERATED_SECTIONS:
         lines += fn(records)
     lines = [wrapped for line in lines for wrapped in wrap(line)]
     while lines and lines[-1] == "":

@@ -49,6 +49,9 @@ COMMANDS = {
     "bench_ablation": "python benchmarks/bench_ablation.py --manifest "
                       "build/bench_mask/corpus/manifest.jsonl --slu build/bench_mask/slu.pt "
                       "--mask build/bench_mask/mask_40ms.pt",
+    "bench_federated": "python benchmarks/bench_federated.py --manifest "
+                       "build/bench_mask/corpus/manifest.jsonl --mask build/bench_mask/mask_40ms.pt "
+                       "--slu build/bench_mask/slu.pt --out build/bench_federated",
 }
 
 # Section headings, in the order of the page (the README links to their anchors).
@@ -66,6 +69,7 @@ TITLES = {
     "bench_ablation_tuning": "choosing the device-side steps (a corpus of other voices)",
     "bench_ablation": "ablation of the device-side steps",
     "bench_sweep": "the privacy-utility frontier",
+    "bench_federated": "federated adaptation on masked features",
 }
 
 # Targets are specifications (the issues' texts and the SILENCE paper's claims), not

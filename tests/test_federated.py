@@ -174,3 +174,93 @@ def test_cli_bad_input_one_line(tiny_corpus, mask_path, tmp_path, args, message)
                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 1, done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_forward_gradient_lowers_the_loss_without_a_backward_pass(slu_path, monkeypatch):
+    """FwdLLM-style clients: autograd is off in every forward pass, nothing calls backward, and
+    the loss on the client's data falls; only the trainable head moves."""
+    import torch.nn.functional as F
+
+    from speechmask.federated.task import FORWARD_TRAINABLE, _batch, make_model, train_forward
+    from speechmask.train.checkpoint import load_checkpoint
+
+    blob = load_checkpoint(slu_path, kind="slu")
+    rng = np.random.default_rng(1)
+    n_intents = len(blob["config"]["intents"])
+    data = ClientData([rng.normal(size=(50, 40)).astype(np.float32) for _ in range(12)],
+                      rng.integers(0, n_intents, 12), ["x"] * 12)
+    model = make_model(blob["config"], blob["model"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def loss() -> float:
+        with torch.no_grad():
+            model.eval()
+            x, lengths, y = _batch(model, data, np.arange(12))
+            return float(F.cross_entropy(model(x, lengths), y))
+
+    grad_modes = []
+    model.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+
+    def no_backward(*args, **kwargs):
+        raise AssertionError("backward called")
+    monkeypatch.setattr(torch.Tensor, "backward", no_backward)
+    monkeypatch.setattr(torch.autograd, "backward", no_backward)
+    start = loss()
+    train_forward(model, data, steps=30, batch_size=12, lr=0.05, seed=0, perturbations=8)
+    assert loss() < start - 0.05
+    assert grad_modes and not any(grad_modes)
+    moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved and all(k.startswith(FORWARD_TRAINABLE) for k in moved)
+
+
+def test_lm_mode_sends_only_lora_and_projector(prepared, tmp_path):
+    """The speech LM: a small GPT-2 pre-trained here on the training text (its loss falls), the
+    projector and LoRA the only weights that train and travel, far fewer bytes than the whole
+    model, and a round in the simulation that completes."""
+    import dataclasses
+
+    from speechmask.federated.lm import PROMPT, CharTokenizer, pretrain, small_lm
+    from speechmask.federated.runner import _language_model, run_federation
+    from speechmask.federated.task import fl_task
+
+    out, settings, cfg = prepared
+    texts = ["turn the lights on" + PROMPT + " lights_on", "what is my balance" + PROMPT +
+             " balance_query"] * 8
+    tok = CharTokenizer.fit(texts)
+    torch.manual_seed(0)
+    lm = small_lm(len(tok), width=32, layers=1, heads=2)
+    first = pretrain(lm, tok, texts, 1)
+    assert pretrain(lm, tok, texts, 60) < first - 1.0  # a language model, not noise
+
+    lm_cfg = dataclasses.replace(cfg, model="lm", lm_pretrain_steps=5, local_steps=2,
+                                 batch_size=2)
+    rows = [{"transcript": t.split(PROMPT)[0], "intent": t.split()[-1]} for t in texts]
+    lm_out = tmp_path / "fl"
+    lm_out.mkdir()
+    folder = _language_model(lm_cfg, lm_out, rows)
+    lm_settings = dict(settings, model="lm", lm_dir=str(folder), local_steps=2, batch_size=2)
+    task = fl_task(lm_settings)
+    sent = task.arrays()
+    assert sent and all(k.startswith(("lora.", "projector.")) for k in sent)
+    trainable = {n for n, p in task.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("projector.") for n in trainable)
+    full = sum(p.numel() for p in task.model.lm.parameters())
+    assert full > 5 * sum(v.numel() for v in sent.values())
+    torch.save({k: v.detach().clone() for k, v in sent.items()}, lm_out / "initial.pt")
+    history = run_federation(dict(lm_settings, data_dir=settings["data_dir"]), lm_out, rounds=1)
+    assert set(history["accuracy"]) == {"0", "1"}
+    assert history["bytes_up"]["1"] < 4 * sum(v.numel() * 4 for v in sent.values()) * 2
+
+
+def test_lm_dir_errors_are_one_line(tiny_corpus, mask_path, tmp_path):
+    (tmp_path / "notlm").mkdir()
+    (tmp_path / "notlm" / "chars.json").write_text('{"chars": "ab"}')
+    for lm_dir, message in ((tmp_path / "missing", "no such LM directory"),
+                            (tmp_path / "notlm", "not a causal language model")):
+        done = subprocess.run(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus),
+                                            "--mask", str(mask_path), "--model", "lm",
+                                            "--lm-dir", str(lm_dir), "--clients", "2",
+                                            "--out", str(tmp_path / "fl"), "--force"],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 1, done.stderr[-500:]
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1

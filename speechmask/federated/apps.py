@@ -17,7 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
 from .data import read_client
-from .task import accuracy, make_model, peak_memory_bytes, train_local
+from .task import fl_task, peak_memory_bytes
 
 
 def _audit_mod(path: str):
@@ -45,17 +45,15 @@ def client_app(settings: dict) -> ClientApp:
     def train(msg: Message, context: Context) -> Message:
         pid = int(context.node_config["partition-id"])
         data = read_client(Path(settings["data_dir"]) / f"client_{pid}")
-        model = make_model(settings["slu_config"], msg.content["arrays"].to_torch_state_dict())
+        task = fl_task(settings, msg.content["arrays"].to_torch_state_dict())
         config = msg.content["config"]
         rnd = int(config.get("server-round", 0)) + int(settings.get("round_offset", 0))
         if pid in settings.get("drop", {}).get(str(rnd), []):
             raise RuntimeError(f"client {pid} drops out of round {rnd} (test)")
-        metrics = train_local(model, data, steps=settings["local_steps"],
-                              batch_size=settings["batch_size"], lr=settings["lr"],
-                              seed=settings["seed"] * 100_003 + rnd * 101 + pid,
-                              proximal_mu=float(config.get("proximal-mu", 0.0)))
+        metrics = task.train(data, seed=settings["seed"] * 100_003 + rnd * 101 + pid,
+                             proximal_mu=float(config.get("proximal-mu", 0.0)))
         metrics["peak-memory-bytes"] = peak_memory_bytes()
-        content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
+        content = RecordDict({"arrays": ArrayRecord(task.arrays()),
                               "metrics": MetricRecord(metrics)})
         return Message(content=content, reply_to=msg)
 
@@ -101,6 +99,6 @@ def evaluate_on(settings: dict, test_dir: Path):
     test = read_client(test_dir)
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        model = make_model(settings["slu_config"], arrays.to_torch_state_dict())
-        return MetricRecord({"accuracy": accuracy(model, test)})
+        task = fl_task(settings, arrays.to_torch_state_dict())
+        return MetricRecord({"accuracy": task.accuracy(test)})
     return evaluate

@@ -17,18 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "features (Flower)",
                        description="Each client is a device holding only the masked features "
                                    "its mask sent for its own speakers' 'train' utterances, and "
-                                   "their intents. The cloud SLU model (--slu, or a new one) is "
-                                   "adapted by federated learning in Flower's simulation "
+                                   "their intents. The cloud SLU model (--slu, or a new one), or "
+                                   "with --model lm a speech LM (LoRA adapters and a projector), "
+                                   "is adapted by federated learning in Flower's simulation "
                                    "runtime; the server evaluates on the masked 'test' "
                                    "utterances after each round. Writes report.json, "
                                    "report.md, rounds.png and state.pt (resumable) into --out.")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--mask", type=Path, required=True, help="trained mask generator")
     p.add_argument("--slu", type=Path, help="cloud model to start from (default: a new one)")
-    p.add_argument("--model", choices=("slu",), default="slu",
-                   help="what is adapted: the cloud SLU model (default)")
-    p.add_argument("--mode", choices=("backprop",), default="backprop",
-                   help="client training: backprop (default)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_options(p, FederateConfig)
     p.add_argument("--resume", action="store_true", help="continue from the last completed "
@@ -47,6 +44,10 @@ def _federate(args: argparse.Namespace) -> int:
 
     cfg = from_args(FederateConfig, args, args.parser)
     check_inputs(args.manifest, args.mask, args.slu)
+    if cfg.model == "lm" and cfg.lm_dir is not None:
+        from .lm import load_lm
+
+        load_lm(Path(cfg.lm_dir))  # one line for a missing folder or one that is not a causal LM
     out = args.out
     settings_path = out / "settings.json"
     if args.resume and (out / STATE).is_file() and settings_path.is_file():

@@ -8,6 +8,7 @@ from speechmask.errors import ConfigError
 from speechmask.options import check_int, option
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
+MODES = ("backprop", "forward")
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,21 @@ class FederateConfig:
     strategy: str = option("fedavg", "server aggregation: FedAvg, FedProx (the proximal term in "
                                      "each client's loss) or FedAdam (a server-side Adam step)",
                            choices=STRATEGIES)
+    model: str = option("slu", "what is adapted: the cloud SLU model (every weight travels) or "
+                                "a speech LM (a causal LM reading the masked features through a "
+                                "projector; only LoRA and projector weights travel)",
+                        choices=("slu", "lm"))
+    lm_dir: str | None = option(None, "--model lm: a local causal LM folder (never a hub "
+                                      "download); default: a small GPT-2 pre-trained here on "
+                                      "the corpus's training text", metavar="DIR")
+    lm_pretrain_steps: int = option(400, "--model lm without --lm-dir: pre-training steps of "
+                                         "the small LM on the training transcripts")
+    mode: str = option("backprop", "client training: backprop (AdamW on every weight) or "
+                                    "forward (FwdLLM-style forward gradients, no backward pass, "
+                                    "on the attention pooling and intent layer only)",
+                       choices=MODES)
+    perturbations: int = option(8, "random directions per forward-gradient step (mode forward)")
+    forward_lr: float = option(0.05, "SGD learning rate of forward-gradient clients")
     local_steps: int = option(10, "optimiser steps per client and round")
     batch_size: int = option(16, "utterances per client step")
     lr: float = option(1e-3, "clients' AdamW learning rate")
@@ -30,11 +46,15 @@ class FederateConfig:
     seed: int = option(0, "partitioning, batches and initialisation")
 
     def __post_init__(self) -> None:
-        for name in ("clients", "rounds", "local_steps", "batch_size"):
+        for name in ("clients", "rounds", "local_steps", "batch_size", "perturbations",
+                     "lm_pretrain_steps"):
             check_int(getattr(self, name), name)
         if self.clients < 2:
             raise ConfigError(f"clients must be >= 2 (got {self.clients})", field="clients")
-        for name in ("lr", "server_lr"):
+        if self.model == "lm" and self.mode == "forward":
+            raise ConfigError("forward-gradient clients train the SLU model's head; use --mode "
+                              "backprop with --model lm", field="mode")
+        for name in ("lr", "server_lr", "forward_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0 (got {getattr(self, name)})", field=name)
         for name in ("proximal_mu", "dirichlet_alpha"):

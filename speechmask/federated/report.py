@@ -21,14 +21,22 @@ def write_report(out: Path, settings: dict, history: dict, centralised_accuracy:
                     f"{history['seconds'].get(k, 0):.1f} |")
     rows.append(f"| centralised, same masked data | {100 * centralised_accuracy:.1f} % | | | |")
     ratio = final / centralised_accuracy if centralised_accuracy else float("nan")
+    per_client = history["bytes_up"].get("1", 0) / max(1, settings["clients"])
+    full = settings.get("full_model_bytes", 0)
+    traffic = (f"; each client sends {per_client:,.0f} B per round, the whole model is "
+               f"{full:,} B ({full / per_client:.0f}x)" if per_client and full else "")
     table = "\n".join(rows) + (f"\n\nfederated / centralised: {ratio:.2f} "
-                               f"({settings['config']['strategy']}, "
-                               f"{settings['clients']} clients)")
+                               f"({settings['config']['model']} model, "
+                               f"{settings['config']['strategy']}, "
+                               f"{settings['config']['mode']}, {settings['clients']} clients)"
+                               + traffic)
     report = {"config": settings["config"], "partition_sizes": settings["partition_sizes"],
               "partition_speakers": settings["partition_speakers"], "rounds": rounds,
               "accuracy": acc, "bytes_down": history["bytes_down"],
               "bytes_up": history["bytes_up"], "seconds": history["seconds"],
               "centralised_accuracy": centralised_accuracy, "federated_over_centralised": ratio,
+              "bytes_per_client_per_round": per_client, "full_model_bytes": full,
+              "client_peak_memory_bytes": history.get("client_peak_memory_bytes", {}),
               "table": table}
     with atomic_output(out / "report.json") as tmp:
         Path(tmp).write_text(json.dumps(report, indent=1) + "\n")

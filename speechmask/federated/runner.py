@@ -22,7 +22,7 @@ from speechmask.errors import ManifestError
 
 from .config import FederateConfig
 from .data import ClientData, masked, partition, read_client, write_client
-from .task import accuracy, make_model, train_local
+from .task import fl_task, make_model
 
 STATE = "state.pt"
 
@@ -64,13 +64,44 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
     for k, idx in enumerate(parts):
         write_client(data_dir / f"client_{k}", client(idx))
     write_client(data_dir / "test", client(test))
+    settings = {"model": cfg.model, "intents": list(slu_cfg.intents),
+                "slu_config": slu_cfg.to_dict()}
+    if cfg.model == "lm":
+        settings["lm_dir"] = str(_language_model(cfg, out, [fs.rows[i] for i in train]))
+        task = fl_task(settings)
+        state = task.arrays()
+        settings["full_model_bytes"] = int(
+            sum(p.numel() * p.element_size() for p in task.model.parameters()))
+    else:
+        settings["full_model_bytes"] = int(sum(v.numel() * v.element_size()
+                                               for v in state.values()))
     with atomic_output(out / "initial.pt") as tmp:
-        torch.save({k: v.clone() for k, v in state.items()}, tmp)
-    return {"clients": cfg.clients, "strategy": cfg.strategy, "local_steps": cfg.local_steps,
+        torch.save({k: v.detach().clone() for k, v in state.items()}, tmp)
+    return {**settings, "clients": cfg.clients, "strategy": cfg.strategy,
+            "local_steps": cfg.local_steps,
+            "mode": cfg.mode, "perturbations": cfg.perturbations, "forward_lr": cfg.forward_lr,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "proximal_mu": cfg.proximal_mu,
-            "server_lr": cfg.server_lr, "seed": cfg.seed, "slu_config": slu_cfg.to_dict(),
-            "data_dir": str(data_dir), "partition_sizes": [len(p) for p in parts],
+            "server_lr": cfg.server_lr, "seed": cfg.seed, "data_dir": str(data_dir), "partition_sizes": [len(p) for p in parts],
             "partition_speakers": [len({fs.rows[i]["speaker"] for i in p}) for p in parts]}
+
+
+def _language_model(cfg: FederateConfig, out: Path, rows: list[dict]) -> Path:
+    """The user's LM folder (checked), or a small GPT-2 pre-trained here on the training
+    transcripts followed by their intents, saved to out/lm."""
+    from .lm import PROMPT, CharTokenizer, load_lm, pretrain, small_lm
+
+    if cfg.lm_dir is not None:
+        load_lm(Path(cfg.lm_dir))  # one line if it is missing or not a causal LM
+        return Path(cfg.lm_dir)
+    texts = [f"{r['transcript']}{PROMPT} {r['intent']}" for r in rows]
+    tok = CharTokenizer.fit(texts)
+    torch.manual_seed(cfg.seed)
+    lm = small_lm(len(tok))
+    pretrain(lm, tok, texts, cfg.lm_pretrain_steps, seed=cfg.seed)
+    folder = out / "lm"
+    lm.save_pretrained(folder)
+    tok.save(folder)
+    return folder
 
 
 def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = False,
@@ -123,10 +154,10 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
     run_settings = dict(settings, initial_state=str(initial), rounds_left=rounds - start_round,
                         round_offset=start_round)
     os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
-    if not verbose:  # Flower logs every round at INFO; the report says what matters
-        import logging
+    if not verbose:  # Flower logs every round, and that run_simulation is deprecated (#18:
+        import logging  # the deployment runtime is the next step); the report says what matters
 
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+        logging.getLogger("flwr").setLevel(logging.ERROR)
     run_simulation(server_app=server_app(run_settings, on_round, on_result),
                    client_app=client_app(run_settings), num_supernodes=settings["clients"],
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -155,11 +186,11 @@ def centralised(settings: dict, cfg: FederateConfig) -> float:
     pooled = ClientData([f for p in parts for f in p.features],
                         np.concatenate([p.labels for p in parts]),
                         [s for p in parts for s in p.speakers])
-    model = make_model(settings["slu_config"], torch.load(Path(settings["data_dir"]).parent /
-                                                          "initial.pt", weights_only=True))
-    train_local(model, pooled, steps=cfg.rounds * cfg.local_steps,
-                batch_size=cfg.batch_size * cfg.clients, lr=cfg.lr, seed=cfg.seed)
-    return accuracy(model, read_client(data_dir / "test"))
+    initial = torch.load(data_dir.parent / "initial.pt", weights_only=True)
+    task = fl_task(dict(settings, local_steps=cfg.rounds * cfg.local_steps,
+                        batch_size=cfg.batch_size * cfg.clients), initial)
+    task.train(pooled, seed=cfg.seed, proximal_mu=0.0)
+    return task.accuracy(read_client(data_dir / "test"))
 
 
 def check_inputs(manifest: Path, mask_path: Path, slu_path: Path | None) -> None:

@@ -76,3 +76,90 @@ def peak_memory_bytes() -> int:
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+#: what forward-gradient clients train: the attention pooling and the intent layer (2.8 k of the
+#: model's 400 k weights); the rest stays the server's
+FORWARD_TRAINABLE = ("attn.", "out.")
+
+
+@torch.no_grad()
+def train_forward(model: SLUModel, data: ClientData, *, steps: int, batch_size: int, lr: float,
+                  seed: int, perturbations: int = 8, eps: float = 1e-3,
+                  proximal_mu: float = 0.0) -> dict[str, float]:
+    """FwdLLM-style forward gradients on the trainable parameters only, with autograd off: per
+    step, `perturbations` random directions v, each directional derivative from two perturbed
+    forward passes ((L(w + eps v) - L(w - eps v)) / 2 eps), the gradient estimate their mean of
+    d * v, then an SGD step. No activations are kept for a backward pass, which is where the
+    memory goes. The model runs in eval mode so that the passes differ only by the perturbation.
+    FedProx's term is added to the estimate exactly (its gradient is mu (w - w_global))."""
+    params = [p for n, p in model.named_parameters() if n.startswith(FORWARD_TRAINABLE)]
+    start = [p.clone() for p in params] if proximal_mu else None
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model.eval()
+    losses = []
+
+    def loss_at(x, lengths, y) -> float:
+        return float(F.cross_entropy(model(x, lengths), y, label_smoothing=0.05))
+
+    for _ in range(steps):
+        rows = rng.choice(len(data.labels), size=min(batch_size, len(data.labels)),
+                          replace=False)
+        x, lengths, y = _batch(model, data, rows)
+        grads = [torch.zeros_like(p) for p in params]
+        base = 0.0
+        for _ in range(perturbations):
+            v = [torch.randn(p.shape, generator=g) for p in params]
+            for p, d in zip(params, v):
+                p.add_(d, alpha=eps)
+            plus = loss_at(x, lengths, y)
+            for p, d in zip(params, v):
+                p.add_(d, alpha=-2 * eps)
+            minus = loss_at(x, lengths, y)
+            for p, d in zip(params, v):
+                p.add_(d, alpha=eps)
+            slope = (plus - minus) / (2 * eps)
+            base += (plus + minus) / 2
+            for gr, d in zip(grads, v):
+                gr.add_(d, alpha=slope / perturbations)
+        if start is not None:
+            for gr, p, s in zip(grads, params, start):
+                gr.add_(p - s, alpha=proximal_mu)
+        for p, gr in zip(params, grads):
+            p.add_(gr, alpha=-lr)
+        losses.append(base / perturbations)
+    return {"train-loss": float(np.mean(losses)), "num-examples": steps * min(batch_size,
+                                                                             len(data.labels))}
+
+
+class SLUClient:
+    """The cloud SLU model as a federated task: every weight travels."""
+
+    def __init__(self, settings: dict, arrays: dict | None = None):
+        self.settings = settings
+        self.model = make_model(settings["slu_config"], arrays)
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    def train(self, data: ClientData, *, seed: int, proximal_mu: float) -> dict[str, float]:
+        s = self.settings
+        common = dict(steps=s["local_steps"], batch_size=s["batch_size"], seed=seed,
+                      proximal_mu=proximal_mu)
+        if s.get("mode") == "forward":
+            return train_forward(self.model, data, lr=s["forward_lr"],
+                                 perturbations=s["perturbations"], **common)
+        return train_local(self.model, data, lr=s["lr"], **common)
+
+    def accuracy(self, data: ClientData) -> float:
+        return accuracy(self.model, data)
+
+
+def fl_task(settings: dict, arrays: dict | None = None):
+    """The task a settings dict names: the SLU model (default) or the speech LM."""
+    if settings.get("model") == "lm":
+        from .lm import LMClient
+
+        return LMClient(settings, arrays)
+    return SLUClient(settings, arrays)

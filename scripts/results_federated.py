@@ -1,0 +1,52 @@
+"""The section of docs/results.md on federated adaptation (bench_federated): `records` in,
+Markdown lines out, numbers only from the record."""
+
+from __future__ import annotations
+
+from results_format import heading, num, provenance, table, verdict
+
+
+def sec_federated(records: dict) -> list[str]:
+    rec = records.get("bench_federated")
+    out = [heading("bench_federated"), ""] + provenance("bench_federated", rec)
+    if not rec:
+        return out
+    share, limit = rec["target_share"], rec["target_seconds_4x3"]
+    rows = []
+    for key, label in (("speakers", "speaker-partitioned clients"),
+                       ("dirichlet_0.5", "non-IID clients (Dirichlet 0.5 over intents)")):
+        run = rec["runs"][key]
+        final = run["final_over_centralised"]
+        rows.append([label, f"{100 * run['accuracy'][-1]:.1f} % after {len(run['accuracy']) - 1} "
+                            f"rounds (from {100 * run['accuracy'][0]:.1f} %); centralised "
+                            f"{100 * run['centralised_accuracy']:.1f} %; ratio {final:.3f}; "
+                            f"{share:.0%} reached at round {run['first_round_at_95pct']}",
+                     f">= {share:.2f} of centralised within 20 rounds: "
+                     f"{verdict(run['first_round_at_95pct'] is not None)}"
+                     if key == "speakers" else "reported"])
+    s, t = rec["runs"]["speakers"], rec["runs"]["timing_4x3"]
+    f, mem = rec["runs"].get("forward"), rec.get("local_training_memory_bytes")
+    if f:
+        rows.append(["forward-gradient clients (no backward pass; attention pooling and intent "
+                     "layer only)",
+                     f"{100 * f['accuracy'][-1]:.1f} % after {len(f['accuracy']) - 1} rounds "
+                     f"(from {100 * f['accuracy'][0]:.1f} %); ratio to centralised "
+                     f"{f['final_over_centralised']:.3f}", "reported"])
+    if mem:
+        rows.append(["memory one round of local training adds (fresh process, median of 3)",
+                     f"backprop {mem['backprop'] / 2 ** 20:.1f} MiB, forward "
+                     f"{mem['forward'] / 2 ** 20:.1f} MiB",
+                     f"forward below backprop: {verdict(mem['forward'] < mem['backprop'])}"])
+    rows.append(["traffic per round, each way (4 clients, the whole model)",
+                 f"{num(s['bytes_per_round_each_way'])} B", ""])
+    rows.append(["client peak memory (resident, whole worker process)",
+                 f"{s['client_peak_memory_bytes'] / 2 ** 20:.0f} MiB", ""])
+    rows.append(["4 clients x 3 rounds, wall time (Ray start included)",
+                 f"{t['seconds']:.0f} s", f"<= {limit:.0f} s: {verdict(t['seconds'] <= limit)}"])
+    out += table(["", "measured", "target"], rows) + [""]
+    out += [f"Method: {rec['method']}. Accuracy per round (speaker-partitioned): "
+            + ", ".join(f"{100 * a:.1f}" for a in s["accuracy"]) + ".", ""]
+    return out
+
+
+SECTIONS = (sec_federated,)
