@@ -264,3 +264,65 @@ def test_lm_dir_errors_are_one_line(tiny_corpus, mask_path, tmp_path):
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 1, done.stderr[-500:]
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_guided_directions_lean_towards_the_previous_update():
+    from speechmask.federated.task import _directions
+
+    params = [torch.zeros(50), torch.zeros(5, 4)]
+    guide = [torch.randn(50, generator=torch.Generator().manual_seed(1)), torch.ones(5, 4)]
+    flat = torch.cat([t.reshape(-1) for t in guide])
+
+    def mean_cos(dirs):
+        return np.mean([abs(float(torch.nn.functional.cosine_similarity(
+            torch.cat([t.reshape(-1) for t in v]), flat, dim=0))) for v in dirs])
+    plain = _directions(params, torch.Generator().manual_seed(0), 8, None, 4)
+    guided = _directions(params, torch.Generator().manual_seed(0), 8, guide, 4)
+    assert len(guided) == 8 and [t.shape for t in guided[0]] == [t.shape for t in params]
+    assert mean_cos(guided) > 1.3 * mean_cos(plain)
+
+
+def test_variance_check_asks_for_more_directions_when_clients_disagree():
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from speechmask.federated.apps import make_strategy
+
+    TaskIdentity.run_id = TaskIdentity.task_id = TaskIdentity.node_id = 1
+    strategy = make_strategy({"clients": 2, "strategy": "fedavg", "mode": "forward",
+                              "perturbations": 4})
+    start = {"attn.weight": torch.zeros(3), "out.weight": torch.zeros(2)}
+
+    def replies(*updates):
+        out = []
+        for u in updates:
+            content = RecordDict({"arrays": ArrayRecord({k: start[k] + torch.tensor(v)
+                                                         for k, v in u.items()}),
+                                  "metrics": MetricRecord({"num-examples": 1})})
+            msg = Message(content=content, dst_node_id=1, message_type="train")
+            out.append(Message(content=content, reply_to=msg))
+        return out
+    strategy.round_start = start
+    agree = {"attn.weight": [1.0, 0.0, 0.0], "out.weight": [1.0, 0.0]}
+    strategy.aggregate_train(1, replies(agree, agree))
+    assert strategy.perturbations == 4 and strategy.log[-1]["agreement"] > 0.99
+    opposite = {"attn.weight": [-1.0, 0.1, 0.0], "out.weight": [-1.0, 0.0]}
+    strategy.aggregate_train(2, replies(agree, opposite))
+    assert strategy.perturbations == 8 and strategy.log[-1]["agreement"] < 0.1
+
+
+def test_forward_clients_in_the_simulation(prepared, tmp_path):
+    """Forward-gradient clients through Flower: the server's check logs each round, the clients
+    report the variance of their directional derivatives."""
+    import shutil
+
+    from speechmask.federated.runner import run_federation
+
+    out, settings, cfg = prepared
+    fwd = tmp_path / "fwd"
+    fwd.mkdir()
+    shutil.copy(out / "initial.pt", fwd / "initial.pt")
+    history = run_federation(dict(settings, mode="forward", perturbations=2, forward_lr=0.01),
+                             fwd, rounds=2)
+    assert [e["round"] for e in history["variance_check"]] == [1, 2]
+    assert set(history["accuracy"]) == {"0", "1", "2"}

@@ -50,8 +50,11 @@ def client_app(settings: dict) -> ClientApp:
         rnd = int(config.get("server-round", 0)) + int(settings.get("round_offset", 0))
         if pid in settings.get("drop", {}).get(str(rnd), []):
             raise RuntimeError(f"client {pid} drops out of round {rnd} (test)")
+        extra = {}
+        if settings.get("mode") == "forward":
+            extra = _forward_extras(task, config, context, settings)
         metrics = task.train(data, seed=settings["seed"] * 100_003 + rnd * 101 + pid,
-                             proximal_mu=float(config.get("proximal-mu", 0.0)))
+                             proximal_mu=float(config.get("proximal-mu", 0.0)), **extra)
         metrics["peak-memory-bytes"] = peak_memory_bytes()
         content = RecordDict({"arrays": ArrayRecord(task.arrays()),
                               "metrics": MetricRecord(metrics)})
@@ -60,16 +63,88 @@ def client_app(settings: dict) -> ClientApp:
     return app
 
 
+def _forward_extras(task, config, context: Context, settings: dict) -> dict:
+    """Forward-gradient clients: the number of directions the server asks for, and the previous
+    round's global update of the head (this round's global head minus the last one this device
+    saw, kept in the node's state) to sample directions along."""
+    import torch
+
+    head = task.head()
+    guide = None
+    if settings.get("guided", True) and "last-global-head" in context.state:
+        last = context.state["last-global-head"].to_torch_state_dict()
+        delta = [head[k] - last[k] for k in head]
+        if any(float(d.abs().sum()) > 0 for d in delta):
+            guide = delta
+    context.state["last-global-head"] = ArrayRecord({k: torch.as_tensor(v) for k, v in
+                                                     head.items()})
+    return {"perturbations": int(config.get("perturbations", settings["perturbations"])),
+            "guide": guide}
+
+
+def variance_checked(base):
+    """`base` (a Flower strategy class) with FwdLLM's check on the server, for forward-gradient
+    clients: after each round, how far the clients' updates agree (mean cosine between each
+    client's update of the head and their weighted mean); when they disagree (below
+    `min_agreement`), noise dominates the estimates, and the next round asks for twice the
+    directions (up to `max_perturbations`). `log`: per round, the directions asked for and the
+    agreement found."""
+
+    class VarianceChecked(base):
+        def __init__(self, *args, perturbations: int, min_agreement: float = 0.1,
+                     max_perturbations: int = 64, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.perturbations, self.min_agreement = perturbations, min_agreement
+            self.max_perturbations = max_perturbations
+            self.round_start = None
+            self.log: list[dict] = []
+
+        def configure_train(self, server_round, arrays, config, grid):
+            self.round_start = arrays.to_torch_state_dict()
+            config["perturbations"] = self.perturbations
+            return super().configure_train(server_round, arrays, config, grid)
+
+        def aggregate_train(self, server_round, replies):
+            import torch
+
+            from .task import FORWARD_TRAINABLE
+
+            replies = list(replies)
+            arrays, metrics = super().aggregate_train(server_round, replies)
+            if arrays is None or self.round_start is None:
+                return arrays, metrics
+            start = self.round_start
+            keys = [k for k in start if k.startswith(FORWARD_TRAINABLE)]
+
+            def delta(state) -> torch.Tensor:
+                return torch.cat([(state[k] - start[k]).reshape(-1).float() for k in keys])
+
+            mean = delta(arrays.to_torch_state_dict())
+            cosines = [float(torch.nn.functional.cosine_similarity(
+                delta(r.content["arrays"].to_torch_state_dict()), mean, dim=0))
+                for r in replies if r.has_content()]
+            agreement = float(sum(cosines) / max(1, len(cosines)))
+            self.log.append({"round": server_round, "perturbations": self.perturbations,
+                             "agreement": agreement})
+            if agreement < self.min_agreement:
+                self.perturbations = min(2 * self.perturbations, self.max_perturbations)
+            return arrays, metrics
+
+    return VarianceChecked
+
+
 def make_strategy(settings: dict):
     n = settings["clients"]
     common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=max(1, n - 1),
                   min_evaluate_nodes=0, min_available_nodes=n)
     kind = settings["strategy"]
-    if kind == "fedprox":
-        return FedProx(proximal_mu=settings["proximal_mu"], **common)
-    if kind == "fedadam":
-        return FedAdam(eta=settings["server_lr"], **common)
-    return FedAvg(**common)
+    base, extra = {"fedprox": (FedProx, {"proximal_mu": settings.get("proximal_mu", 0.0)}),
+                   "fedadam": (FedAdam, {"eta": settings.get("server_lr", 0.01)})}.get(
+        kind, (FedAvg, {}))
+    if settings.get("mode") == "forward":
+        return variance_checked(base)(perturbations=settings["perturbations"], **extra,
+                                      **common)
+    return base(**extra, **common)
 
 
 def server_app(settings: dict, evaluate_fn, on_result=None) -> ServerApp:
@@ -90,7 +165,7 @@ def server_app(settings: dict, evaluate_fn, on_result=None) -> ServerApp:
                                 train_config=ConfigRecord({"lr": settings["lr"]}),
                                 evaluate_fn=evaluate_fn)
         if on_result is not None:
-            on_result(result)
+            on_result(result, getattr(strategy, "log", None))
 
     return app
 

@@ -33,7 +33,10 @@ class FederateConfig:
                                     "on the attention pooling and intent layer only)",
                        choices=MODES)
     perturbations: int = option(8, "random directions per forward-gradient step (mode forward)")
-    forward_lr: float = option(0.05, "SGD learning rate of forward-gradient clients")
+    # 0.01: on one benchmark client's own training data, 30 steps from the clean cloud model
+    # lowered its loss 0.2289 -> 0.2279 / 0.2262 / 0.2219 / 0.2180 / 0.2259 at 0.001 / 0.003 /
+    # 0.01 / 0.03 / 0.05: the largest rate a factor 3 or more below one that overshoots
+    forward_lr: float = option(0.01, "SGD learning rate of forward-gradient clients")
     local_steps: int = option(10, "optimiser steps per client and round")
     batch_size: int = option(16, "utterances per client step")
     lr: float = option(1e-3, "clients' AdamW learning rate")

@@ -162,20 +162,22 @@ class SpeechLM(nn.Module):
     @torch.no_grad()
     def generate(self, feats: list[np.ndarray], tok: CharTokenizer, max_len: int = 32
                  ) -> list[str]:
-        """Greedy decoding after the prompt, one utterance at a time (no padding)."""
+        """Greedy decoding after the prompt, one utterance at a time (no padding), with the
+        LM's key/value cache so that each new character costs one position."""
         self.eval()
         out = []
         for f in feats:
             prefix, _ = self.prefix([f])
             embeds = torch.cat([prefix, self._embed(torch.tensor([tok.encode(PROMPT)]))], 1)
+            step = self.lm(inputs_embeds=embeds, use_cache=True)
             ids: list[int] = []
             for _ in range(max_len):
-                logits = self.lm(inputs_embeds=embeds).logits[0, -1]
-                nxt = int(logits.argmax())
+                nxt = int(step.logits[0, -1].argmax())
                 if nxt == tok.EOS:
                     break
                 ids.append(nxt)
-                embeds = torch.cat([embeds, self._embed(torch.tensor([[nxt]]))], 1)
+                step = self.lm(inputs_embeds=self._embed(torch.tensor([[nxt]])),
+                               past_key_values=step.past_key_values, use_cache=True)
             out.append(tok.decode(ids).strip())
         return out
 
@@ -236,7 +238,7 @@ class LMClient:
     def _labels(self, data) -> list[str]:
         return [self.settings["intents"][int(i)] for i in data.labels]
 
-    def train(self, data, *, seed: int, proximal_mu: float = 0.0) -> dict[str, float]:
+    def train(self, data, *, seed: int, proximal_mu: float = 0.0, **_) -> dict[str, float]:
         s = self.settings
         return train_lm_local(self.model, self.tok, data.features, self._labels(data),
                               steps=s["local_steps"], batch_size=s["batch_size"], lr=s["lr"],

@@ -37,6 +37,7 @@ def write_report(out: Path, settings: dict, history: dict, centralised_accuracy:
               "centralised_accuracy": centralised_accuracy, "federated_over_centralised": ratio,
               "bytes_per_client_per_round": per_client, "full_model_bytes": full,
               "client_peak_memory_bytes": history.get("client_peak_memory_bytes", {}),
+              "variance_check": history.get("variance_check", []),
               "table": table}
     with atomic_output(out / "report.json") as tmp:
         Path(tmp).write_text(json.dumps(report, indent=1) + "\n")

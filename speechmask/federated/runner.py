@@ -142,7 +142,9 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
             _save_state(state_path, rnd, last[0], history)
         return metrics
 
-    def on_result(result) -> None:
+    def on_result(result, variance_log=None) -> None:
+        if variance_log:
+            history["variance_check"] = variance_log
         for rnd, metrics in result.train_metrics_clientapp.items():
             key = str(start_round + int(rnd))
             history["client_peak_memory_bytes"][key] = float(metrics["peak-memory-bytes"])

@@ -86,19 +86,25 @@ FORWARD_TRAINABLE = ("attn.", "out.")
 @torch.no_grad()
 def train_forward(model: SLUModel, data: ClientData, *, steps: int, batch_size: int, lr: float,
                   seed: int, perturbations: int = 8, eps: float = 1e-3,
-                  proximal_mu: float = 0.0) -> dict[str, float]:
+                  proximal_mu: float = 0.0, guide: list[torch.Tensor] | None = None,
+                  candidates: int = 4) -> dict[str, float]:
     """FwdLLM-style forward gradients on the trainable parameters only, with autograd off: per
     step, `perturbations` random directions v, each directional derivative from two perturbed
     forward passes ((L(w + eps v) - L(w - eps v)) / 2 eps), the gradient estimate their mean of
     d * v, then an SGD step. No activations are kept for a backward pass, which is where the
     memory goes. The model runs in eval mode so that the passes differ only by the perturbation.
-    FedProx's term is added to the estimate exactly (its gradient is mu (w - w_global))."""
+    FedProx's term is added to the estimate exactly (its gradient is mu (w - w_global)).
+
+    `guide` (the previous round's global update of the trainable parameters): FwdLLM's
+    discriminative sampling, `candidates` times as many random directions drawn and the
+    `perturbations` most aligned with it (largest |cosine|) kept. The metrics report the
+    variance of the directional derivatives, which the server watches (`VarianceCheck`)."""
     params = [p for n, p in model.named_parameters() if n.startswith(FORWARD_TRAINABLE)]
     start = [p.clone() for p in params] if proximal_mu else None
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     model.eval()
-    losses = []
+    losses, slopes = [], []
 
     def loss_at(x, lengths, y) -> float:
         return float(F.cross_entropy(model(x, lengths), y, label_smoothing=0.05))
@@ -109,8 +115,7 @@ def train_forward(model: SLUModel, data: ClientData, *, steps: int, batch_size: 
         x, lengths, y = _batch(model, data, rows)
         grads = [torch.zeros_like(p) for p in params]
         base = 0.0
-        for _ in range(perturbations):
-            v = [torch.randn(p.shape, generator=g) for p in params]
+        for v in _directions(params, g, perturbations, guide, candidates):
             for p, d in zip(params, v):
                 p.add_(d, alpha=eps)
             plus = loss_at(x, lengths, y)
@@ -120,6 +125,7 @@ def train_forward(model: SLUModel, data: ClientData, *, steps: int, batch_size: 
             for p, d in zip(params, v):
                 p.add_(d, alpha=eps)
             slope = (plus - minus) / (2 * eps)
+            slopes.append(slope)
             base += (plus + minus) / 2
             for gr, d in zip(grads, v):
                 gr.add_(d, alpha=slope / perturbations)
@@ -129,8 +135,19 @@ def train_forward(model: SLUModel, data: ClientData, *, steps: int, batch_size: 
         for p, gr in zip(params, grads):
             p.add_(gr, alpha=-lr)
         losses.append(base / perturbations)
-    return {"train-loss": float(np.mean(losses)), "num-examples": steps * min(batch_size,
-                                                                             len(data.labels))}
+    return {"train-loss": float(np.mean(losses)), "slope-variance": float(np.var(slopes)),
+            "num-examples": steps * min(batch_size, len(data.labels))}
+
+
+def _directions(params, g: torch.Generator, k: int, guide, candidates: int):
+    """`k` random directions; with `guide`, the k most aligned of candidates * k."""
+    if guide is None:
+        return [[torch.randn(p.shape, generator=g) for p in params] for _ in range(k)]
+    flat_guide = torch.cat([t.reshape(-1) for t in guide])
+    pool = [[torch.randn(p.shape, generator=g) for p in params] for _ in range(candidates * k)]
+    cos = [abs(float(F.cosine_similarity(torch.cat([t.reshape(-1) for t in v]), flat_guide,
+                                         dim=0))) for v in pool]
+    return [pool[i] for i in np.argsort(cos)[::-1][:k]]
 
 
 class SLUClient:
@@ -143,17 +160,24 @@ class SLUClient:
     def arrays(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
 
-    def train(self, data: ClientData, *, seed: int, proximal_mu: float) -> dict[str, float]:
+    def train(self, data: ClientData, *, seed: int, proximal_mu: float,
+              perturbations: int | None = None, guide: list | None = None) -> dict[str, float]:
         s = self.settings
         common = dict(steps=s["local_steps"], batch_size=s["batch_size"], seed=seed,
                       proximal_mu=proximal_mu)
         if s.get("mode") == "forward":
             return train_forward(self.model, data, lr=s["forward_lr"],
-                                 perturbations=s["perturbations"], **common)
+                                 perturbations=perturbations or s["perturbations"],
+                                 guide=guide, **common)
         return train_local(self.model, data, lr=s["lr"], **common)
 
     def accuracy(self, data: ClientData) -> float:
         return accuracy(self.model, data)
+
+    def head(self) -> dict[str, torch.Tensor]:
+        """The forward-gradient clients' trainable parameters, by name."""
+        return {n: p.detach().clone() for n, p in self.model.named_parameters()
+                if n.startswith(FORWARD_TRAINABLE)}
 
 
 def fl_task(settings: dict, arrays: dict | None = None):
