@@ -51,13 +51,11 @@ class FlashConfig:
                               flag="--timeout")
 
     def __post_init__(self) -> None:
-        from speechmask.errors import ConfigError
-        from speechmask.options import check_int
+        from speechmask.options import check_int, check_number
 
         check_int(self.baud, "baud")
         check_int(self.retries, "retries", low=0)
-        if not self.timeout_s > 0:
-            raise ConfigError(f"timeout_s must be > 0 (got {self.timeout_s})", field="timeout_s")
+        check_number(self.timeout_s, "timeout_s", low=0, strict_low=True)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from speechmask.errors import ConfigError
-from speechmask.options import check_int, option
+from speechmask.options import check_int, check_number, option
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 MODES = ("backprop", "forward")
@@ -58,11 +58,9 @@ class FederateConfig:
             raise ConfigError("forward-gradient clients train the SLU model's head; use --mode "
                               "backprop with --model lm", field="mode")
         for name in ("lr", "server_lr", "forward_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0 (got {getattr(self, name)})", field=name)
+            check_number(getattr(self, name), name, low=0, strict_low=True)
         for name in ("proximal_mu", "dirichlet_alpha"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0 (got {getattr(self, name)})", field=name)
+            check_number(getattr(self, name), name, low=0)
 
     def to_dict(self) -> dict:
         return asdict(self)
