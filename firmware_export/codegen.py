@@ -56,6 +56,11 @@ class Tensor:
         return int(self.zero_points[0])
 
 
+#: ADDs of at least this many elements read their scaled inputs from 2 KB tables built in RAM at
+#: the first call (sm_add_lut): ~20 instructions an element instead of ~55
+ADD_LUT_MIN = 64
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite's QuantizeMultiplier: (Q31 significand, power-of-two exponent) of a double."""
     if real == 0.0:
@@ -200,6 +205,7 @@ class Generator:
         self.tensors, self.ops, self.inputs, self.outputs = read_graph(model)
         self.consts: list[str] = []
         self.calls: list[str] = []
+        self.inits: list[str] = []  # run once, at the first call (tables built in RAM)
         self.emitted: set[str] = set()
         self.blobs: list[tuple[str, bytes]] = []  # every constant array, in blob order
         self.blob_size = 0
@@ -240,7 +246,7 @@ class Generator:
         """A constant array: its bytes (little-endian, as both the host and the Cortex-M7 hold
         them) at a 4-byte aligned offset of the model blob, and a macro in sm_model.c that reads
         it from the active blob (built in, or uploaded: sm_model_use)."""
-        dtype = {"int8_t": "<i1", "int32_t": "<i4", "uint8_t": "<u1"}[ctype]
+        dtype = {"int8_t": "<i1", "int16_t": "<i2", "int32_t": "<i4", "uint8_t": "<u1"}[ctype]
         data = np.asarray(values).astype(dtype).tobytes()
         self.blob_size += -self.blob_size % 4
         self.consts.append(f"#define {name} ((const {ctype} *)(sm_data + {self.blob_size})) "
@@ -279,19 +285,51 @@ class Generator:
             f"{dil_h}, {dil_w}, {pads[0]}, {pads[1]}, {depth_mult}, {-x.zp}, {o.zp}, {lo}, "
             f"{hi}}};\n")
         m = self._params(f"sm_m{k}", "int32_t", mults)
-        s = self._params(f"sm_s{k}", "int32_t", shifts)
         fn = "sm_conv2d" if kind == "CONV_2D" else "sm_depthwise_conv2d"
         if pads == [0, 0]:  # every tap inside: fold the input offset into the bias
             weights = w.data.reshape(w.shape).astype(np.int64)
-            sums = weights.sum(axis=(1, 2, 3)) if kind == "CONV_2D" \
-                else weights.sum(axis=(0, 1, 2))
+            axes = (1, 2, 3) if kind == "CONV_2D" else (0, 1, 2)
             base = self.tensors[bias].data.astype(np.int64) if bias is not None else 0
-            b = self._params(f"sm_be{k}", "int32_t", base + (-x.zp) * sums)
+            bias_eff = base + (-x.zp) * weights.sum(axis=axes)
+            b = self._params(f"sm_be{k}", "int32_t", bias_eff)
+            # the largest |accumulator| of each channel, for any int8 input
+            acc_max = np.abs(bias_eff) + 128 * np.abs(weights).sum(axis=axes)
+            packed = self._packed_weights(kind, weights, x.shape[3], out_c, (opt.strideH,
+                                          opt.strideW), depth_mult, acc_max, shifts)
+            if packed is not None:
+                self._array("int16_t", f"sm_w{k}", packed, 16)
+                r = self._params(f"sm_r{k}", "int32_t", [-sh for sh in shifts])
+                self.calls.append(f"{fn}{'_1x1' if kind == 'CONV_2D' else ''}_s16(&sm_p{k}, "
+                                  f"{self._ptr(ins[0])}, sm_w{k}, {b}, {m}, {r}, "
+                                  f"{self._ptr(out)});")
+                return
             fn += "_valid"
         else:
             b = self._const(bias) if bias is not None else "0"
+        s = self._params(f"sm_s{k}", "int32_t", shifts)
         self.calls.append(f"{fn}(&sm_p{k}, {self._ptr(ins[0])}, {self._const(ins[1])}, {b}, "
                           f"{m}, {s}, {self._ptr(out)});")
+
+    @staticmethod
+    def _packed_weights(kind: str, weights: np.ndarray, in_c: int, out_c: int, strides,
+                        depth_mult: int, acc_max: np.ndarray, shifts) -> np.ndarray | None:
+        """int16 weights in the DSP kernels' packed order (sm_kernels.h), or None where the layer
+        needs the general kernel: another shape, a left shift, or an accumulator that could leave
+        the range where the short requantisation is exact (sm_kernels.c, `requant_right`)."""
+        right = -np.asarray(shifts, dtype=np.int64)
+        if (out_c % 4 or np.any(right < 1) or np.any(acc_max >= 2 ** 30)
+                or np.any(acc_max + (1 << (right - 1)) >= 2 ** 31)):
+            return None
+        order = [0, 2, 1, 3]  # SXTB16 lanes: (0, 2) then (1, 3)
+        if kind == "CONV_2D":
+            if weights.shape[1:3] != (1, 1) or tuple(strides) != (1, 1) or in_c % 4:
+                return None
+            w = weights.reshape(out_c // 4, 4, in_c // 4, 4)[..., order]  # [g][j][i][lane]
+            return w.transpose(0, 2, 1, 3).reshape(-1).astype(np.int16)
+        if depth_mult != 1:
+            return None
+        k_h, k_w = weights.shape[1:3]
+        return weights.reshape(k_h, k_w, out_c // 4, 4)[..., order].reshape(-1).astype(np.int16)
 
     @staticmethod
     def _pad(in_size: int, k: int, stride: int, dil: int, out_size: int, padding: int) -> int:
@@ -328,10 +366,16 @@ class Generator:
         m1, s1 = quantize_multiplier(float(a.scales[0]) / twice)
         m2, s2 = quantize_multiplier(float(b.scales[0]) / twice)
         mo, so = quantize_multiplier(twice / ((1 << left) * float(o.scales[0])))
-        if max(s1, s2, so) > 0:
+        if max(s1, s2, so) > 0:  # sm_add's arithmetic relies on this (and on left = 20)
             raise CodegenError(f"ADD {k}: a multiplier above one")
         self.consts.append(f"static const sm_add_t sm_p{k} = {{{-a.zp}, {-b.zp}, {o.zp}, {left}, "
                            f"{m1}, {s1}, {m2}, {s2}, {mo}, {so}, {lo}, {hi}}};\n")
+        if a.size >= ADD_LUT_MIN:  # each input's scaled value from a table built at the first call
+            self.consts.append(f"static int32_t sm_lut{k}[512]; /* 2 KB of RAM */\n")
+            self.inits.append(f"sm_add_lut_init(&sm_p{k}, sm_lut{k});")
+            self.calls.append(f"sm_add_lut(&sm_p{k}, sm_lut{k}, {a.size}, {self._ptr(ins[0])}, "
+                              f"{self._ptr(ins[1])}, {b.size}, {self._ptr(out)});")
+            return
         self.calls.append(f"sm_add(&sm_p{k}, {a.size}, {self._ptr(ins[0])}, "
                           f"{self._ptr(ins[1])}, {b.size}, {self._ptr(out)});")
 
@@ -458,6 +502,9 @@ class Generator:
             "/* At boot: 0 if the active model's constants still have the CRC-32 the export\n"
             " * computed, -1 if not (corrupt flash or a bad image: do not run the model). */\n"
             "int sm_model_check(void);\n\n"
+            "/* Builds the tables the model keeps in RAM (sm_add_lut's); run once at boot, else the\n"
+            " * first sm_model_invoke runs it. */\n"
+            "void sm_model_init(void);\n\n"
             "/* The model's constants as one blob (model.blob in the export): a 32-byte header\n"
             " * (magic \"SMMD\", format 1, export id u64, contract version, constants' bytes and\n"
             " * CRC-32, little-endian) and the constants. sm_model_use makes `blob` (4-byte\n"
@@ -510,8 +557,11 @@ class Generator:
             "/* the constants: views into the active blob (sm_data, below) */\n",
             "static const uint8_t *sm_data;\n",
             *self.consts,
+            "\nstatic int8_t sm_ready;\n\nvoid sm_model_init(void) {\n",
+            *(f"    {c}\n" for c in self.inits), "    sm_ready = 1;\n}\n",
             "\nvoid sm_model_invoke(const int8_t *const in[SM_MODEL_N_INPUTS],\n"
             "                     int8_t *const out[SM_MODEL_N_OUTPUTS]) {\n",
+            "    if (!sm_ready) sm_model_init();\n",
             *(f"    {c}\n" for c in self.calls + copies), "}\n", check,
             "\nconst int8_t *sm_model_arena(void) { return arena; }\n"])
         const_bytes = sum(t.data.nbytes for t in self.tensors.values() if t.data is not None)

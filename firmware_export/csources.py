@@ -18,7 +18,7 @@ from speechmask.errors import SpeechmaskError
 
 CORE = Path(__file__).parent / "firmware" / "core"
 #: core sources copied into every export (`speechmask export`), in build order
-CORE_FILES = ("sm_board.h", "sm_frontend.h", "sm_frontend.c", "sm_send.h", "sm_send.c",
+CORE_FILES = ("sm_board.h", "sm_dsp.h", "sm_frontend.h", "sm_frontend.c", "sm_send.h", "sm_send.c",
               "sm_kernels.h", "sm_kernels.c", "sm_device.h", "sm_device.c", "sm_proto.h",
               "sm_proto.c")
 HOST_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")

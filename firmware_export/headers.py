@@ -60,21 +60,42 @@ def frontend_header(cfg: FrontendConfig, stamp: dict) -> str:
            "#include <stdint.h>\n\n", stamp_defines(stamp)]
     out += [f"#define SM_{k} {v}\n" for k, v in defines.items()]
     out.append(f"#define SM_LN2_Q30 {LN2_Q30}LL\n")
+    out.append(f"#define SM_WINDOW_ROUND {1 << (cfg.window_shift - 1)}\n")
     out.append(f"#define SM_FLOOR_Q {int(t['floor_q'])}LL\n\n")
     out.append(c_array("int16_t", "sm_window_q15", t["window_q15"], attrs="static "))
     out.append(c_array("int32_t", "sm_twiddle_re_q31", t["twiddle_re_q31"], 8, "static "))
     out.append(c_array("int32_t", "sm_twiddle_im_q31", t["twiddle_im_q31"], 8, "static "))
     out.append(c_array("uint16_t", "sm_bitrev", t["bitrev"], 16, "static "))
+    out.append("/* The FFT's passes of two stages (sm_frontend.c, fft_pass2), in order: for each\n"
+               " * k < half, the twiddles W_2h^k, W_4h^k, W_4h^(k+h) as (re, im) pairs. */\n")
+    out.append(c_array("int32_t", "sm_fft_pass_twiddles", fft_pass_twiddles(cfg), 6, "static "))
     first, count, offset, weights = mel_runs(t["mel_q15"])
     out.append("/* Mel band m: weights sm_mel_weights[sm_mel_offset[m] + i] of FFT bins\n"
                " * sm_mel_first[m] + i, i < sm_mel_count[m] (each triangle's run, zeros outside). */\n")
     out.append(c_array("uint16_t", "sm_mel_first", first, 16, "static "))
     out.append(c_array("uint16_t", "sm_mel_count", count, 16, "static "))
     out.append(c_array("uint16_t", "sm_mel_offset", offset, 16, "static "))
-    out.append(c_array("int16_t", "sm_mel_weights", weights, 16, "static "))
+    out.append(c_array("uint16_t", "sm_mel_weights", weights, 16, "static "))
     out.append(c_array("uint32_t", "sm_log2_q16", t["log2_q16"], 8, "static "))
     out.append("\n#endif\n")
     return "".join(out)
+
+
+def fft_pass_twiddles(cfg: FrontendConfig) -> np.ndarray:
+    """The twiddles of the firmware's fused FFT passes, in the order it reads them (one pass of
+    stages h and 2h for h = 1 or 2, then times 4 below n_fft/2), from the same Q31 table."""
+    t = tables(cfg)
+    re, im = t["twiddle_re_q31"], t["twiddle_im_q31"]
+    m = cfg.n_fft // 2
+    half = 2 if (m.bit_length() - 1) % 2 else 1
+    rows = []
+    while half < m:
+        s1, s2 = cfg.n_fft // (2 * half), cfg.n_fft // (4 * half)
+        for k in range(half):
+            for j in (k * s1, k * s2, (k + half) * s2):
+                rows += [re[j], im[j]]
+        half *= 4
+    return np.asarray(rows, dtype=np.int64)
 
 
 def mel_runs(mel_q15: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -27,7 +27,8 @@ class FrontendConfig:
 
     Fixed-point fields describe the integer path (see `features_int`): the window is Q15, the
     windowed frame is `(pcm * window_q15) >> window_shift`, the FFT runs in int32 with Q31
-    twiddles, power is shifted right by `power_shift` (rounded), mel weights are Q15, and the
+    twiddles and halves every stage (it returns DFT / (n_fft/2)), power is shifted right by
+    `power_shift` (rounded), mel weights are Q15, and the
     output is `round(ln(mel + log_floor) * 2**log_frac_bits)` as int16.
     """
 
@@ -40,9 +41,12 @@ class FrontendConfig:
     fmax: float = 7600.0
     log_floor: float = 1e-6
     # fixed-point layout of the integer path
-    window_shift: int = 8
-    power_shift: int = 14
+    window_shift: int = 2
+    power_shift: int = 11
     log_frac_bits: int = 10
+    # the integer FFT's arithmetic: 2 halves every stage (1, before it, did not scale and used
+    # window_shift 8 / power_shift 14); only the integer path depends on these three fields
+    int_layout: int = 2
 
     def __post_init__(self) -> None:
         if self.n_fft & (self.n_fft - 1) or self.n_fft < 16:
@@ -55,6 +59,8 @@ class FrontendConfig:
             raise ConfigError(f"need 0 <= fmin < fmax <= Nyquist, got {self.fmin}, {self.fmax}")
         if self.log_floor <= 0:
             raise ConfigError("log_floor must be positive")
+        if self.int_layout != 2:
+            raise ConfigError(f"int_layout {self.int_layout} is not this version's (2)")
         if self.mel_scale_log2 < 0 or self.log_floor * 2.0 ** self.mel_scale_log2 < 1:
             raise ConfigError("fixed-point layout leaves no resolution at the log floor")
 
@@ -77,7 +83,8 @@ class FrontendConfig:
     @property
     def mel_scale_log2(self) -> int:
         """Integer mel energy = float mel energy * 2**mel_scale_log2 (see features_int)."""
-        frame_bits = 15 + 15 - self.window_shift  # pcm Q15 times window Q15, shifted
+        # pcm Q15 times window Q15, shifted; the FFT divides by n_fft/2 (a halving per stage)
+        frame_bits = 15 + 15 - self.window_shift - (self.n_fft.bit_length() - 2)
         return 2 * frame_bits - self.power_shift + 15  # power, shifted, times Q15 mel weights
 
     def n_frames(self, n_samples: int) -> int:
@@ -92,6 +99,8 @@ class FrontendConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"unknown front-end field(s): {', '.join(sorted(unknown))}")
+        if "int_layout" not in d:  # saved before layout 2: its shifts were for the unscaled FFT
+            d = {k: v for k, v in d.items() if k not in ("window_shift", "power_shift")}
         return cls(**d)
 
 

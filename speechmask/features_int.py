@@ -4,24 +4,30 @@ int16 PCM in, int16 features out (Q`log_frac_bits` natural log), bit-exact with 
 Every step uses integer operations that C reproduces exactly (int32 data, int64 products,
 arithmetic right shifts that round half up):
 
-1. window:  x[n] = (pcm[n] * win_q15[n] + 2**(s-1)) >> s,  s = window_shift.  |x| < 2**(30-s).
+1. window:  x[n] = (pcm[n] * win_q15[n] + 2**(s-1)) >> s,  s = window_shift.  |x| <= 2**(30-s).
 2. FFT:     the real frame of N = n_fft points (zero-padded at the end) as a complex FFT of
-            M = N/2 points, z[m] = x[2m] + i x[2m+1]: radix-2 decimation in time, Q31 twiddles
-            (W_M^k = W_N^2k), each product rounded back with (a*w + 2**30) >> 31, no per-stage
-            scaling. Then the split, for k = 0..M with Z[M] = Z[0]: E = Z[k] + conj(Z[M-k]),
-            D = -i (Z[k] - conj(Z[M-k])), and 2X[k] = E + W_N^k D, the product rounded as above
-            (k = M: W = -1 exactly, 2X = E - D). Half the butterflies of an N-point complex FFT.
-            Every partial sum of Z is bounded by sum|x| <= 2**(30-s) * win/2, 8.4e8 for the
-            default layout (s=8, win=400), so E and D stay below 2**31 and 2X below 2**32 (int64).
-3. power:   P[k] = (re**2 + im**2 + 2**(p+1)) >> (p+2) for k <= n_fft/2, of 2X (int64,
-            p = power_shift): |X|**2 / 2**p, rounded.
-4. mel:     M[m] = sum_k P[k] * mel_q15[m, k] (int64; by Parseval < 2**62 for full-scale input).
+            M = N/2 points, z[m] = x[2m] + i x[2m+1]: radix-2 decimation in time with Q31
+            twiddles, every butterfly halving its outputs so that nothing grows:
+                t  = b * w / 2:  t_re = hi(b_re w_re) + hi(-b_im w_im),
+                                 t_im = hi(b_re w_im) + hi(b_im w_re),  hi(v) = (v + 2**31) >> 32
+                a' = (a >> 1) + t,   b' = (a >> 1) - t
+            (on a Cortex-M7 each `hi` sum is one SMMULR and one SMMLAR/SMMLSR, each output one
+            add with a shifted operand: firmware/core/sm_dsp.h). The outputs are Z / M.
+            Then the split, for k = 0..M with Z[M] = Z[0]: E = Z[k] + conj(Z[M-k]),
+            D = -i (Z[k] - conj(Z[M-k])), and X[k] = (E >> 1) + D * W_N^k / 2, the product as in
+            the butterfly (W_N^M = -1 is exactly -2**31 in Q31). X = DFT / M: half the
+            butterflies of an N-point complex FFT. Halving keeps every value below the input's
+            magnitude: the components of z are <= 2**(30-s), those of E and D <= 2*sqrt(2)*
+            2**(30-s), below 2**31 for s >= 1 (the default s = 2 gives 2**(30-s) = 2**28, so
+            quiet speech keeps about 4 bits below a PCM step through the 8 halvings).
+3. power:   P[k] = (re**2 + im**2) >> p for k <= n_fft/2, of X (int64, p = power_shift;
+            truncated: a rounding term costs two instructions a bin and buys nothing here).
+4. mel:     M[m] = sum_k P[k] * mel_q15[m, k] (int64; by Parseval < 2**63, `check_layout`).
 5. log:     ln(M + floor_q) - mel_scale_log2 * ln 2 via integer log2 (MSB position plus a
             257-entry Q16 table of log2(1 + i/256) with linear interpolation), times ln 2 in Q30,
             rounded to Q`log_frac_bits` and saturated to int16.
 
-Overflow caveat: the bounds above assume `window_shift >= 8` and `win_length <= 512`; the config
-check and `check_layout` refuse layouts that could overflow.
+`check_layout` refuses layouts whose worst case could overflow.
 """
 
 from __future__ import annotations
@@ -50,9 +56,15 @@ def tables(cfg: FrontendConfig) -> dict[str, np.ndarray]:
     """Every integer table the firmware needs, generated from `cfg` (never copied by hand)."""
     check_layout(cfg)
     n = cfg.n_fft
-    k = np.arange(n // 2)
-    tw_re = np.clip(np.round(np.cos(2 * np.pi * k / n) * Q31), -Q31, Q31 - 1).astype(np.int64)
-    tw_im = np.clip(np.round(-np.sin(2 * np.pi * k / n) * Q31), -Q31, Q31 - 1).astype(np.int64)
+    # W_N^k for k = 0..N/2, built symmetric: W^(N/2 - k) = -conj(W^k) exactly for 0 < k < N/2
+    # (the firmware computes the split's bins k and N/2 - k from one twiddle); W^(N/2) = -1 is
+    # exactly -2**31, W^0 = 1 is 2**31 - 1
+    m = n // 2
+    k = np.arange(m // 2 + 1)
+    c = np.clip(np.round(np.cos(2 * np.pi * k / n) * Q31), -Q31, Q31 - 1).astype(np.int64)
+    sn = np.clip(np.round(-np.sin(2 * np.pi * k / n) * Q31), -Q31, Q31 - 1).astype(np.int64)
+    tw_re = np.concatenate([c, -c[1:-1][::-1], [-Q31]])
+    tw_im = np.concatenate([sn, sn[1:-1][::-1], [0]])
     bits = n.bit_length() - 2  # the complex FFT has n / 2 points
     bitrev = np.array([int(f"{i:0{bits}b}"[::-1], 2) for i in range(n // 2)], dtype=np.int64)
     mel_q15 = np.clip(np.round(mel_filterbank(cfg) * Q15), 0, Q15 - 1).astype(np.int64)
@@ -71,21 +83,33 @@ def tables(cfg: FrontendConfig) -> dict[str, np.ndarray]:
 
 def check_layout(cfg: FrontendConfig) -> None:
     """Refuse fixed-point layouts whose worst case could overflow int32 / int64."""
-    frame_max = (1 << 15) * (1 << (15 - cfg.window_shift)) * cfg.win_length / 2  # sum|x|
-    if frame_max >= 2 ** 31:
-        raise ConfigError(f"window_shift={cfg.window_shift} lets the FFT overflow int32 "
-                          f"(bound {frame_max:.3g} >= 2**31); raise window_shift")
-    if 2 * (2 * frame_max) ** 2 >= 2 ** 63:  # |2X|**2 summed over re and im, in int64
-        raise ConfigError(f"window_shift={cfg.window_shift} lets the power of 2X overflow int64 "
-                          f"(bound {frame_max:.3g}); raise window_shift")
-    power_sum = cfg.n_fft * cfg.win_length * float(1 << (30 - cfg.window_shift)) ** 2
+    x_max = float(1 << (30 - cfg.window_shift))  # a windowed sample, either component of z
+    if 2 * np.sqrt(2) * x_max + 64 >= 2 ** 31:  # E and D of the split (+ rounding slack)
+        raise ConfigError(f"window_shift={cfg.window_shift} lets the FFT's split overflow "
+                          f"int32 (bound {2 * np.sqrt(2) * x_max:.3g} >= 2**31); raise it")
+    m = cfg.n_fft // 2
+    # Parseval: sum_k |X[k]|**2 <= N * win * x_max**2 / M**2 for X = DFT / M; the mel sum of
+    # P * Q15 weights stays below that over 2**power_shift times 2**15
+    power_sum = cfg.n_fft * cfg.win_length * x_max ** 2 / m ** 2
     if power_sum / 2 ** cfg.power_shift * Q15 >= 2 ** 63:
         raise ConfigError(f"power_shift={cfg.power_shift} lets the mel sum overflow int64")
 
 
+def _hi(v: np.ndarray) -> np.ndarray:
+    """(v + 2**31) >> 32: the top word of a 64-bit product, rounded (SMMULR's rounding)."""
+    return (v + (1 << 31)) >> 32
+
+
+def _half_product(b_re, b_im, w_re, w_im):
+    """b * w / 2 for Q31 `w`, as the firmware's SMMULR + SMMLSR / SMMLAR pairs compute it."""
+    return (_hi(b_re * w_re) + _hi(-(b_im * w_im)),
+            _hi(b_re * w_im) + _hi(b_im * w_re))
+
+
 def fft_q31(re: np.ndarray, im: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
     """Integer radix-2 DIT complex FFT over the last axis, of any power-of-two length n up to
-    n_fft (int64 arrays holding int32 values; twiddles W_n^k = W_n_fft^(k n_fft / n))."""
+    n_fft, every stage halved: returns DFT / n (int64 arrays holding int32 values; twiddles
+    W_n^k = W_n_fft^(k n_fft / n))."""
     t = tables(cfg)
     n = re.shape[-1]
     stride = cfg.n_fft // n
@@ -101,8 +125,8 @@ def fft_q31(re: np.ndarray, im: np.ndarray, cfg: FrontendConfig) -> tuple[np.nda
         blocks = (re.shape[0], n // (2 * half), 2, half)
         re4, im4 = re.reshape(blocks), im.reshape(blocks)
         a_re, a_im, b_re, b_im = re4[:, :, 0], im4[:, :, 0], re4[:, :, 1], im4[:, :, 1]
-        t_re = (b_re * w_re - b_im * w_im + (1 << 30)) >> 31
-        t_im = (b_re * w_im + b_im * w_re + (1 << 30)) >> 31
+        t_re, t_im = _half_product(b_re, b_im, w_re, w_im)
+        a_re, a_im = a_re >> 1, a_im >> 1
         re = np.stack([a_re + t_re, a_re - t_re], axis=2).reshape(-1, n)
         im = np.stack([a_im + t_im, a_im - t_im], axis=2).reshape(-1, n)
         half *= 2
@@ -116,8 +140,8 @@ def _bitrev(n: int) -> np.ndarray:
 
 
 def real_fft_q31(x: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, np.ndarray]:
-    """2X[k], k = 0..n_fft/2, of real int64 frames `(..., n_fft)`: the n_fft/2-point complex
-    FFT of the even and odd samples, then the split (module docstring, step 2)."""
+    """X[k] = DFT[k] / (n_fft/2), k = 0..n_fft/2, of real int64 frames `(..., n_fft)`: the
+    n_fft/2-point complex FFT of the even and odd samples, then the split (module docstring)."""
     t = tables(cfg)
     m = cfg.n_fft // 2
     z_re, z_im = fft_q31(x[..., 0::2], x[..., 1::2], cfg)
@@ -126,12 +150,8 @@ def real_fft_q31(x: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, np.nda
     zc_re, zc_im = z_re[..., (m - k) % m], -z_im[..., (m - k) % m]  # conj(Z[M - k])
     e_re, e_im = zk_re + zc_re, zk_im + zc_im
     d_re, d_im = zk_im - zc_im, -(zk_re - zc_re)  # -i (Z[k] - conj(Z[M - k]))
-    w_re = np.append(t["twiddle_re_q31"][:m], 0)
-    w_im = np.append(t["twiddle_im_q31"][:m], 0)
-    p_re = (w_re * d_re - w_im * d_im + (1 << 30)) >> 31
-    p_im = (w_re * d_im + w_im * d_re + (1 << 30)) >> 31
-    p_re[..., m], p_im[..., m] = -d_re[..., m], -d_im[..., m]  # W_N^M = -1 exactly
-    return e_re + p_re, e_im + p_im
+    p_re, p_im = _half_product(d_re, d_im, t["twiddle_re_q31"], t["twiddle_im_q31"])
+    return (e_re >> 1) + p_re, (e_im >> 1) + p_im
 
 
 def ilog2_q16(v: np.ndarray) -> np.ndarray:
@@ -157,8 +177,8 @@ def frames_to_features(frames_pcm: np.ndarray, cfg: FrontendConfig) -> np.ndarra
     x = round_shift(frames_pcm.astype(np.int64) * t["window_q15"], cfg.window_shift)
     frame = np.zeros(frames_pcm.shape[:-1] + (cfg.n_fft,), dtype=np.int64)
     frame[..., : cfg.win_length] = x
-    re2, im2 = real_fft_q31(frame, cfg)  # 2X[k], k <= n_fft/2
-    power = round_shift(re2 ** 2 + im2 ** 2, cfg.power_shift + 2)
+    re, im = real_fft_q31(frame, cfg)  # DFT / M, k <= n_fft/2
+    power = (re ** 2 + im ** 2) >> cfg.power_shift
     mel = power @ t["mel_q15"].T + t["floor_q"]
     log2 = ilog2_q16(mel) - (cfg.mel_scale_log2 << LOG2_FRAC_BITS)
     out = round_shift(log2 * LN2_Q30, LOG2_FRAC_BITS + 30 - cfg.log_frac_bits)

@@ -67,6 +67,33 @@ def test_generated_model_is_bit_exact_with_tflite_micro(model_lib, export_dir, m
     assert report["parity"]["generated_arena_bytes"] < report["arena_bytes"]
 
 
+def test_generated_model_is_bit_exact_on_full_range_inputs(model_lib, export_dir, mask_path):
+    """Uniform int8 inputs, extremes included: the fast kernels' bounds (codegen.py,
+    `_packed_weights`; sm_kernels.c, `sm_add`) hold for any input, not just speech."""
+    mask = load_mask(mask_path)
+    model = (export_dir / "mask.tflite").read_bytes()
+    litert = LiteRT(model, mask.cfg)
+    report = __import__("json").loads((export_dir / "report.json").read_text())
+    micro = TFLM(model, report["arena_bytes"] + 4096, litert)
+    rng = np.random.default_rng(7)
+    n_in, n_out = len(litert.in_pos), len(litert.out_pos)
+    template = litert.quantized(float_calls(mask, np.zeros((40, mask.cfg.frontend.n_mels),
+                                                           np.float32))[0][0])
+    for trial in range(40):
+        q = [rng.integers(-128, 128, a.shape).astype(np.int8) if trial % 4 else
+             np.full(a.shape, (-128, 127)[trial % 8 == 0], np.int8) for a in template]
+        ref = micro.run_int8(q)
+        ins, outs = [None] * n_in, [None] * n_out
+        for a, pos in zip(q, litert.in_pos):
+            ins[pos] = np.ascontiguousarray(model_layout(a).reshape(-1), np.int8)
+        for r, pos in zip(ref, litert.out_pos):
+            outs[pos] = np.zeros(r.size, np.int8)
+        model_lib.sm_model_invoke((ctypes.c_void_p * n_in)(*[a.ctypes.data for a in ins]),
+                                  (ctypes.c_void_p * n_out)(*[a.ctypes.data for a in outs]))
+        for r, pos in zip(ref, litert.out_pos):
+            np.testing.assert_array_equal(outs[pos], model_layout(r).reshape(-1))
+
+
 @pytest.mark.parametrize("real,expected", [(0.5, (1 << 30, 0)), (1.0, (1 << 30, 1)),
                                            (0.75, (3 << 29, 0)), (0.0, (0, 0)),
                                            (2.0 ** -40, (0, 0)), (-0.5, (-(1 << 30), 0))])

@@ -289,6 +289,7 @@ int main(void) {
     sm_board_serial_init();
     sm_board_counter_start();
     sm_board_stack_paint();
+    sm_model_init();
     if (sm_model_check() != 0) {
         /* a corrupt model never runs: say so on the port, once a second, forever */
         static const char msg[] = "speechmask: model CRC mismatch; flash the firmware again\n";

@@ -1,16 +1,14 @@
 /* The fixed-point log-mel front-end; the arithmetic of speechmask/features_int.py, step for step
- * (its docstring derives the bounds that keep every intermediate inside int32 / int64). Right
- * shifts of negative values are arithmetic, as GCC and Clang define them on two's complement. */
+ * (its docstring derives the bounds that keep every intermediate inside int32 / int64, and
+ * check_layout refuses layouts that would not). Right shifts of negative values are arithmetic,
+ * as GCC and Clang define them on two's complement. */
 #include "sm_frontend.h"
 
 #include <string.h>
 
-#define SM_N_MEL_BINS (SM_N_FFT / 2 + 1)
+#include "sm_dsp.h"
 
-/* (x + 2^(s-1)) >> s: round half up (the reference's round_shift). */
-static int64_t round_shift64(int64_t x, int s) {
-    return s > 0 ? (x + ((int64_t)1 << (s - 1))) >> s : x;
-}
+#define SM_N_MEL_BINS (SM_N_FFT / 2 + 1)
 
 static int16_t sat16(int64_t v) {
     return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
@@ -18,76 +16,194 @@ static int16_t sat16(int64_t v) {
 
 #define SM_M (SM_N_FFT / 2) /* the complex FFT's points: the real frame's even and odd samples */
 
-/* Radix-2 decimation-in-time FFT of SM_M points, in place on bit-reversed input, Q31 twiddles
- * (W_M^k = W_N^2k), no scaling. */
-static void fft_q31(int32_t *re, int32_t *im) {
-    for (int half = 1; half < SM_M; half <<= 1) {
-        const int step = SM_N_FFT / (2 * half); /* 2 * (SM_M / (2 * half)) in the N table */
-        for (int blk = 0; blk < SM_M; blk += 2 * half) {
-            for (int k = 0; k < half; k++) {
-                /* 32 x 32 -> 64-bit products (one SMULL/SMLAL each on a Cortex-M) */
-                const int32_t wr = sm_twiddle_re_q31[k * step], wi = sm_twiddle_im_q31[k * step];
-                const int a = blk + k, b = a + half;
-                const int64_t t_re =
-                    ((int64_t)re[b] * wr - (int64_t)im[b] * wi + ((int64_t)1 << 30)) >> 31;
-                const int64_t t_im =
-                    ((int64_t)re[b] * wi + (int64_t)im[b] * wr + ((int64_t)1 << 30)) >> 31;
-                re[b] = (int32_t)(re[a] - t_re);
-                im[b] = (int32_t)(im[a] - t_im);
-                re[a] = (int32_t)(re[a] + t_re);
-                im[a] = (int32_t)(im[a] + t_im);
-            }
-        }
-    }
+/* log2(SM_M): the FFT runs its stages two at a time, after one single stage if this is odd */
+#define SM_LOG2_M (SM_M == 8 ? 3 : SM_M == 16 ? 4 : SM_M == 32 ? 5 : SM_M == 64 ? 6 \
+                   : SM_M == 128 ? 7 : SM_M == 256 ? 8 : SM_M == 512 ? 9 : SM_M == 1024 ? 10 : -1)
+#if SM_LOG2_M < 0
+#error "SM_N_FFT must be a power of two from 16 to 2048"
+#endif
+
+/* b * w / 2 for a Q31 twiddle w (the reference's _half_product): two instructions a part. */
+#define SM_HALF_PRODUCT(tr, ti, br, bi, wr, wi)         \
+    do {                                               \
+        (tr) = sm_mlshr(sm_mulhr((br), (wr)), (bi), (wi)); \
+        (ti) = sm_mlahr(sm_mulhr((br), (wi)), (bi), (wr)); \
+    } while (0)
+
+/* One halving radix-2 butterfly on values held in locals: a' = a/2 + b w/2, b' = a/2 - b w/2
+ * (a >> 1 then one add or subtract: a single ADD/RSB with a shifted operand on the M7). */
+#define SM_BUTTERFLY(ar, ai, br, bi, wr, wi)           \
+    do {                                               \
+        int32_t tr_, ti_;                              \
+        SM_HALF_PRODUCT(tr_, ti_, br, bi, wr, wi);     \
+        const int32_t hr_ = (ar) >> 1, hi_ = (ai) >> 1; \
+        (ar) = hr_ + tr_;                              \
+        (ai) = hi_ + ti_;                              \
+        (br) = hr_ - tr_;                              \
+        (bi) = hi_ - ti_;                              \
+    } while (0)
+
+/* z[0], z[1] = re, im in one 64-bit store (STRD; GCC stores the words one by one otherwise). */
+static inline void store_pair(int32_t *z, int32_t re, int32_t im) {
+    const uint64_t v = (uint64_t)(uint32_t)re | (uint64_t)(uint32_t)im << 32; /* little-endian */
+    memcpy(z, &v, 8);
 }
 
-/* log2(v) in Q16 for v > 0: the MSB's position plus a table of log2(1 + i/256), interpolated. */
-static int64_t ilog2_q16(int64_t v) {
-    const int e = 63 - __builtin_clzll((unsigned long long)v);
-    const int64_t frac = (e >= 30 ? v >> (e - 30) : v << (30 - e)) - ((int64_t)1 << 30);
+/* Stages `half` and `2 * half` of the FFT in one pass over the data: four points in registers,
+ * three twiddles (read in order from `tw`, sm_fft_pass_twiddles), the same butterflies on the
+ * same values as the reference's stage-by-stage loop, with half the loads and stores. Inlined
+ * with a constant `half`, so the four points sit at immediate offsets from one pointer. */
+static inline __attribute__((always_inline)) const int32_t *fft_pass2(int32_t *z, const int half,
+                                                                      const int32_t *tw) {
+    for (int k = 0; k < half; k++, tw += 6) {
+        const int32_t w1r = tw[0], w1i = tw[1], w2r = tw[2], w2i = tw[3], w3r = tw[4],
+                      w3i = tw[5];
+        int32_t *p = &z[2 * k];
+        for (int b = 0; b < SM_M / (4 * half); b++, p += 8 * half) { /* a constant count */
+            int32_t r0 = p[0], i0 = p[1], r1 = p[2 * half], i1 = p[2 * half + 1];
+            int32_t r2 = p[4 * half], i2 = p[4 * half + 1];
+            int32_t r3 = p[6 * half], i3 = p[6 * half + 1];
+            SM_BUTTERFLY(r0, i0, r1, i1, w1r, w1i);
+            SM_BUTTERFLY(r2, i2, r3, i3, w1r, w1i);
+            SM_BUTTERFLY(r0, i0, r2, i2, w2r, w2i);
+            SM_BUTTERFLY(r1, i1, r3, i3, w3r, w3i);
+            store_pair(&p[0], r0, i0);
+            store_pair(&p[2 * half], r1, i1);
+            store_pair(&p[4 * half], r2, i2);
+            store_pair(&p[6 * half], r3, i3);
+        }
+    }
+    return tw;
+}
+
+/* Radix-2 decimation-in-time FFT of SM_M points, interleaved (re, im), in place on bit-reversed
+ * input, every stage halved (the result is DFT / SM_M): one single stage first when log2(SM_M)
+ * is odd, then the stages two at a time. */
+static void fft_q31(int32_t *z) {
+#if SM_LOG2_M % 2
+    for (int i = 0; i < 2 * SM_M; i += 4) { /* the single stage: twiddle W^0 */
+        int32_t ar = z[i], ai = z[i + 1], br = z[i + 2], bi = z[i + 3];
+        SM_BUTTERFLY(ar, ai, br, bi, sm_twiddle_re_q31[0], sm_twiddle_im_q31[0]);
+        z[i] = ar, z[i + 1] = ai, z[i + 2] = br, z[i + 3] = bi;
+    }
+#define SM_FIRST_HALF 2
+#else
+#define SM_FIRST_HALF 1
+#endif
+    const int32_t *tw = sm_fft_pass_twiddles;
+#define SM_PASS(h) \
+    if ((h) < SM_M) tw = fft_pass2(z, (h), tw)
+    SM_PASS(SM_FIRST_HALF);
+    SM_PASS(SM_FIRST_HALF * 4);
+    SM_PASS(SM_FIRST_HALF * 16);
+    SM_PASS(SM_FIRST_HALF * 64);
+    SM_PASS(SM_FIRST_HALF * 256);
+#undef SM_PASS
+    (void)tw;
+}
+
+/* log2(v) in Q16 for v > 0: the MSB's position plus a table of log2(1 + i/256), interpolated
+ * (the reference's ilog2_q16), in 32-bit steps: the normalised mantissa fits a word, and the
+ * interpolation product is below 2^31 (table steps < 2^9 times a 22-bit remainder). */
+static int32_t ilog2_q16(uint64_t v) {
+    const uint32_t vh = (uint32_t)(v >> 32), vl = (uint32_t)v;
+    int e;
+    uint32_t top; /* v scaled so that its MSB is bit 30 */
+    if (vh) {
+        e = 63 - __builtin_clz(vh);
+        top = (uint32_t)(v >> (e - 30));
+    } else {
+        e = 31 - __builtin_clz(vl);
+        top = e >= 30 ? vl >> (e - 30) : vl << (30 - e);
+    }
     const int shift = 30 - SM_LOG2_TABLE_BITS;
-    const int64_t idx = frac >> shift, rem = frac & (((int64_t)1 << shift) - 1);
-    const int64_t lo = sm_log2_q16[idx], hi = sm_log2_q16[idx + 1];
-    return ((int64_t)e << SM_LOG2_FRAC_BITS) + lo + round_shift64((hi - lo) * rem, shift);
+    const uint32_t frac = top - (1u << 30), idx = frac >> shift, rem = frac & ((1u << shift) - 1);
+    const uint32_t lo = sm_log2_q16[idx], step = sm_log2_q16[idx + 1] - lo;
+    return (e << SM_LOG2_FRAC_BITS) + (int32_t)(lo + ((step * rem + (1u << (shift - 1))) >> shift));
+}
+
+/* round(log2 * ln 2) to Q(SM_LOG_FRAC_BITS), saturated: (x + 2^(S-1)) >> S of the 64-bit product
+ * with S = SM_LOG_SHIFT. For S >= 33 that is (high word + 2^(S-33)) >> (S-32): the low word
+ * cannot carry into the result (one SMULL, an add and a shift). */
+#define SM_LOG_SHIFT (SM_LOG2_FRAC_BITS + 30 - SM_LOG_FRAC_BITS)
+static int16_t log_to_q(int32_t log2) {
+#if SM_LOG_SHIFT >= 33
+    const int32_t high = (int32_t)(((int64_t)log2 * SM_LN2_Q30) >> 32);
+    return sat16((high + (1 << (SM_LOG_SHIFT - 33))) >> (SM_LOG_SHIFT - 32));
+#else /* (x + 2^(S-1)) >> S in 64 bits */
+    return sat16(((int64_t)log2 * SM_LN2_Q30 + ((int64_t)1 << (SM_LOG_SHIFT - 1))) >> SM_LOG_SHIFT);
+#endif
+}
+
+/* Power of one bin: (re^2 + im^2) >> SM_POWER_SHIFT (two multiply-accumulates into 64 bits). */
+#define SM_POWER(k, x_re, x_im) \
+    (power[k] = (uint64_t)((int64_t)(x_re) * (x_re) + (int64_t)(x_im) * (x_im)) >> SM_POWER_SHIFT)
+
+/* Bin k of the split from Z[a] and Z[c] = Z[M - k] (the general form: k = 0, M/2 and M). */
+static inline void split_bin(const int32_t *z, int k, int a, int c, uint64_t *power) {
+    const int32_t ar = z[2 * a], ai = z[2 * a + 1], cr = z[2 * c], ci = z[2 * c + 1];
+    int32_t t_re, t_im;
+    SM_HALF_PRODUCT(t_re, t_im, ai + ci, cr - ar, sm_twiddle_re_q31[k], sm_twiddle_im_q31[k]);
+    SM_POWER(k, ((ar + cr) >> 1) + t_re, ((ai - ci) >> 1) + t_im);
 }
 
 void sm_frontend_frame(const int16_t *frame, int16_t *mel) {
-    static int32_t re[SM_M], im[SM_M];
-    static int64_t power[SM_N_MEL_BINS];
-    for (int n = 0; n < SM_M; n++) { /* z = even + i odd samples, windowed, bit-reversed order */
-        const int j = 2 * sm_bitrev[n];
-        re[n] = j < SM_WIN_LENGTH
-                    ? (int32_t)round_shift64((int64_t)frame[j] * sm_window_q15[j], SM_WINDOW_SHIFT)
-                    : 0;
-        im[n] = j + 1 < SM_WIN_LENGTH ? (int32_t)round_shift64((int64_t)frame[j + 1] *
-                                                                    sm_window_q15[j + 1],
-                                                                SM_WINDOW_SHIFT)
-                                      : 0;
+    static int32_t z[2 * SM_M];
+    static uint64_t power[SM_N_MEL_BINS];
+    /* z[m] = x[2m] + i x[2m+1], windowed, stored at its bit-reversed position (bitrev is its own
+     * inverse); int16 * Q15 fits int32, and so does the rounding term (|x| <= 2^30) */
+    for (int m = 0; m < SM_WIN_LENGTH / 2; m++) { /* two samples and two weights a load */
+        uint32_t f, w;
+        memcpy(&f, &frame[2 * m], 4);
+        memcpy(&w, &sm_window_q15[2 * m], 4);
+        int32_t *q = &z[2 * sm_bitrev[m]];
+        q[0] = sm_smlabb(f, w, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;
+        q[1] = sm_smlatt(f, w, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;
     }
-    fft_q31(re, im);
-    for (int k = 0; k <= SM_M; k++) { /* the split: 2X[k] = E + W_N^k D, then its power */
-        const int a = k % SM_M, c = (SM_M - k) % SM_M;
-        const int64_t e_re = (int64_t)re[a] + re[c], e_im = (int64_t)im[a] - im[c];
-        const int64_t d_re = (int64_t)im[a] + im[c], d_im = (int64_t)re[c] - re[a];
-        int64_t p_re, p_im;
-        if (k < SM_M) {
-            const int64_t wr = sm_twiddle_re_q31[k], wi = sm_twiddle_im_q31[k];
-            p_re = (wr * d_re - wi * d_im + ((int64_t)1 << 30)) >> 31;
-            p_im = (wr * d_im + wi * d_re + ((int64_t)1 << 30)) >> 31;
-        } else { /* W_N^M = -1 exactly */
-            p_re = -d_re;
-            p_im = -d_im;
-        }
-        const int64_t x_re = e_re + p_re, x_im = e_im + p_im;
-        power[k] = round_shift64(x_re * x_re + x_im * x_im, SM_POWER_SHIFT + 2);
+#if SM_WIN_LENGTH % 2
+    z[2 * sm_bitrev[SM_WIN_LENGTH / 2]] =
+        (frame[SM_WIN_LENGTH - 1] * sm_window_q15[SM_WIN_LENGTH - 1] + SM_WINDOW_ROUND) >>
+        SM_WINDOW_SHIFT;
+    z[2 * sm_bitrev[SM_WIN_LENGTH / 2] + 1] = 0;
+#endif
+    for (int m = (SM_WIN_LENGTH + 1) / 2; m < SM_M; m++) { /* the zero padding */
+        z[2 * sm_bitrev[m]] = 0;
+        z[2 * sm_bitrev[m] + 1] = 0;
+    }
+    fft_q31(z);
+    /* the split: X[k] = E/2 + W_N^k D/2, E = Z[k] + conj(Z[M-k]), D = -i (Z[k] - conj(Z[M-k])).
+     * Bins k and M - k share Z[k] and Z[M-k]: E and D of the second are conj(E) and conj(D),
+     * and W^(M-k) = -conj(W^k) exactly (the table is built symmetric), so one twiddle serves
+     * both, its imaginary product is the same, and its real one is hi(-D_re W_re) + hi(D_im W_im)
+     * (the reference's products on the table's own values, to the bit). */
+    split_bin(z, 0, 0, 0, power);
+    split_bin(z, SM_M / 2, SM_M / 2, SM_M / 2, power);
+    split_bin(z, SM_M, 0, 0, power);
+    for (int k = 1; k < SM_M / 2; k++) {
+        const int32_t ar = z[2 * k], ai = z[2 * k + 1];
+        const int32_t cr = z[2 * (SM_M - k)], ci = z[2 * (SM_M - k) + 1];
+        const int32_t e_re = ar + cr, e_im = ai - ci, d_re = ai + ci, d_im = cr - ar;
+        const int32_t wr = sm_twiddle_re_q31[k], wi = sm_twiddle_im_q31[k];
+        int32_t t_re, t_im;
+        SM_HALF_PRODUCT(t_re, t_im, d_re, d_im, wr, wi);
+        SM_POWER(k, (e_re >> 1) + t_re, (e_im >> 1) + t_im);
+        const int32_t u_re = sm_mlahr(sm_mlshr(0, d_re, wr), d_im, wi);
+        SM_POWER(SM_M - k, (e_re >> 1) + u_re, ((-e_im) >> 1) + t_im);
     }
     for (int m = 0; m < SM_N_MELS; m++) {
-        int64_t acc = SM_FLOOR_Q;
-        const int16_t *w = &sm_mel_weights[sm_mel_offset[m]];
-        for (int k = 0; k < sm_mel_count[m]; k++) acc += power[sm_mel_first[m] + k] * w[k];
-        const int64_t log2 = ilog2_q16(acc) - ((int64_t)SM_MEL_SCALE_LOG2 << SM_LOG2_FRAC_BITS);
-        mel[m] = sat16(round_shift64(log2 * SM_LN2_Q30,
-                                     SM_LOG2_FRAC_BITS + 30 - SM_LOG_FRAC_BITS));
+        /* sum of P * w over the band's bins, as low-word products into 64 bits (UMLAL) plus
+         * high-word products into 32 (MLA; the sum stays below 2^63: check_layout) */
+        uint64_t acc = (uint64_t)SM_FLOOR_Q;
+        uint32_t acc_hi = 0;
+        const uint16_t *w = &sm_mel_weights[sm_mel_offset[m]];
+        const uint64_t *pw = &power[sm_mel_first[m]];
+#pragma GCC unroll 2
+        for (int k = 0; k < sm_mel_count[m]; k++) {
+            acc = sm_umlal(acc, (uint32_t)pw[k], w[k]);
+            acc_hi += (uint32_t)(pw[k] >> 32) * w[k];
+        }
+        acc += (uint64_t)acc_hi << 32;
+        mel[m] = log_to_q(ilog2_q16(acc) - (SM_MEL_SCALE_LOG2 << SM_LOG2_FRAC_BITS));
     }
 }
 

@@ -31,6 +31,19 @@ void sm_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
 void sm_depthwise_conv2d_valid(const sm_conv_t *p, const int8_t *in, const int8_t *w,
                                const int32_t *bias_eff, const int32_t *mult,
                                const int32_t *shift, int8_t *out);
+/* The same two for the layers the export finds a fast form for (codegen.py, `_conv`): a 1x1
+ * CONV_2D with stride 1 and a DEPTHWISE_CONV_2D with depth multiplier 1, unpadded, channels in
+ * multiples of 4, right-shifting requantisation (`right[c]` = -shift >= 1), and accumulators
+ * that provably stay where the short requantisation is exact.
+ * Weights are int16 in the packed order the DSP's SXTB16 gives the inputs: channels (or inputs)
+ * 4j..4j+3 as the lane pairs (4j, 4j+2), (4j+1, 4j+3). 1x1: [out_c/4][in_c/4][4 outputs][4];
+ * depthwise: [k_h][k_w][out_c/4][4]. Each output is the same integer as the general form's. */
+void sm_conv2d_1x1_s16(const sm_conv_t *p, const int8_t *in, const int16_t *w,
+                       const int32_t *bias_eff, const int32_t *mult, const int32_t *right,
+                       int8_t *out);
+void sm_depthwise_conv2d_s16(const sm_conv_t *p, const int8_t *in, const int16_t *w,
+                             const int32_t *bias_eff, const int32_t *mult,
+                             const int32_t *right, int8_t *out);
 /* sum of a[i] * b[i] over n int8 pairs (DSP SIMD where the core has it). */
 int32_t sm_dot_s8(const int8_t *a, const int8_t *b, int32_t n);
 
@@ -48,6 +61,11 @@ typedef struct {
 /* ADD: n elements; a second input of one element is broadcast. */
 void sm_add(const sm_add_t *p, int32_t n, const int8_t *a, const int8_t *b, int32_t n_b,
             int8_t *out);
+/* ADD with each input's scaled value read from a table of 2 x 256 int32 (`lut`), which
+ * sm_add_lut_init fills once with TFLite's arithmetic: the same integers as sm_add. */
+void sm_add_lut_init(const sm_add_t *p, int32_t *lut);
+void sm_add_lut(const sm_add_t *p, const int32_t *lut, int32_t n, const int8_t *a,
+                const int8_t *b, int32_t n_b, int8_t *out);
 /* MUL: n elements; a second input of one element is broadcast. */
 void sm_mul(int32_t n, const int8_t *a, const int8_t *b, int32_t n_b, int32_t in1_offset,
             int32_t in2_offset, int32_t out_offset, int32_t mult, int32_t shift, int32_t act_min,
