@@ -28,7 +28,7 @@ class FrontendConfig:
     Fixed-point fields describe the integer path (see `features_int`): the window is Q15, the
     windowed frame is `(pcm * window_q15) >> window_shift`, the FFT runs in int32 with Q31
     twiddles and halves every stage (it returns DFT / (n_fft/2)), power is shifted right by
-    `power_shift` (rounded), mel weights are Q15, and the
+    `power_shift` (truncated), mel weights are Q15, and the
     output is `round(ln(mel + log_floor) * 2**log_frac_bits)` as int16.
     """
 

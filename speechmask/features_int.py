@@ -83,6 +83,8 @@ def tables(cfg: FrontendConfig) -> dict[str, np.ndarray]:
 
 def check_layout(cfg: FrontendConfig) -> None:
     """Refuse fixed-point layouts whose worst case could overflow int32 / int64."""
+    if cfg.n_fft > 2048:  # the firmware's FFT runs up to five two-stage passes (sm_frontend.c)
+        raise ConfigError(f"n_fft={cfg.n_fft}: the integer front-end goes up to 2048")
     x_max = float(1 << (30 - cfg.window_shift))  # a windowed sample, either component of z
     if 2 * np.sqrt(2) * x_max + 64 >= 2 ** 31:  # E and D of the split (+ rounding slack)
         raise ConfigError(f"window_shift={cfg.window_shift} lets the FFT's split overflow "
@@ -163,7 +165,8 @@ def ilog2_q16(v: np.ndarray) -> np.ndarray:
     e = np.floor(np.log2(v.astype(np.float64))).astype(np.int64)
     # float log2 can be off by one next to powers of two: fix with exact integer comparisons
     e = np.where((np.int64(1) << e) > v, e - 1, e)
-    e = np.where((np.int64(1) << np.minimum(e + 1, 62)) <= v, e + 1, e)
+    # (a positive int64 has e <= 62: no upward correction past it, where 1 << 63 overflows)
+    e = np.where((e < 62) & ((np.int64(1) << np.minimum(e + 1, 62)) <= v), e + 1, e)
     frac = np.where(e >= 30, v >> np.maximum(e - 30, 0), v << np.maximum(30 - e, 0)) - (1 << 30)
     idx = frac >> (30 - LOG2_TABLE_BITS)
     rem = frac & ((1 << (30 - LOG2_TABLE_BITS)) - 1)

@@ -24,7 +24,8 @@ def speech_pcm(manifest, k: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("kwargs", [dict(n_fft=500), dict(win_ms=40.0), dict(hop_ms=30.0),
                                     dict(win_ms=25.03), dict(fmax=9000.0), dict(log_floor=0.0),
-                                    dict(window_shift=0), dict(power_shift=2)])
+                                    dict(window_shift=0), dict(power_shift=2),
+                                    dict(n_fft=4096)])
 def test_config_rejects_inconsistent_values(kwargs):
     with pytest.raises(ConfigError):
         cfg = FrontendConfig(**kwargs)
@@ -68,8 +69,10 @@ def test_integer_real_fft_matches_numpy():
 
 def test_integer_log2_accuracy():
     rng = np.random.default_rng(1)
-    v = np.concatenate([rng.integers(1, 1 << 62, 2000), 1 << np.arange(62),
-                        (1 << np.arange(1, 62)) - 1, np.arange(1, 300)]).astype(np.int64)
+    v = np.concatenate([rng.integers(1, 1 << 62, 2000), 1 << np.arange(63),
+                        (1 << np.arange(1, 63)) - 1, np.arange(1, 300),
+                        rng.integers(1 << 62, (1 << 63) - 1, 200), [(1 << 63) - 1]]
+                       ).astype(np.int64)
     err = ilog2_q16(v) / 65536.0 - np.log2(v.astype(np.float64))
     assert np.abs(err).max() < 4e-5
 
