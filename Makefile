@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all test-gpu bench results clean
+.PHONY: install demo test test-all test-gpu test-federated bench results clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ test: install
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "not gpu and not hardware" $(PYTEST_ARGS)
+
+# the federated tests alone, the deployment runtime's included (also part of `make test`)
+test-federated: install
+	$(BIN)/python -m pytest -q tests/test_federated.py tests/test_federated_deploy.py $(PYTEST_ARGS)
 
 # the CUDA path of training (tests/test_cuda.py); needs a CUDA build of torch and a GPU
 test-gpu: install

@@ -75,9 +75,12 @@ wait $BOARD_PID 2>/dev/null || true
 trap - EXIT
 
 step "12. federated adaptation: 4 devices, each holding only what its mask sent for its own
-   speakers, adapt the cloud model for 3 rounds in Flower's simulation runtime"
+   speakers, adapt the cloud model for 3 rounds in Flower's simulation runtime; then the same
+   on Flower's deployment runtime (a SuperLink and 4 SuperNodes on 127.0.0.1, flwr run)"
 $SM federate --manifest "$M" --mask "$R/mask.pt" --slu "$R/slu.pt" --clients 4 --rounds 3 \
   --out "$OUT/federated" --force
+$SM federate --manifest "$M" --mask "$R/mask.pt" --slu "$R/slu.pt" --clients 4 --rounds 3 \
+  --out "$OUT/federated_deployed" --deployment local --force
 
 step "13. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
 echo "(the full suite with default settings, the longest step of the demo; it trains every"
@@ -90,5 +93,6 @@ printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (mod
 printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json,\n'
 printf 'fw/ (mask.tflite, mask.onnx, mask_int8.onnx, the generated C and its core, test vectors,\n'
 printf 'report.json, report.md, model.blob), firmware/ (the self-test and application images),\n'
-printf 'board_sent.npy (what the emulated board sent), federated/ (report.md, rounds.png),\n'
+printf 'board_sent.npy (what the emulated board sent), federated/ and federated_deployed/\n'
+printf '(report.md, rounds.png; deploy/logs/ has the SuperLink'"'"'s and SuperNodes'"'"' logs),\n'
 printf 'attack/ (report.json, report.md, det.png, examples.png).\n'

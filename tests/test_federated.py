@@ -120,7 +120,8 @@ def test_simulation_runs_audits_drops_and_resumes(prepared):
     """Two rounds in Flower's simulation with client 0 dropping out of round 1: the federation
     goes on; every message a client sent holds only the model's arrays and numeric metrics; a
     third round resumes from the saved state."""
-    from speechmask.federated.runner import _load_state, run_federation
+    from speechmask.federated.recorder import load_state
+    from speechmask.federated.runner import run_federation
 
     out, settings, cfg = prepared
     audit = out / "messages.jsonl"
@@ -137,7 +138,7 @@ def test_simulation_runs_audits_drops_and_resumes(prepared):
         assert entry["records"]["arrays"]["shapes"] == shapes
         assert entry["records"]["metrics"]["keys"] == ["num-examples", "peak-memory-bytes",
                                                        "train-loss"]
-    assert _load_state(out / "state.pt")["round"] == 2
+    assert load_state(out / "state.pt")["round"] == 2
     more = run_federation(settings, out, rounds=3, resume=True)
     assert sorted(more["accuracy"], key=int) == ["0", "1", "2", "3"]
     assert more["accuracy"]["1"] == history["accuracy"]["1"]

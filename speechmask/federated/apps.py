@@ -20,9 +20,13 @@ from .data import read_client
 from .task import fl_task, peak_memory_bytes
 
 
-def _audit_mod(path: str):
+def _audit_mod(path: str | None):
+    """Records every reply; `path` None: the run config's settings name the file (deployment)."""
     def audit(msg: Message, context: Context, call_next) -> Message:
         reply = call_next(msg, context)
+        target = path or json.loads(str(context.run_config.get("settings", "{}"))).get("audit")
+        if not target:
+            return reply
         entry = {"node": int(context.node_config.get("partition-id", -1)), "records": {}}
         for name, record in reply.content.items():
             if isinstance(record, ArrayRecord):
@@ -31,34 +35,43 @@ def _audit_mod(path: str):
             else:
                 entry["records"][name] = {"type": type(record).__name__,
                                           "keys": sorted(record.keys())}
-        with open(path, "a") as fh:  # one line per message; appends are atomic at this size
+        with open(target, "a") as fh:  # one line per message; appends are atomic at this size
             fh.write(json.dumps(entry) + "\n")
         return reply
     return audit
 
 
+def train_on_device(msg: Message, context: Context, settings: dict, data_dir: Path) -> Message:
+    """One device's round: its masked features from `data_dir`, the global weights in `msg`,
+    local training; the reply holds the new weights and the metrics (nothing else)."""
+    pid = int(context.node_config["partition-id"])
+    data = read_client(data_dir)
+    task = fl_task(settings, msg.content["arrays"].to_torch_state_dict())
+    config = msg.content["config"]
+    rnd = int(config.get("server-round", 0)) + int(settings.get("round_offset", 0))
+    if pid in settings.get("drop", {}).get(str(rnd), []):
+        raise RuntimeError(f"client {pid} drops out of round {rnd} (test)")
+    extra = {}
+    if settings.get("mode") == "forward":
+        extra = _forward_extras(task, config, context, settings)
+    metrics = task.train(data, seed=settings["seed"] * 100_003 + rnd * 101 + pid,
+                         proximal_mu=float(config.get("proximal-mu", 0.0)), **extra)
+    metrics["peak-memory-bytes"] = peak_memory_bytes()
+    content = RecordDict({"arrays": ArrayRecord(task.arrays()),
+                          "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
 def client_app(settings: dict) -> ClientApp:
+    """The simulation's ClientApp: every device's data under settings["data_dir"]."""
     mods = [_audit_mod(settings["audit"])] if settings.get("audit") else []
     app = ClientApp(mods=mods)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         pid = int(context.node_config["partition-id"])
-        data = read_client(Path(settings["data_dir"]) / f"client_{pid}")
-        task = fl_task(settings, msg.content["arrays"].to_torch_state_dict())
-        config = msg.content["config"]
-        rnd = int(config.get("server-round", 0)) + int(settings.get("round_offset", 0))
-        if pid in settings.get("drop", {}).get(str(rnd), []):
-            raise RuntimeError(f"client {pid} drops out of round {rnd} (test)")
-        extra = {}
-        if settings.get("mode") == "forward":
-            extra = _forward_extras(task, config, context, settings)
-        metrics = task.train(data, seed=settings["seed"] * 100_003 + rnd * 101 + pid,
-                             proximal_mu=float(config.get("proximal-mu", 0.0)), **extra)
-        metrics["peak-memory-bytes"] = peak_memory_bytes()
-        content = RecordDict({"arrays": ArrayRecord(task.arrays()),
-                              "metrics": MetricRecord(metrics)})
-        return Message(content=content, reply_to=msg)
+        return train_on_device(msg, context, settings,
+                               Path(settings["data_dir"]) / f"client_{pid}")
 
     return app
 
@@ -147,25 +160,31 @@ def make_strategy(settings: dict):
     return base(**extra, **common)
 
 
+def run_server(grid: Grid, settings: dict, evaluate_fn, on_result=None) -> None:
+    """The server's side of a federation on `grid` (either runtime): the strategy from the
+    initial weights, for the rounds left. `evaluate_fn(round, arrays)`: the server's evaluation
+    on the masked test set, which also checkpoints the round (recorder.py); `on_result(result,
+    variance_log)`: Flower's Result at the end (the clients' aggregated train metrics)."""
+    import torch
+
+    state = torch.load(settings["initial_state"], map_location="cpu", weights_only=True)
+    strategy = make_strategy(settings)
+    result = strategy.start(grid=grid, initial_arrays=ArrayRecord(state),
+                            num_rounds=settings["rounds_left"],
+                            timeout=settings.get("timeout", 600),
+                            train_config=ConfigRecord({"lr": settings["lr"]}),
+                            evaluate_fn=evaluate_fn)
+    if on_result is not None:
+        on_result(result, getattr(strategy, "log", None))
+
+
 def server_app(settings: dict, evaluate_fn, on_result=None) -> ServerApp:
-    """`evaluate_fn(round, arrays)`: the server's evaluation on the masked test set, which also
-    checkpoints the round (runner.py); `on_result(result)`: Flower's Result at the end (the
-    clients' aggregated train metrics per round)."""
+    """The simulation's ServerApp (run_server with these callbacks)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        import torch
-
-        state = torch.load(settings["initial_state"], map_location="cpu", weights_only=True)
-        strategy = make_strategy(settings)
-        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(state),
-                                num_rounds=settings["rounds_left"],
-                                timeout=settings.get("timeout", 600),
-                                train_config=ConfigRecord({"lr": settings["lr"]}),
-                                evaluate_fn=evaluate_fn)
-        if on_result is not None:
-            on_result(result, getattr(strategy, "log", None))
+        run_server(grid, settings, evaluate_fn, on_result)
 
     return app
 

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "their intents. The cloud SLU model (--slu, or a new one), or "
                                    "with --model lm a speech LM (LoRA adapters and a projector), "
                                    "is adapted by federated learning in Flower's simulation "
-                                   "runtime; the server evaluates on the masked 'test' "
+                                   "runtime or, with --deployment, on its deployment runtime "
+                                   "(SuperLink and SuperNodes); the server evaluates on the masked 'test' "
                                    "utterances after each round. Writes report.json, "
                                    "report.md, rounds.png and state.pt (resumable) into --out.")
     p.add_argument("--manifest", type=Path, required=True)
@@ -28,6 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slu", type=Path, help="cloud model to start from (default: a new one)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_options(p, FederateConfig)
+    p.add_argument("--deployment", metavar="CONN",
+                   help="run on Flower's deployment runtime instead of its simulation: CONN is "
+                        "a flwr connection (in $FLWR_HOME/config.toml) whose SuperLink and "
+                        "SuperNodes are running (README: 'Federated learning across machines'); "
+                        "'local' or 'local:PORT' starts a SuperLink and one SuperNode per "
+                        "client on 127.0.0.1 for the run and stops them after")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="write the devices' masked data (--out/data/client_K, and the server's "
+                        "test set, data/test) and the initial model, and stop: for devices on "
+                        "machines of their own (--deployment)")
     p.add_argument("--resume", action="store_true", help="continue from the last completed "
                                                          "round in --out")
     p.add_argument("--force", action="store_true", help="replace an earlier run in --out")
@@ -44,29 +55,40 @@ def _federate(args: argparse.Namespace) -> int:
 
     cfg = from_args(FederateConfig, args, args.parser)
     check_inputs(args.manifest, args.mask, args.slu)
+    if args.deployment is not None:
+        from .deployment import check_deployment
+
+        check_deployment(args.deployment)
     if cfg.model == "lm" and cfg.lm_dir is not None:
         from .lm import load_lm
 
         load_lm(Path(cfg.lm_dir))  # one line for a missing folder or one that is not a causal LM
     out = args.out
     settings_path = out / "settings.json"
-    if args.resume and (out / STATE).is_file() and settings_path.is_file():
+    if args.resume and settings_path.is_file():  # after a run, or after --prepare-only
         settings = json.loads(settings_path.read_text())
-        if settings.get("config") != cfg.to_dict():
+
+        def same(c: dict) -> dict:  # more rounds is what resuming is for
+            return {k: v for k, v in c.items() if k != "rounds"}
+
+        if same(settings.get("config", {})) != same(cfg.to_dict()):
             raise SpeechmaskError(f"{out}: --resume with other settings than the run there "
                                   "(give the same flags, or --force to start again)")
     else:
         folder = OutputFolder(out, args.force, owned=["data", "initial.pt", "resume_weights.pt",
                                                       STATE, "settings.json", "report.json",
                                                       "report.md", "rounds.png",
-                                                      "messages.jsonl"])
+                                                      "messages.jsonl", "app", "deploy"])
         folder.check()
         out.mkdir(parents=True, exist_ok=True)
         settings = prepare(args.manifest, args.mask, args.slu, out, cfg)
         settings["config"] = cfg.to_dict()
         settings_path.write_text(json.dumps(settings, indent=1))
+        if args.prepare_only:
+            print(f"wrote {out}/data (client_0 .. client_{cfg.clients - 1}, test), initial.pt")
+            return 0
     history = run_federation(settings, out, cfg.rounds, resume=args.resume,
-                             verbose=args.verbose)
+                             verbose=args.verbose, deployment=args.deployment)
     central = centralised(settings, cfg)
     report = write_report(out, settings, history, central)
     print(report["table"])

@@ -1,17 +1,15 @@
 """`speechmask federate`: prepare the devices' masked data, run the federation in Flower's
-simulation runtime, compare with centralised training on the same masked data, and report.
+simulation runtime or on its deployment runtime (deployment.py), compare with centralised
+training on the same masked data, and report.
 
-Resumable: after every round the server's evaluation writes the global weights, the round and
-the history to `state.pt` (tensors and plain values only, loaded with `weights_only=True`); a
-rerun with `--resume` starts from the last completed round (FedAdam's moment estimates start
-again from zero there: Flower keeps them inside the strategy object)."""
+Resumable: after every round the server writes the global weights, the round and the history to
+`state.pt` (recorder.py); a rerun with `--resume` starts from the last completed round (FedAdam's
+moment estimates start again from zero there: Flower keeps them inside the strategy object)."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +20,8 @@ from speechmask.errors import ManifestError
 
 from .config import FederateConfig
 from .data import ClientData, masked, partition, read_client, write_client
+from .recorder import STATE, Recorder, load_state, resume_point
 from .task import fl_task, make_model
-
-STATE = "state.pt"
 
 
 def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
@@ -105,79 +102,36 @@ def _language_model(cfg: FederateConfig, out: Path, rows: list[dict]) -> Path:
 
 
 def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = False,
-                   verbose: bool = False) -> dict:
-    """Runs the remaining rounds in Flower's simulation runtime; returns the history."""
-    from flwr.simulation import run_simulation
-
-    from .apps import client_app, evaluate_on, server_app
-
-    state_path = out / STATE
-    history: dict = {"accuracy": {}, "bytes_down": {}, "bytes_up": {}, "seconds": {},
-                     "client_peak_memory_bytes": {}, "train_loss": {}}
-    start_round, initial = 0, out / "initial.pt"
-    if resume and state_path.is_file():
-        saved = _load_state(state_path)
-        start_round, history = saved["round"], saved["history"]
-        initial = out / "resume_weights.pt"
-        with atomic_output(initial) as tmp:
-            torch.save(saved["weights"], tmp)
+                   verbose: bool = False, deployment: str | None = None) -> dict:
+    """Runs the remaining rounds, in Flower's simulation runtime or, with `deployment` (a flwr
+    connection name, or "local[:PORT]"), on its deployment runtime; returns the history."""
+    start_round, history, initial = resume_point(out, resume)
     if start_round >= rounds:
         return history
-    history.setdefault("client_peak_memory_bytes", {})
-    history.setdefault("train_loss", {})
-    evaluate = evaluate_on(settings, Path(settings["data_dir"]) / "test")
-    clock = [time.monotonic()]
-
-    def on_round(server_round: int, arrays):
-        metrics = evaluate(server_round, arrays)
-        rnd = start_round + server_round
-        history["accuracy"][str(rnd)] = float(metrics["accuracy"])
-        if server_round > 0:
-            size = arrays.count_bytes()
-            history["bytes_down"][str(rnd)] = size * settings["clients"]
-            history["bytes_up"][str(rnd)] = size * settings["clients"]
-            history["seconds"][str(rnd)] = time.monotonic() - clock[0]
-            clock[0] = time.monotonic()
-            last[0] = arrays.to_torch_state_dict()
-            _save_state(state_path, rnd, last[0], history)
-        return metrics
-
-    def on_result(result, variance_log=None) -> None:
-        if variance_log:
-            history["variance_check"] = variance_log
-        for rnd, metrics in result.train_metrics_clientapp.items():
-            key = str(start_round + int(rnd))
-            history["client_peak_memory_bytes"][key] = float(metrics["peak-memory-bytes"])
-            history["train_loss"][key] = float(metrics["train-loss"])
-        if last[0] is not None:  # the state again, now with the clients' metrics
-            _save_state(state_path, max(map(int, history["accuracy"])), last[0], history)
-
-    last: list = [None]
     run_settings = dict(settings, initial_state=str(initial), rounds_left=rounds - start_round,
                         round_offset=start_round)
+    if deployment is not None:
+        from .deployment import run_deployed
+
+        run_deployed(run_settings, out, deployment, verbose=verbose)
+        return load_state(out / STATE)["history"]
+    from flwr.simulation import run_simulation
+
+    from .apps import client_app, server_app
+
+    recorder = Recorder(settings, out, start_round, history)
     os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
-    if not verbose:  # Flower logs every round, and that run_simulation is deprecated (#18:
-        import logging  # the deployment runtime is the next step); the report says what matters
+    if not verbose:  # Flower logs every round, and that run_simulation is deprecated in
+        import logging  # favour of `flwr run` (--deployment); the report says what matters
 
         logging.getLogger("flwr").setLevel(logging.ERROR)
-    run_simulation(server_app=server_app(run_settings, on_round, on_result),
+    run_simulation(server_app=server_app(run_settings, recorder.on_round, recorder.on_result),
                    client_app=client_app(run_settings), num_supernodes=settings["clients"],
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                    "init_args": {"num_cpus": 2, "include_dashboard": False,
                                                  "log_to_driver": verbose}},
                    verbose_logging=verbose)
-    return history
-
-
-def _save_state(path: Path, rnd: int, weights: dict, history: dict) -> None:
-    with atomic_output(path) as tmp:
-        torch.save({"round": rnd, "weights": weights, "history_json": json.dumps(history)}, tmp)
-
-
-def _load_state(path: Path) -> dict:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    return {"round": int(blob["round"]), "weights": blob["weights"],
-            "history": json.loads(blob["history_json"])}
+    return recorder.history
 
 
 def centralised(settings: dict, cfg: FederateConfig) -> float:

@@ -1,0 +1,261 @@
+"""`speechmask federate --deployment CONN`: the federation on Flower's deployment runtime.
+
+The app folder (`<out>/app/pyproject.toml`, written here) names the components in
+`deploy_apps.py`; `flwr run <out>/app CONN --run-config <out>/app/run.toml` submits it to the
+SuperLink of the flwr connection CONN (in `$FLWR_HOME/config.toml`), then `flwr ls` is polled
+until the run ends. The server writes `state.pt` into `<out>` on the SuperLink's machine, as in
+simulation. Nothing is installed at run time: the SuperLink must run with
+`--disable-runtime-dependency-installation` (else it runs `uv sync` for every run), and every
+machine needs speechmask installed, as the README's walk-through sets up.
+
+`--deployment local[:PORT]` starts the runtime here for the run: a SuperLink on 127.0.0.1 (PORT,
+or a free one) and one SuperNode per client, each process in a process group of its own, with a
+private FLWR_HOME (no `:local:` connection, so `flwr` never starts its detached simulation
+SuperLink) and stops them all by PID afterwards, whatever happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from speechmask.errors import SpeechmaskError
+
+APP_NAME = "speechmask-fl"  # Flower wants letters, digits and hyphens
+APP_TOML = f"""# The Flower app `flwr run` ships to the SuperLink (written by speechmask federate)
+[project]
+name = "{APP_NAME}"
+version = "1.0.0"
+description = "speechmask: federated adaptation on masked features"
+license = "Apache-2.0"
+
+[tool.flwr.app]
+publisher = "speechmask"
+
+[tool.flwr.app.components]
+serverapp = "speechmask.federated.deploy_apps:serverapp"
+clientapp = "speechmask.federated.deploy_apps:clientapp"
+
+[tool.flwr.app.config]
+settings = "{{}}"
+"""
+BIN = Path(sys.executable).parent  # flwr, flower-superlink, flower-supernode, flwr-*app
+
+
+class DeploymentError(SpeechmaskError):
+    """The deployment runtime refused or failed the run: one line naming what and where."""
+
+
+def write_app(out: Path, settings: dict) -> tuple[Path, Path]:
+    """(app folder, run config file) for a run whose server writes into `out`."""
+    app = out / "app"
+    app.mkdir(parents=True, exist_ok=True)
+    (app / "pyproject.toml").write_text(APP_TOML)
+    run = app / "run.toml"  # a JSON string is a valid TOML basic string
+    run.write_text("settings = " + json.dumps(json.dumps({**settings, "out": str(out)})) + "\n")
+    return app, run
+
+
+def flwr_env(home: Path | None) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # the runtime starts helpers by name
+    env.update(FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
+               FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1", PYTHONUNBUFFERED="1")
+    if home is not None:
+        env["FLWR_HOME"] = str(home)
+    return env
+
+
+def flwr(env: dict, *args: str, timeout: float = 120) -> dict:
+    """A `flwr` command with --format json; its JSON, or DeploymentError (in JSON mode flwr
+    exits 0 on failure: the `success` field says)."""
+    cmd = [str(BIN / "flwr"), *args, "--format", "json"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        data = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        data = {"success": False, "error-message": (done.stderr or done.stdout).strip()[-300:]}
+    if data.get("success") is False or "error-message" in data:
+        raise DeploymentError(f"flwr {' '.join(args[:2])}: "
+                              f"{data.get('error-message') or data}")
+    return data
+
+
+def submit_and_wait(env: dict, app: Path, run_toml: Path, connection: str, timeout: float,
+                    log_path: Path) -> dict:
+    """Submits the app and follows the ServerApp's log (`flwr log`, which streams until the run
+    ends) into `log_path`; the run's `flwr ls` entry. A run that does not finish in `timeout` s
+    is stopped."""
+    run_id = str(flwr(env, "run", str(app), connection, "--run-config", str(run_toml))["run-id"])
+    with open(log_path, "wb") as log:
+        try:
+            subprocess.run([str(BIN / "flwr"), "log", run_id, connection], env=env, stdout=log,
+                           stderr=subprocess.STDOUT, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            flwr(env, "stop", run_id, connection)
+            raise DeploymentError(f"run {run_id} on {connection}: not finished after "
+                                  f"{timeout:.0f} s; stopped (log: {log_path})") from None
+    for _ in range(30):  # the stream ends with the run; its status follows at once
+        run = flwr(env, "ls", connection, "--run-id", run_id)["runs"][0]
+        if run["status"].startswith("finished"):
+            break
+        time.sleep(1.0)
+    if run["status"] != "finished:completed":
+        raise DeploymentError(f"run {run_id} on {connection}: {run['status']} "
+                              f"{run.get('status-details', '')}; log: {log_path}")
+    return run
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalDeployment:
+    """A SuperLink and `nodes` SuperNodes on 127.0.0.1 (insecure: one machine), logs and state
+    under `work`; a context manager that stops every process it started."""
+
+    def __init__(self, work: Path, nodes: int, port: int | None = None):
+        self.work, self.nodes = work, nodes
+        if port is not None and not port_free(port):
+            raise DeploymentError(f"127.0.0.1:{port} is in use: give another port "
+                                  "(--deployment local:PORT) or none for a free one")
+        self.port = port or free_port()
+        self.home = work / "flwr_home"
+        self.procs: list[subprocess.Popen] = []
+        self.env = flwr_env(self.home)
+        # every SuperNode trains at once on this machine: one thread each, not one per core each
+        self.env.setdefault("OMP_NUM_THREADS", "1")
+
+    def __enter__(self) -> "LocalDeployment":
+        for sub in ("flwr_home", "logs", "state", "tmp"):
+            (self.work / sub).mkdir(parents=True, exist_ok=True)
+        self.env["TMPDIR"] = str(self.work / "tmp")
+        (self.home / "config.toml").write_text(  # a named connection; no ":local:" fallback
+            '[superlink]\ndefault = "speechmask"\n\n[superlink.speechmask]\n'
+            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n')
+        try:
+            self._start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--database",
+                                      str(self.work / "state" / "superlink.db"),
+                                      "--disable-runtime-dependency-installation"])
+            self._wait_healthy()
+            for k in range(self.nodes):
+                node_port = free_port()
+                self._start(f"supernode{k}", [
+                    "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
+                    "--host", "127.0.0.1", "--port", str(node_port), "--max-retries", "30",
+                    "--node-config", f"partition-id={k} num-partitions={self.nodes}"])
+            self._wait_online()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _start(self, name: str, cmd: list[str]) -> None:
+        log = open(self.work / "logs" / f"{name}.log", "wb")
+        self.procs.append(subprocess.Popen([str(BIN / cmd[0]), *cmd[1:]], env=self.env,
+                                           cwd=self.work, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True))
+        log.close()
+
+    def _wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[0].poll() is not None:
+                raise DeploymentError(f"flower-superlink exited ({self.procs[0].returncode}); "
+                                      f"see {self.work / 'logs' / 'superlink.log'}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health",
+                                            timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise DeploymentError(f"flower-superlink on 127.0.0.1:{self.port}: not up after "
+                              f"{timeout:.0f} s")
+
+    def _wait_online(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            nodes = flwr(self.env, "supernode", "ls", "speechmask")["nodes"]
+            if sum(n["status"] == "online" for n in nodes) >= self.nodes:
+                return
+            time.sleep(0.5)
+        raise DeploymentError(f"{self.nodes} SuperNodes not online after {timeout:.0f} s; see "
+                              f"{self.work / 'logs'}")
+
+    def stop(self) -> None:
+        """SuperNodes first (their SuperExec and ClientApps share their process group), then
+        the SuperLink (its SuperExec exits with it)."""
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.procs = []
+
+
+def check_deployment(deployment: str) -> None:
+    """Before any work: a local port that is taken, or a connection flwr does not know, is one
+    line."""
+    if deployment == "local" or deployment.startswith("local:"):
+        port = deployment.partition(":")[2]
+        if port and (not port.isdigit() or not 0 < int(port) < 65536):
+            raise DeploymentError(f"--deployment {deployment}: the port must be a number "
+                                  "from 1 to 65535")
+        if port and not port_free(int(port)):
+            raise DeploymentError(f"127.0.0.1:{port} is in use: give another port "
+                                  "(--deployment local:PORT) or none for a free one")
+        return
+    known = flwr(flwr_env(None), "config", "ls").get("superlink", [])
+    if deployment not in known:
+        raise DeploymentError(f"--deployment {deployment}: no such flwr connection in "
+                              f"{os.environ.get('FLWR_HOME', '~/.flwr')}/config.toml "
+                              f"(known: {', '.join(known) or 'none'})")
+
+
+def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = False,
+                 timeout: float = 3600) -> None:
+    """Runs the federation described by `settings` (runner.run_federation's) on `deployment`:
+    a flwr connection name, or local[:PORT]."""
+    out = out.resolve()  # the server and the clients run elsewhere: absolute paths only
+    settings = {**settings, **{k: str(Path(settings[k]).resolve()) for k in
+                               ("data_dir", "initial_state", "audit", "lm_dir")
+                               if settings.get(k)}}
+    app, run_toml = write_app(out, settings)
+    check_deployment(deployment)
+    if deployment == "local" or deployment.startswith("local:"):
+        port = deployment.partition(":")[2]
+        log = out / "deploy" / "logs" / "serverapp.log"
+        with LocalDeployment(out / "deploy", settings["clients"],
+                             int(port) if port else None) as local:
+            submit_and_wait(local.env, app, run_toml, "speechmask", timeout, log)
+    else:
+        log = out / "app" / "run.log"
+        submit_and_wait(flwr_env(None), app, run_toml, deployment, timeout, log)
+    if verbose:  # the ServerApp's own log, Flower's rounds included
+        print(log.read_text(errors="replace"))

@@ -1,0 +1,92 @@
+"""The federation on Flower's deployment runtime: a real `flower-superlink` and one
+`flower-supernode` per client on 127.0.0.1, the app submitted with `flwr run`, every message a
+client sent audited, a client dropping out of a round, and every process stopped afterwards (by
+PID, the ClientApps and ServerApps they spawned included). `make test-federated` runs this file
+with the other federated tests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SPEECHMASK = [sys.executable, "-m", "speechmask"]
+FLOWER = ("flower-superlink", "flower-supernode", "flower-superexec", "flwr-serverapp",
+          "flwr-clientapp")
+
+
+def flower_processes() -> set[int]:
+    found = set()
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(name in cmd for name in FLOWER):
+            found.add(int(d.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_corpus, mask_path, slu_path, tmp_path_factory):
+    from speechmask.federated.config import FederateConfig
+    from speechmask.federated.runner import prepare
+
+    out = tmp_path_factory.mktemp("fl_deploy")
+    cfg = FederateConfig(clients=2, rounds=2, local_steps=3, batch_size=4)
+    return out, prepare(tiny_corpus, mask_path, slu_path, out, cfg, progress=False), cfg
+
+
+def test_deployment_runs_audits_drops_and_stops_everything(prepared):
+    from speechmask.federated.recorder import load_state
+    from speechmask.federated.runner import run_federation
+    from speechmask.federated.task import make_model
+
+    out, settings, cfg = prepared
+    before = flower_processes()
+    audit = out / "messages.jsonl"
+    settings = dict(settings, audit=str(audit), drop={"1": [0]})
+    history = run_federation(settings, out, rounds=2, deployment="local")
+    assert sorted(history["accuracy"], key=int) == ["0", "1", "2"]
+    assert load_state(out / "state.pt")["round"] == 2
+    assert set(history["train_loss"]) == {"1", "2"}
+    lines = [json.loads(ln) for ln in audit.read_text().splitlines()]
+    assert len(lines) == 1 + 2  # client 0's reply of round 1 was lost; the round went on
+    shapes = {k: list(v.shape) for k, v in make_model(settings["slu_config"]).state_dict().items()}
+    for entry in lines:  # only the model's arrays and numeric metrics left the SuperNodes
+        assert set(entry["records"]) == {"arrays", "metrics"}
+        assert entry["records"]["arrays"]["shapes"] == shapes
+    assert (out / "deploy" / "logs" / "superlink.log").stat().st_size > 0
+    assert flower_processes() - before == set()  # nothing left running
+
+
+def test_a_port_in_use_is_one_line(tiny_corpus, mask_path, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.listen()
+        done = subprocess.run(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus),
+                                            "--mask", str(mask_path), "--out", str(tmp_path / "fl"),
+                                            "--deployment", f"local:{port}"],
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port} is in use" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "fl").exists()  # refused before any work
+
+
+def test_an_unknown_connection_is_one_line(tiny_corpus, mask_path, tmp_path):
+    import os
+
+    env = dict(os.environ, FLWR_HOME=str(tmp_path / "home"))
+    done = subprocess.run(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus), "--mask",
+                                        str(mask_path), "--out", str(tmp_path / "fl"),
+                                        "--deployment", "nowhere"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1
+    assert "no such flwr connection" in done.stderr and "nowhere" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
