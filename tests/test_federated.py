@@ -327,3 +327,39 @@ def test_forward_clients_in_the_simulation(prepared, tmp_path):
                              fwd, rounds=2)
     assert [e["round"] for e in history["variance_check"]] == [1, 2]
     assert set(history["accuracy"]) == {"0", "1", "2"}
+
+
+def test_secure_aggregation_equals_fedavg_up_to_quantization(prepared, tmp_path):
+    """SecAgg+ (Flower's workflow) in simulation: the server unmasks only the sum of what the
+    devices put into the protocol, and the global model after a round is their examples-weighted
+    mean to within the protocol's quantization step."""
+    import shutil
+
+    from speechmask.federated.recorder import load_state
+    from speechmask.federated.runner import run_federation
+
+    out, settings, cfg = prepared
+    run_out, dumps = tmp_path / "secure", tmp_path / "dumps"
+    run_out.mkdir()
+    dumps.mkdir()
+    shutil.copy(out / "initial.pt", run_out / "initial.pt")
+    history = run_federation(dict(settings, secure_aggregation=True, dump_dir=str(dumps)),
+                             run_out, rounds=1)
+    assert sorted(history["accuracy"], key=int) == ["0", "1"]
+    assert history["train_loss"]["1"] > 0
+    sent = [torch.load(p, weights_only=True) for p in sorted(dumps.glob("round1_client*.pt"))]
+    assert len(sent) == cfg.clients
+    total = sum(d["examples"] for d in sent)
+    initial = torch.load(out / "initial.pt", weights_only=True)
+    clip = 4 * max(float(v.abs().max()) for v in initial.values() if v.is_floating_point())
+    step = 2 * clip / (1 << 24)  # one quantization level
+    server = load_state(run_out / "state.pt")["weights"]
+    moved = 0.0
+    for k, v in server.items():
+        if not v.is_floating_point():  # step counters stay the initial model's
+            assert torch.equal(v, initial[k])
+            continue
+        mean = sum(d["examples"] * d["arrays"][k].double() for d in sent) / total
+        assert float((v.double() - mean).abs().max()) <= 4 * step, k
+        moved = max(moved, float((mean - initial[k].double()).abs().max()))
+    assert moved > 100 * step  # the round changed the model far beyond the tolerance

@@ -46,6 +46,9 @@ class FederateConfig:
                                          "intent's utterances spread over clients by "
                                          "Dirichlet(alpha) proportions (non-IID; smaller is "
                                          "more skewed)")
+    secure_aggregation: bool = option(False, "Flower's SecAgg+: the server learns only the sum "
+                                             "of the devices' weights (SLU model, FedAvg, "
+                                             "backprop; quantized to 2^24 levels)")
     seed: int = option(0, "partitioning, batches and initialisation")
 
     def __post_init__(self) -> None:
@@ -57,6 +60,11 @@ class FederateConfig:
         if self.model == "lm" and self.mode == "forward":
             raise ConfigError("forward-gradient clients train the SLU model's head; use --mode "
                               "backprop with --model lm", field="mode")
+        if self.secure_aggregation and (self.model, self.strategy, self.mode) != (
+                "slu", "fedavg", "backprop"):
+            raise ConfigError("--secure-aggregation runs the SLU model with FedAvg and backprop "
+                              "clients (Flower's SecAgg+ workflow); drop --model, --strategy or "
+                              "--mode", field="secure_aggregation")
         for name in ("lr", "server_lr", "forward_lr"):
             check_number(getattr(self, name), name, low=0, strict_low=True)
         for name in ("proximal_mu", "dirichlet_alpha"):

@@ -80,6 +80,10 @@ class Recorder:
             key = str(self.start_round + int(rnd))
             self.history["client_peak_memory_bytes"][key] = float(metrics["peak-memory-bytes"])
             self.history["train_loss"][key] = float(metrics["train-loss"])
-        if self.last is not None:  # the state again, now with the clients' metrics
+        self.save()
+
+    def save(self) -> None:
+        """The state again, now with the clients' metrics."""
+        if self.last is not None:
             save_state(self.out / STATE, max(map(int, self.history["accuracy"])), self.last,
                        self.history)

@@ -1,0 +1,125 @@
+"""`--secure-aggregation`: Flower's SecAgg+ (Bell et al. 2020), so that the server learns only
+the sum of the devices' weights, never one device's.
+
+In flwr 1.42 SecAgg+ exists only for the workflow API (`SecAggPlusWorkflow` on the server, the
+`secaggplus_mod` client mod), not for the Message-API strategies the plain runs use, so this is
+that API's pair: a ServerApp running `DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))` with
+the workflow API's FedAvg, and a ClientApp whose NumPyClient trains the same task as the plain
+clients (`task.fl_task`). Each device masks its weighted weights with pairwise masks and Shamir
+shares of its keys; the server unmasks only the sum. The protocol quantizes: weights are clipped
+to +-`clipping_range`, set here from the initial model (4x its largest weight) so that nothing is
+clipped in practice, and quantized to 2^24 levels over that range (the modulus, 2^32, leaves room
+for the sum of 250 devices). FedAvg's weighting by examples is kept (`max_weight`: the
+most examples a device's round can see)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, Context
+from flwr.client import NumPyClient
+from flwr.client.mod import secaggplus_mod
+from flwr.clientapp import ClientApp
+from flwr.common import ndarrays_to_parameters
+from flwr.server import LegacyContext, ServerConfig
+from flwr.serverapp import Grid, ServerApp
+from flwr.server.strategy import FedAvg
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+
+from .data import read_client
+from .task import fl_task, peak_memory_bytes
+
+QUANTIZATION_LEVELS = 1 << 24
+
+
+def _split(state: dict) -> tuple[list[str], dict]:
+    """(the floating-point tensors' keys, which go through the protocol; the other tensors).
+    Integer buffers (batch norm's step counters) would not survive its fixed-point arithmetic
+    and need no averaging: each side keeps the initial model's."""
+    keys = [k for k, v in state.items() if v.is_floating_point()]
+    return keys, {k: v for k, v in state.items() if not v.is_floating_point()}
+
+
+class _Device(NumPyClient):
+    def __init__(self, settings: dict, pid: int, data_dir: Path, initial: dict):
+        self.settings, self.pid, self.data_dir = settings, pid, data_dir
+        self.keys, self.fixed = _split(initial)
+
+    def fit(self, parameters, config):
+        state = {**self.fixed, **{k: torch.from_numpy(np.array(p))
+                                  for k, p in zip(self.keys, parameters)}}
+        task = fl_task(self.settings, state)
+        data = read_client(self.data_dir)
+        rnd = int(config.get("server-round", 0)) + int(self.settings.get("round_offset", 0))
+        metrics = task.train(data, seed=self.settings["seed"] * 100_003 + rnd * 101 + self.pid,
+                             proximal_mu=0.0)
+        arrays = task.arrays()
+        metrics["peak-memory-bytes"] = peak_memory_bytes()
+        examples = int(metrics.pop("num-examples"))
+        if self.settings.get("dump_dir"):  # tests: what this device put into the protocol
+            torch.save({"arrays": arrays, "examples": examples},
+                       Path(self.settings["dump_dir"]) / f"round{rnd}_client{self.pid}.pt")
+        return [arrays[k].detach().cpu().numpy() for k in self.keys], examples, metrics
+
+
+def secure_client_app(settings: dict) -> ClientApp:
+    initial = torch.load(settings["initial_state"], map_location="cpu", weights_only=True)
+
+    def client_fn(context: Context):
+        pid = int(context.node_config["partition-id"])
+        return _Device(settings, pid, Path(settings["data_dir"]) / f"client_{pid}",
+                       initial).to_client()
+
+    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+
+
+def _train_metrics(results: list[tuple[int, dict]]) -> dict:
+    total = sum(n for n, _ in results) or 1
+    return {"train-loss": sum(n * float(m["train-loss"]) for n, m in results) / total,
+            "peak-memory-bytes": max(float(m["peak-memory-bytes"]) for _, m in results)}
+
+
+def secure_server_app(settings: dict, recorder) -> ServerApp:
+    """The SecAgg+ ServerApp; `recorder` (recorder.Recorder) scores and checkpoints each round."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        state = torch.load(settings["initial_state"], map_location="cpu", weights_only=True)
+        keys, fixed = _split(state)
+        n = settings["clients"]
+
+        def evaluate(server_round: int, ndarrays, config):
+            arrays = ArrayRecord({**fixed, **{k: torch.from_numpy(np.array(a)).to(state[k].dtype)
+                                              for k, a in zip(keys, ndarrays)}})
+            return 0.0, {"accuracy": float(recorder.on_round(server_round, arrays)["accuracy"])}
+
+        strategy = FedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=max(2, n - 1),
+                          min_evaluate_clients=0, min_available_clients=n,
+                          initial_parameters=ndarrays_to_parameters(
+                              [state[k].numpy() for k in keys]),
+                          evaluate_fn=evaluate, fit_metrics_aggregation_fn=_train_metrics,
+                          on_fit_config_fn=lambda rnd: {"server-round": rnd})
+        legacy = LegacyContext(context=context,
+                               config=ServerConfig(num_rounds=settings["rounds_left"]),
+                               strategy=strategy)
+        clip = 4.0 * max(float(state[k].abs().max()) for k in keys)
+        # the protocol scales each device's weights by examples / max_weight before quantizing;
+        # a device reports the examples its steps saw (task.train_local: steps x min(batch,
+        # its utterances)), at most local_steps x batch_size: the largest device at 1
+        workflow = SecAggPlusWorkflow(num_shares=n, reconstruction_threshold=max(2, n - 1),
+                                      max_weight=float(settings["local_steps"]
+                                                       * settings["batch_size"]),
+                                      clipping_range=clip,
+                                      quantization_range=QUANTIZATION_LEVELS)
+        DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+        for rnd, metrics in legacy.history.metrics_distributed_fit.get("train-loss", []):
+            recorder.history["train_loss"][str(recorder.start_round + int(rnd))] = float(metrics)
+        for rnd, value in legacy.history.metrics_distributed_fit.get("peak-memory-bytes", []):
+            key = str(recorder.start_round + int(rnd))
+            recorder.history["client_peak_memory_bytes"][key] = float(value)
+        recorder.save()
+
+    return app
