@@ -38,30 +38,38 @@ def model_lib(export_dir, tmp_path_factory):
     return ctypes.CDLL(str(out))
 
 
-def test_generated_model_is_bit_exact_with_tflite_micro(model_lib, export_dir, mask_path,
-                                                        tiny_corpus):
+def _runtimes(export_dir, mask_path):
     mask = load_mask(mask_path)
     model = (export_dir / "mask.tflite").read_bytes()
     litert = LiteRT(model, mask.cfg)
     report = __import__("json").loads((export_dir / "report.json").read_text())
-    micro = TFLM(model, report["arena_bytes"] + 4096, litert)
-    fs = load_features(tiny_corpus, mask.cfg.frontend, progress=False)
+    return mask, litert, TFLM(model, report["arena_bytes"] + 4096, litert), report
+
+
+def _compare_call(model_lib, litert, micro, q) -> int:
+    """One call of the generated model against TFLite Micro's; the values compared."""
+    ref = micro.run_int8(q)
     n_in, n_out = len(litert.in_pos), len(litert.out_pos)
+    ins, outs = [None] * n_in, [None] * n_out
+    for a, pos in zip(q, litert.in_pos):
+        ins[pos] = np.ascontiguousarray(model_layout(a).reshape(-1), np.int8)
+    for r, pos in zip(ref, litert.out_pos):
+        outs[pos] = np.zeros(r.size, np.int8)
+    model_lib.sm_model_invoke((ctypes.c_void_p * n_in)(*[a.ctypes.data for a in ins]),
+                              (ctypes.c_void_p * n_out)(*[a.ctypes.data for a in outs]))
+    for r, pos in zip(ref, litert.out_pos):
+        np.testing.assert_array_equal(outs[pos], model_layout(r).reshape(-1))
+    return sum(r.size for r in ref)
+
+
+def test_generated_model_is_bit_exact_with_tflite_micro(model_lib, export_dir, mask_path,
+                                                        tiny_corpus):
+    mask, litert, micro, report = _runtimes(export_dir, mask_path)
+    fs = load_features(tiny_corpus, mask.cfg.frontend, progress=False)
     compared = 0
     for i in [k for k, r in enumerate(fs.rows) if r["split"] == "test"]:
         for call in float_calls(mask, fs.features[i])[0]:
-            q = litert.quantized(call)
-            ref = micro.run_int8(q)
-            ins, outs = [None] * n_in, [None] * n_out
-            for a, pos in zip(q, litert.in_pos):
-                ins[pos] = np.ascontiguousarray(model_layout(a).reshape(-1), np.int8)
-            for r, pos in zip(ref, litert.out_pos):
-                outs[pos] = np.zeros(r.size, np.int8)
-            model_lib.sm_model_invoke((ctypes.c_void_p * n_in)(*[a.ctypes.data for a in ins]),
-                                      (ctypes.c_void_p * n_out)(*[a.ctypes.data for a in outs]))
-            for r, pos in zip(ref, litert.out_pos):
-                np.testing.assert_array_equal(outs[pos], model_layout(r).reshape(-1))
-                compared += r.size
+            compared += _compare_call(model_lib, litert, micro, litert.quantized(call))
     assert compared > 1000
     # the generated arena is smaller than the one TFLite Micro plans for the same model
     assert report["parity"]["generated_arena_bytes"] < report["arena_bytes"]
@@ -70,28 +78,14 @@ def test_generated_model_is_bit_exact_with_tflite_micro(model_lib, export_dir, m
 def test_generated_model_is_bit_exact_on_full_range_inputs(model_lib, export_dir, mask_path):
     """Uniform int8 inputs, extremes included: the fast kernels' bounds (codegen.py,
     `_packed_weights`; sm_kernels.c, `sm_add`) hold for any input, not just speech."""
-    mask = load_mask(mask_path)
-    model = (export_dir / "mask.tflite").read_bytes()
-    litert = LiteRT(model, mask.cfg)
-    report = __import__("json").loads((export_dir / "report.json").read_text())
-    micro = TFLM(model, report["arena_bytes"] + 4096, litert)
+    mask, litert, micro, _ = _runtimes(export_dir, mask_path)
     rng = np.random.default_rng(7)
-    n_in, n_out = len(litert.in_pos), len(litert.out_pos)
     template = litert.quantized(float_calls(mask, np.zeros((40, mask.cfg.frontend.n_mels),
                                                            np.float32))[0][0])
     for trial in range(40):
         q = [rng.integers(-128, 128, a.shape).astype(np.int8) if trial % 4 else
              np.full(a.shape, (-128, 127)[trial % 8 == 0], np.int8) for a in template]
-        ref = micro.run_int8(q)
-        ins, outs = [None] * n_in, [None] * n_out
-        for a, pos in zip(q, litert.in_pos):
-            ins[pos] = np.ascontiguousarray(model_layout(a).reshape(-1), np.int8)
-        for r, pos in zip(ref, litert.out_pos):
-            outs[pos] = np.zeros(r.size, np.int8)
-        model_lib.sm_model_invoke((ctypes.c_void_p * n_in)(*[a.ctypes.data for a in ins]),
-                                  (ctypes.c_void_p * n_out)(*[a.ctypes.data for a in outs]))
-        for r, pos in zip(ref, litert.out_pos):
-            np.testing.assert_array_equal(outs[pos], model_layout(r).reshape(-1))
+        _compare_call(model_lib, litert, micro, q)
 
 
 @pytest.mark.parametrize("real,expected", [(0.5, (1 << 30, 0)), (1.0, (1 << 30, 1)),
