@@ -363,3 +363,10 @@ def test_secure_aggregation_equals_fedavg_up_to_quantization(prepared, tmp_path)
         assert float((v.double() - mean).abs().max()) <= 4 * step, k
         moved = max(moved, float((mean - initial[k].double()).abs().max()))
     assert moved > 100 * step  # the round changed the model far beyond the tolerance
+
+
+@pytest.mark.parametrize("kwargs", [dict(clients=2), dict(clients=3, strategy="fedprox"),
+                                    dict(clients=3, mode="forward"), dict(clients=3, model="lm")])
+def test_secure_aggregation_refuses_what_secagg_cannot_run(kwargs):
+    with pytest.raises(ConfigError):
+        FederateConfig(secure_aggregation=True, **kwargs)

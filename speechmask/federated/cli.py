@@ -77,6 +77,8 @@ def _federate(args: argparse.Namespace) -> int:
         if same(settings.get("config", {})) != same(cfg.to_dict()):
             raise SpeechmaskError(f"{out}: --resume with other settings than the run there "
                                   "(give the same flags, or --force to start again)")
+        settings["config"] = cfg.to_dict()  # the rounds asked for now, for the report
+        settings_path.write_text(json.dumps(settings, indent=1))
     else:
         folder = OutputFolder(out, args.force, owned=["data", "initial.pt", "resume_weights.pt",
                                                       STATE, "settings.json", "report.json",

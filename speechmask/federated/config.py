@@ -60,6 +60,9 @@ class FederateConfig:
         if self.model == "lm" and self.mode == "forward":
             raise ConfigError("forward-gradient clients train the SLU model's head; use --mode "
                               "backprop with --model lm", field="mode")
+        if self.secure_aggregation and self.clients < 3:
+            raise ConfigError("--secure-aggregation needs --clients >= 3 (SecAgg+ shares each "
+                              "device's keys among the others)", field="clients")
         if self.secure_aggregation and (self.model, self.strategy, self.mode) != (
                 "slu", "fedavg", "backprop"):
             raise ConfigError("--secure-aggregation runs the SLU model with FedAvg and backprop "

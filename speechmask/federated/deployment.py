@@ -76,14 +76,17 @@ def flwr(env: dict, *args: str, timeout: float = 120) -> dict:
     """A `flwr` command with --format json; its JSON, or DeploymentError (in JSON mode flwr
     exits 0 on failure: the `success` field says)."""
     cmd = [str(BIN / "flwr"), *args, "--format", "json"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DeploymentError(f"flwr {' '.join(args[:2])}: no answer in {timeout:.0f} s") from None
     try:
         data = json.loads(done.stdout)
     except json.JSONDecodeError:
         data = {"success": False, "error-message": (done.stderr or done.stdout).strip()[-300:]}
     if data.get("success") is False or "error-message" in data:
-        raise DeploymentError(f"flwr {' '.join(args[:2])}: "
-                              f"{data.get('error-message') or data}")
+        message = " ".join(str(data.get("error-message") or data).split())  # one line
+        raise DeploymentError(f"flwr {' '.join(args[:2])}: {message}")
     return data
 
 
@@ -93,19 +96,27 @@ def submit_and_wait(env: dict, app: Path, run_toml: Path, connection: str, timeo
     ends) into `log_path`; the run's `flwr ls` entry. A run that does not finish in `timeout` s
     is stopped."""
     run_id = str(flwr(env, "run", str(app), connection, "--run-config", str(run_toml))["run-id"])
-    with open(log_path, "wb") as log:
-        try:
-            subprocess.run([str(BIN / "flwr"), "log", run_id, connection], env=env, stdout=log,
-                           stderr=subprocess.STDOUT, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            flwr(env, "stop", run_id, connection)
-            raise DeploymentError(f"run {run_id} on {connection}: not finished after "
-                                  f"{timeout:.0f} s; stopped (log: {log_path})") from None
-    for _ in range(30):  # the stream ends with the run; its status follows at once
-        run = flwr(env, "ls", connection, "--run-id", run_id)["runs"][0]
-        if run["status"].startswith("finished"):
-            break
-        time.sleep(1.0)
+    finished = False
+    try:
+        with open(log_path, "wb") as log:
+            try:
+                subprocess.run([str(BIN / "flwr"), "log", run_id, connection], env=env,
+                               stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise DeploymentError(f"run {run_id} on {connection}: not finished after "
+                                      f"{timeout:.0f} s; stopped (log: {log_path})") from None
+        for _ in range(30):  # the stream ends with the run; its status follows at once
+            run = flwr(env, "ls", connection, "--run-id", run_id)["runs"][0]
+            finished = run["status"].startswith("finished")
+            if finished:
+                break
+            time.sleep(1.0)
+    finally:
+        if not finished:  # a broken stream, a timeout, Ctrl-C: the run must not go on alone
+            try:
+                flwr(env, "stop", run_id, connection, timeout=30)
+            except DeploymentError:
+                pass
     if run["status"] != "finished:completed":
         raise DeploymentError(f"run {run_id} on {connection}: {run['status']} "
                               f"{run.get('status-details', '')}; log: {log_path}")
@@ -114,6 +125,7 @@ def submit_and_wait(env: dict, app: Path, run_toml: Path, connection: str, timeo
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the SuperLink's server binds
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -146,6 +158,8 @@ class LocalDeployment:
     def __enter__(self) -> "LocalDeployment":
         for sub in ("flwr_home", "logs", "state", "tmp"):
             (self.work / sub).mkdir(parents=True, exist_ok=True)
+        for old in (self.work / "state").glob("superlink.db*"):  # no nodes of an earlier run
+            old.unlink()
         self.env["TMPDIR"] = str(self.work / "tmp")
         (self.home / "config.toml").write_text(  # a named connection; no ":local:" fallback
             '[superlink]\ndefault = "speechmask"\n\n[superlink.speechmask]\n'
@@ -197,6 +211,10 @@ class LocalDeployment:
     def _wait_online(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            dead = [k for k, p in enumerate(self.procs[1:]) if p.poll() is not None]
+            if dead:
+                raise DeploymentError(f"flower-supernode {dead[0]} exited; see "
+                                      f"{self.work / 'logs' / f'supernode{dead[0]}.log'}")
             nodes = flwr(self.env, "supernode", "ls", "speechmask")["nodes"]
             if sum(n["status"] == "online" for n in nodes) >= self.nodes:
                 return
@@ -205,17 +223,20 @@ class LocalDeployment:
                               f"{self.work / 'logs'}")
 
     def stop(self) -> None:
-        """SuperNodes first (their SuperExec and ClientApps share their process group), then
-        the SuperLink (its SuperExec exits with it)."""
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        """The SuperNodes first, waited for (their SuperExec and ClientApps share their process
+        group; the SuperLink is still there to take their goodbyes), then the SuperLink (its
+        SuperExec, in a session of its own, exits with it)."""
+        nodes, link = self.procs[1:], self.procs[:1]
+        for group in (nodes, link):
+            for p in group:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+            for p in group:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
         self.procs = []
 
 

@@ -113,8 +113,14 @@ def secure_server_app(settings: dict, recorder) -> ServerApp:
                                       max_weight=float(settings["local_steps"]
                                                        * settings["batch_size"]),
                                       clipping_range=clip,
-                                      quantization_range=QUANTIZATION_LEVELS)
+                                      quantization_range=QUANTIZATION_LEVELS,
+                                      timeout=settings.get("timeout", 600))
         DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+        done = {int(r) for r, _ in legacy.history.metrics_distributed_fit.get("train-loss", [])}
+        halted = sorted(set(range(1, settings["rounds_left"] + 1)) - done)
+        if halted:  # the workflow logs and returns when too few devices answer
+            raise RuntimeError(f"SecAgg+ halted in round(s) {halted}: too few devices answered "
+                               "(state.pt lists those rounds with the model unchanged)")
         for rnd, metrics in legacy.history.metrics_distributed_fit.get("train-loss", []):
             recorder.history["train_loss"][str(recorder.start_round + int(rnd))] = float(metrics)
         for rnd, value in legacy.history.metrics_distributed_fit.get("peak-memory-bytes", []):
