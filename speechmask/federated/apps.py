@@ -41,6 +41,16 @@ def _audit_mod(path: str | None):
     return audit
 
 
+def run_round(settings: dict, config) -> int:
+    """The round of the whole run (a resumed run's rounds continue the earlier ones)."""
+    return int(config.get("server-round", 0)) + int(settings.get("round_offset", 0))
+
+
+def device_seed(settings: dict, rnd: int, pid: int) -> int:
+    """A device's batches in a round: the same in either runtime and with or without SecAgg+."""
+    return settings["seed"] * 100_003 + rnd * 101 + pid
+
+
 def train_on_device(msg: Message, context: Context, settings: dict, data_dir: Path) -> Message:
     """One device's round: its masked features from `data_dir`, the global weights in `msg`,
     local training; the reply holds the new weights and the metrics (nothing else)."""
@@ -48,13 +58,13 @@ def train_on_device(msg: Message, context: Context, settings: dict, data_dir: Pa
     data = read_client(data_dir)
     task = fl_task(settings, msg.content["arrays"].to_torch_state_dict())
     config = msg.content["config"]
-    rnd = int(config.get("server-round", 0)) + int(settings.get("round_offset", 0))
+    rnd = run_round(settings, config)
     if pid in settings.get("drop", {}).get(str(rnd), []):
         raise RuntimeError(f"client {pid} drops out of round {rnd} (test)")
     extra = {}
     if settings.get("mode") == "forward":
         extra = _forward_extras(task, config, context, settings)
-    metrics = task.train(data, seed=settings["seed"] * 100_003 + rnd * 101 + pid,
+    metrics = task.train(data, seed=device_seed(settings, rnd, pid),
                          proximal_mu=float(config.get("proximal-mu", 0.0)), **extra)
     metrics["peak-memory-bytes"] = peak_memory_bytes()
     content = RecordDict({"arrays": ArrayRecord(task.arrays()),

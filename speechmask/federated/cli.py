@@ -56,12 +56,9 @@ def _federate(args: argparse.Namespace) -> int:
     cfg = from_args(FederateConfig, args, args.parser)
     check_inputs(args.manifest, args.mask, args.slu)
     if args.deployment is not None:
-        from .deployment import DeploymentError, check_deployment
+        from .deployment import check_deployment
 
-        if cfg.secure_aggregation:
-            raise DeploymentError("--secure-aggregation runs in Flower's simulation only so far "
-                                  "(its SecAgg+ workflow is not wired to --deployment)")
-        check_deployment(args.deployment)
+        check_deployment(args.deployment, cfg.secure_aggregation)
     if cfg.model == "lm" and cfg.lm_dir is not None:
         from .lm import load_lm
 

@@ -133,6 +133,12 @@ def port_free(port: int) -> bool:
     return True
 
 
+def require_free(port: int) -> None:
+    if not port_free(port):
+        raise DeploymentError(f"127.0.0.1:{port} is in use: give another port "
+                              "(--deployment local:PORT) or none for a free one")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -145,9 +151,8 @@ class LocalDeployment:
 
     def __init__(self, work: Path, nodes: int, port: int | None = None):
         self.work, self.nodes = work, nodes
-        if port is not None and not port_free(port):
-            raise DeploymentError(f"127.0.0.1:{port} is in use: give another port "
-                                  "(--deployment local:PORT) or none for a free one")
+        if port is not None:
+            require_free(port)
         self.port = port or free_port()
         self.home = work / "flwr_home"
         self.procs: list[subprocess.Popen] = []
@@ -240,17 +245,19 @@ class LocalDeployment:
         self.procs = []
 
 
-def check_deployment(deployment: str) -> None:
-    """Before any work: a local port that is taken, or a connection flwr does not know, is one
-    line."""
+def check_deployment(deployment: str, secure_aggregation: bool = False) -> None:
+    """Before any work: SecAgg+ (not wired to this runtime), a local port that is taken, or a
+    connection flwr does not know, is one line."""
+    if secure_aggregation:
+        raise DeploymentError("--secure-aggregation runs in Flower's simulation only so far "
+                              "(its SecAgg+ workflow is not wired to --deployment)")
     if deployment == "local" or deployment.startswith("local:"):
         port = deployment.partition(":")[2]
         if port and (not port.isdigit() or not 0 < int(port) < 65536):
             raise DeploymentError(f"--deployment {deployment}: the port must be a number "
                                   "from 1 to 65535")
-        if port and not port_free(int(port)):
-            raise DeploymentError(f"127.0.0.1:{port} is in use: give another port "
-                                  "(--deployment local:PORT) or none for a free one")
+        if port:
+            require_free(int(port))
         return
     known = flwr(flwr_env(None), "config", "ls").get("superlink", [])
     if deployment not in known:
@@ -268,7 +275,7 @@ def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = 
                                ("data_dir", "initial_state", "audit", "lm_dir")
                                if settings.get(k)}}
     app, run_toml = write_app(out, settings)
-    check_deployment(deployment)
+    check_deployment(deployment, bool(settings.get("secure_aggregation")))
     if deployment == "local" or deployment.startswith("local:"):
         port = deployment.partition(":")[2]
         log = out / "deploy" / "logs" / "serverapp.log"

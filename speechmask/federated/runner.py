@@ -113,11 +113,7 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
     run_settings = dict(settings, initial_state=str(initial), rounds_left=rounds - start_round,
                         round_offset=start_round)
     if deployment is not None:
-        from .deployment import DeploymentError, run_deployed
-
-        if settings.get("secure_aggregation"):
-            raise DeploymentError("--secure-aggregation runs in Flower's simulation only so far "
-                                  "(its SecAgg+ workflow is not wired to --deployment)")
+        from .deployment import run_deployed  # it refuses SecAgg+ (check_deployment)
 
         run_deployed(run_settings, out, deployment, verbose=verbose)
         return load_state(out / STATE)["history"]

@@ -28,6 +28,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
+from .apps import device_seed, run_round
 from .data import read_client
 from .task import fl_task, peak_memory_bytes
 
@@ -52,8 +53,8 @@ class _Device(NumPyClient):
                                   for k, p in zip(self.keys, parameters)}}
         task = fl_task(self.settings, state)
         data = read_client(self.data_dir)
-        rnd = int(config.get("server-round", 0)) + int(self.settings.get("round_offset", 0))
-        metrics = task.train(data, seed=self.settings["seed"] * 100_003 + rnd * 101 + self.pid,
+        rnd = run_round(self.settings, config)
+        metrics = task.train(data, seed=device_seed(self.settings, rnd, self.pid),
                              proximal_mu=0.0)
         arrays = task.arrays()
         metrics["peak-memory-bytes"] = peak_memory_bytes()
