@@ -68,8 +68,24 @@ def test_trials_are_speaker_disjoint_from_attacker_training_and_gender_balanced(
     assert targets == len(trials.utterances) and len(trials.pairs) > targets
 
 
-def test_each_attacker_beats_chance_on_unprotected_speech(data, slu_path, tmp_path):
-    cfg = replace(QUICK, systems=("all_offload",))
+def test_speaker_attackers_and_pocketsphinx_beat_chance(data, slu_path, tmp_path):
+    cfg = replace(QUICK, systems=("all_offload",), attacks=("pocketsphinx", "speaker"))
+    suite = Suite(data, load_slu(slu_path), None, cfg, Cache(tmp_path / "cache"), progress=False)
+    m = suite.run_system("all_offload")["metrics"]
+    n_spk = len(suite.trials().speakers)
+    assert m["eer_ignorant"] < 0.3  # chance is 0.5
+    assert m["speaker_id_acc"] > 1.0 / n_spk + 0.2
+    # gender: 3 training speakers per gender are too few to generalise to unseen voices here;
+    # at full scale (bench_attack.py, 22 training speakers) it is near perfect
+    assert m["gender_acc"] is not None
+    assert m["wer_pocketsphinx"] < 0.97  # domain bigram of only 48 training transcripts
+    assert m["open_fraction"] == 1.0 and m["wer_passive"] is None
+
+
+# the clean ASR's 300 steps take about 5 minutes on 2 cores: `make test-all` runs this
+@pytest.mark.slow
+def test_content_attackers_beat_chance_on_unprotected_speech(data, slu_path, tmp_path):
+    cfg = replace(QUICK, systems=("all_offload",), attacks=("passive", "informed", "inpainting"))
     suite = Suite(data, load_slu(slu_path), None, cfg, Cache(tmp_path / "cache"), progress=False)
     m = suite.run_system("all_offload")["metrics"]
     # chance for content: the best constant guess, the most frequent training transcript.
@@ -93,14 +109,8 @@ def test_each_attacker_beats_chance_on_unprotected_speech(data, slu_path, tmp_pa
                                                  data.content_test, data.floor)]
     assert jiwer.cer(refs, hyps) < jiwer.cer(refs, [text(guess)] * len(refs)) - 0.08
     assert m["wer_passive"] is not None and m["wer_informed"] == m["wer_passive"]
-    assert m["wer_pocketsphinx"] < 0.97  # domain bigram of only 48 training transcripts
-    n_spk = len(suite.trials().speakers)
-    assert m["eer_ignorant"] < 0.3  # chance is 0.5
-    assert m["speaker_id_acc"] > 1.0 / n_spk + 0.2
-    # gender: 3 training speakers per gender are too few to generalise to unseen voices here;
-    # at full scale (bench_attack.py, 22 training speakers) it is near perfect
-    assert m["gender_acc"] is not None
     assert m["open_fraction"] == 1.0 and m["wer_inpainting"] is None
+    assert m["eer_ignorant"] is None
 
 
 def test_random_mask_withholds_half_and_matches_its_audio(data):
