@@ -5,7 +5,9 @@ Each variant sends what the mask's gates open, after a chain of device-side step
 features (`speechmask.device`): `normN` the streaming per-band normalisation over N frames (the
 step `train mask --send-norm-frames N` puts in the mask), `warpP` random per-utterance frequency
 warping up to P % (`device.warp`), `lifterK` cepstral liftering keeping K coefficients
-(`device.lifter`); `gates` alone is the mask with no step. Steps chain in the order norm, warp
+(`device.lifter`), `scale` with a norm step the normalisation's scale (`train mask
+--send-norm-scale`: each band's mean absolute deviation moved to a target too); `gates` alone is
+the mask with no step. Steps chain in the order norm, warp
 (as `device.send` runs them in the mask), lifter. The gates are the mask's own (decided on the raw features, so every variant withholds the
 same positions); the suite fine-tunes the cloud model and retrains its informed attackers on each
 variant's output. PocketSphinx is left out: the steps have no audio counterpart, so it applies to
@@ -64,10 +66,15 @@ def parse(variant: str) -> dict[str, int]:
     steps = {}
     for part in variant.split("+"):
         m = STEP.match(part)
+        if part == "scale" and "scale" not in steps:
+            steps["scale"] = 1
+            continue
         if m is None or m.group(1) in steps or int(m.group(2)) <= 0:
             raise SystemExit(f"bench_ablation: bad variant {variant!r} (e.g. gates, norm16, "
-                             "warp20, lifter13, norm16+warp20)")
+                             "warp20, lifter13, norm16+scale+warp20)")
         steps[m.group(1)] = int(m.group(2))
+    if "scale" in steps and "norm" not in steps:
+        raise SystemExit(f"bench_ablation: bad variant {variant!r} (scale needs a norm step)")
     return steps
 
 
@@ -75,7 +82,8 @@ def apply_steps(feats: list[np.ndarray], steps: dict[str, int], mask_cfg: MaskCo
                 train: list[int]) -> list[np.ndarray]:
     """The chain of float twins over every utterance: the mask's send steps (`device.send`:
     norm, then warp, each utterance's level as the mask draws it), then the lifter."""
-    send_cfg = SendConfig(norm_frames=steps.get("norm", 0), warp_max=steps.get("warp", 0) / 100)
+    send_cfg = SendConfig(norm_frames=steps.get("norm", 0), norm_scale="scale" in steps,
+                          warp_max=steps.get("warp", 0) / 100)
     cfg = send.calibrate(replace(mask_cfg, send=send_cfg), [feats[i] for i in train])
     out = [send.send_float(f, cfg) for f in feats]
     if "lifter" in steps:
@@ -109,6 +117,7 @@ def default_variant() -> str:
     """The variant name of the mask's default send steps (`SendConfig`)."""
     d = SendConfig()
     parts = ([f"norm{d.norm_frames}"] if d.norm else []) + \
+        (["scale"] if d.norm and d.norm_scale else []) + \
         ([f"warp{round(d.warp_max * 100)}"] if d.warp else [])
     return "+".join(parts) or "gates"
 

@@ -117,23 +117,33 @@ def send_defines(cfg: MaskConfig) -> str:
     """What the device does to the open features before sending them (`speechmask.device.send`):
     the per-band normalisation (SM_SEND_NORM_FRAMES 0 when off), then the random frequency warp
     (SM_SEND_WARP_LEVELS 0 when off)."""
-    from speechmask.device.send import warp_config
+    from speechmask.device.send import bandnorm_config, warp_config
     from speechmask.device.warp import WEIGHT_BITS, tables
 
     send = cfg.send
     out = ["\n/* Sent features (speechmask.device.send). 1. bandnorm, per band, with m the int32\n"
            " * running mean in Q(log_frac_bits + SEND_NORM_FRAC_BITS) and n = min(frame + 1,\n"
            " * SEND_NORM_FRAMES): m += round_away((x << F) - m, n); y = sat16(x - ((m + 2^(F-1))\n"
-           " * >> F) + sm_send_norm_target[band]). Reset m and the count at each utterance.\n"
+           " * >> F) + sm_send_norm_target[band]). With SEND_NORM_SCALE, instead: e = sat16(x -\n"
+           " * ((m + 2^(F-1)) >> F)); a += round_away((|e| << F) - a, n);\n"
+           " * d = max((a + 2^(F-1)) >> F, sm_send_norm_floor[band]);\n"
+           " * y = sat16(round_away(e * sm_send_norm_scale[band], d)\n"
+           " *           + sm_send_norm_target[band]).\n"
+           " * Reset m, a and the count at each utterance.\n"
            " * 2. warp: k drawn per utterance, uniform in -SEND_WARP_LEVELS..SEND_WARP_LEVELS;\n"
            " * row r = k + SEND_WARP_LEVELS; j = sm_send_warp_index[r][b], w = weight[r][b]:\n"
            " * z[b] = sat16(y[j] + (((y[j+1] - y[j]) * w + 2^(W-1)) >> W)), W = WEIGHT_BITS. */\n",
            f"#define SM_SEND_NORM_FRAMES {send.norm_frames}\n",
            f"#define SM_SEND_NORM_FRAC_BITS {send.norm_frac_bits}\n",
+           f"#define SM_SEND_NORM_SCALE {int(send.norm and send.norm_scale)}\n",
            f"#define SM_SEND_WARP_LEVELS {send.warp_levels if send.warp else 0}\n",
            f"#define SM_SEND_WARP_WEIGHT_BITS {WEIGHT_BITS}\n"]
     if send.norm:
         out.append(c_array("int16_t", "sm_send_norm_target", send.norm_target, 16, "static "))
+    if send.norm and send.norm_scale:
+        norm = bandnorm_config(send)
+        out.append(c_array("int16_t", "sm_send_norm_scale", norm.scale, 16, "static "))
+        out.append(c_array("int16_t", "sm_send_norm_floor", norm.floor, 16, "static "))
     if send.warp:
         index, weight = tables(warp_config(send), cfg.frontend)
         out.append(c_array("uint8_t", "sm_send_warp_index", index, 20, "static "))

@@ -46,7 +46,8 @@ def variant_name(v: str) -> str:
         return "unprotected (all_offload)"
     if v == "gates":
         return "gates only"
-    names = {"norm": "norm {} frames", "warp": "warp {} %", "lifter": "lifter {}"}
+    names = {"norm": "norm {} frames", "scale": "scale", "warp": "warp {} %",
+             "lifter": "lifter {}"}
     parts = []
     for part in v.split("+"):
         kind = part.rstrip("0123456789")
@@ -99,7 +100,8 @@ def _describe_ablation(rec: dict) -> str:
             f"{pct(rec['variants']['gates'].get('open_fraction'))} %), on the built-in "
             f"corpus, attackers at {rec['strength']} strength; the suite fine-tunes the "
             "cloud model and retrains the informed attackers on each variant's output. "
-            "*norm N*: per-band normalisation over N frames; *warp P*: random "
+            "*norm N*: per-band normalisation over N frames; *scale*: the normalisation "
+            "also moves each band's mean absolute deviation to a target; *warp P*: random "
             "per-utterance frequency warping up to P %; *lifter K*: cepstral liftering to K "
             "coefficients (not in the mask). PocketSphinx is left out (the steps send no "
             "audio; bench_attack has the gates' figure), so EntER is the strongest of the "

@@ -33,12 +33,16 @@ def _ptr(a: np.ndarray):
 @pytest.fixture(scope="module")
 def core(mask_path, tmp_path_factory):
     """(library, mask config): the core sources and generated headers built with -Werror."""
+    cfg = load_mask(mask_path).cfg
+    return _build_core(cfg, tmp_path_factory.mktemp("core")), cfg
+
+
+def _build_core(cfg, src):
+    """The core sources and the headers generated for `cfg`, built with -Werror."""
     from types import SimpleNamespace
 
     from speechmask.device import input_names, output_names
 
-    cfg = load_mask(mask_path).cfg
-    src = tmp_path_factory.mktemp("core")
     for name, data in core_sources().items():
         (src / name).write_bytes(data)
     (src / "speechmask_frontend.h").write_text(frontend_header(cfg.frontend, STAMP))
@@ -51,7 +55,7 @@ def core(mask_path, tmp_path_factory):
     lib.sm_frontend_push.argtypes = [ctypes.c_void_p, I16, ctypes.c_int32, I16]
     lib.sm_send_reset.argtypes = [ctypes.c_void_p, ctypes.c_int32]
     lib.sm_send_frame.argtypes = [ctypes.c_void_p, I16, I16]
-    return lib, cfg
+    return lib
 
 
 def c_frontend(lib, cfg, pcm: np.ndarray, chunks: list[int]) -> np.ndarray:
@@ -134,10 +138,30 @@ def test_frontend_is_bit_exact_in_other_layouts(tmp_path, layout):
 def test_send_steps_are_bit_exact_at_every_warp_level(core, tiny_corpus):
     lib, cfg = core
     assert cfg.send.norm and cfg.send.warp, "the default send steps are on"
-    state = ctypes.create_string_buffer(4 * cfg.frontend.n_mels + 64)
-    pcm = _test_utterances(tiny_corpus, 1)[0]
-    feats = log_mel_int(pcm, cfg.frontend)
-    for level in range(-cfg.send.warp_levels, cfg.send.warp_levels + 1):
+    _check_send(lib, cfg, log_mel_int(_test_utterances(tiny_corpus, 1)[0], cfg.frontend))
+
+
+def test_send_with_the_normalisation_s_scale_is_bit_exact(core, tiny_corpus, tmp_path):
+    """The scale mode (`SendConfig.norm_scale`), built from its own header, on real and on
+    full-range features (the divisor at its floor, saturation)."""
+    from dataclasses import replace
+
+    _, cfg = core
+    pcms = _test_utterances(tiny_corpus, 3)
+    feats = [log_mel_int(p, cfg.frontend) for p in pcms]
+    scaled = replace(cfg, send=replace(cfg.send, norm_scale=True, norm_scale_target=()))
+    scaled = send.calibrate(scaled, [f.astype(np.float64) / (1 << cfg.frontend.log_frac_bits)
+                                     for f in feats[1:]])
+    assert scaled.send.norm_scale_target
+    lib = _build_core(scaled, tmp_path)
+    _check_send(lib, scaled, feats[0])
+    noise = np.random.default_rng(0).integers(-32768, 32768, (300, cfg.frontend.n_mels))
+    _check_send(lib, scaled, noise.astype(np.int16), levels=(0, cfg.send.warp_levels))
+
+
+def _check_send(lib, cfg, feats, levels=None):
+    state = ctypes.create_string_buffer(8 * cfg.frontend.n_mels + 64)
+    for level in levels or range(-cfg.send.warp_levels, cfg.send.warp_levels + 1):
         ref = send.StreamingSend(cfg, level).push(feats)
         assert lib.sm_send_reset(state, level) == 0
         out = np.zeros_like(feats)

@@ -83,9 +83,16 @@ def test_float_twin_within_two_lsb_of_the_firmware_arithmetic():
 
 
 def test_the_header_carries_the_constants():
+    from dataclasses import replace
+
     from firmware_export.headers import send_defines
 
     text = send_defines(ON)
+    assert "#define SM_SEND_NORM_SCALE 0" in text and "sm_send_norm_scale[40]" not in text
+    scaled = replace(ON, send=replace(ON.send, norm_scale=True, norm_scale_target=(80,) * 40))
+    text_scaled = send_defines(scaled)
+    assert "#define SM_SEND_NORM_SCALE 1" in text_scaled
+    assert "sm_send_norm_scale[40]" in text_scaled and "sm_send_norm_floor[40]" in text_scaled
     assert "#define SM_SEND_NORM_FRAMES 16" in text and "sm_send_norm_target[40]" in text
     assert "#define SM_SEND_WARP_LEVELS 8" in text and "sm_send_warp_weight[680]" in text
     assert "#define SM_SEND_NORM_FRAMES 0" in send_defines(PLAIN)
@@ -106,11 +113,21 @@ def test_calibration_targets_the_training_band_means():
     assert np.abs(np.array(cfg.send.norm_target) - want).max() <= 0.5
     assert calibrate(cfg, [feats[0]]) is cfg  # calibrated once: kept
     assert calibrate(PLAIN, feats) == PLAIN  # off: nothing to calibrate
+    scaled = calibrate(MaskConfig(send=SendConfig(norm_scale=True)), feats)
+    assert len(scaled.send.norm_scale_target) == 40 and scaled.send.norm_target == \
+        cfg.send.norm_target
+    q = quantize(feats[0], FE)  # the float path sends what the integer path does, to rounding
+    ref = send_int(q, scaled).astype(np.float64) / (1 << FE.log_frac_bits)
+    assert np.median(np.abs(ref - send_float(feats[0], scaled))) <= 1 / (1 << FE.log_frac_bits)
 
 
 def test_an_uncalibrated_step_is_refused():
     with pytest.raises(ConfigError, match="no target"):
         bandnorm_config(SendConfig(norm_frames=16))
+    with pytest.raises(ConfigError, match="scale has no target"):
+        bandnorm_config(SendConfig(norm_frames=16, norm_scale=True, norm_target=(0,) * 40))
+    with pytest.raises(ConfigError, match="needs the per-band normalisation"):
+        SendConfig(norm_frames=0, norm_scale=True)
     with pytest.raises(ConfigError):
         MaskConfig(send=SendConfig(norm_frames=16, norm_target=(1, 2, 3)))
     with pytest.raises(ConfigError):
@@ -119,6 +136,13 @@ def test_an_uncalibrated_step_is_refused():
 
 def test_configs_round_trip_and_old_masks_keep_their_export_id():
     assert MaskConfig.from_dict(ON.to_dict()) == ON
+    assert "norm_scale" not in ON.to_dict()["send"]  # saved as before the scale existed
+    scaled = MaskConfig(send=SendConfig(norm_frames=16, norm_scale=True,
+                                        norm_target=ON.send.norm_target,
+                                        norm_scale_target=(300,) * 40))
+    assert MaskConfig.from_dict(scaled.to_dict()) == scaled
+    old = ON.to_dict()
+    assert MaskConfig.from_dict(old).send.norm_scale is False
     off = PLAIN
     assert "send" not in off.to_dict()  # saved as before the send steps existed
     assert MaskConfig.from_dict(off.to_dict()) == off
@@ -146,9 +170,11 @@ def test_train_mask_calibrates_and_the_cli_sends_features_only(tmp_path, tiny_co
     mask = tmp_path / "mask.pt"
     assert main(["train", "mask", "--manifest", str(tiny_corpus), "--slu", str(slu_path),
                  "--out", str(mask), "--max-steps", "2", "--batch-size", "8", "--device", "cpu",
-                 "--send-norm-frames", "16", "--send-warp", "0.1", "--quiet"]) == 0
+                 "--send-norm-frames", "16", "--send-norm-scale", "--send-warp", "0.1",
+                 "--quiet"]) == 0
     cfg = speechmask.load_mask(mask).cfg
     assert cfg.send.norm_frames == 16 and len(cfg.send.norm_target) == FE.n_mels
+    assert cfg.send.norm_scale and len(cfg.send.norm_scale_target) == FE.n_mels
     assert cfg.send.warp_max == 0.1
     wav = next(tiny_corpus.parent.rglob("*.wav"))
     with pytest.raises(SystemExit):  # no audio counterpart: one line, exit 1

@@ -1,15 +1,24 @@
 """Streaming per-band normalisation: a device-side step that moves each utterance's band means
 to a fixed target, so the microphone's band shape and the speaker's level and average spectrum
-(speaker cues in every frame, which gating whole segments cannot touch) do not leave the device.
+(speaker cues in every frame, which gating whole segments cannot touch) do not leave the device;
+in the `scale` mode it also moves each band's mean absolute deviation to a fixed target, so how
+much each band varies (the speaker's spectral dynamics) does not leave it either.
 
-    y_t[b] = x_t[b] - m_t[b] + target[b]
+    mean:   y_t[b] = x_t[b] - m_t[b] + target[b]
+    scale:  e_t[b] = x_t[b] - m_t[b],  y_t[b] = e_t[b] * scale[b] / max(a_t[b], floor[b])
+                     + target[b]
 
 `m_t` is the running mean of band `b` over frames `0..t`: the plain mean while `t < frames`
 (warm-up), then an exponential average of weight `1 / frames`. One recursion covers both:
-`m_t = m_(t-1) + (x_t - m_(t-1)) / n_t`, `n_t = min(t + 1, frames)`. It reads no frame after `t`
-(causal), costs one subtraction, one division and two additions per band and frame, and keeps
-`n_mels` int32 means of state. A constant offset per band (a microphone's response, a gain) is
-removed exactly: `y(x + c) == y(x)` bit for bit in the integer path.
+`m_t = m_(t-1) + (x_t - m_(t-1)) / n_t`, `n_t = min(t + 1, frames)`. `a_t` is the same running
+mean of `|e_t|`. The mean absolute deviation, not the standard deviation: it needs no square
+(which would overflow int32) and no square root on the device, and screened alike (CHANGELOG,
+#15). `floor = scale / max_gain` bounds the gain where a band barely moves (the warm-up's first
+frames, steady noise). The step reads no frame after `t` (causal); the mean mode costs one
+subtraction, one division and two additions per band and frame and keeps `n_mels` int32 means
+of state, the scale mode twice that and a multiplication. A constant offset per band (a
+microphone's response, a gain) is removed exactly: `y(x + c) == y(x)` bit for bit in the
+integer path, in both modes.
 
 Three implementations that agree: `normalize_int` (the firmware's arithmetic in numpy, int16
 Q`log_frac_bits` features in and out, the mean kept in int32 with `frac_bits` more fractional
@@ -19,7 +28,11 @@ bits), `StreamingBandNormInt` (the same with carried state, any chunking), and `
 Integer arithmetic (C's on two's complement):
     d   = (x << F) - m                                   int32, |d| < 2**(16 + F)
     m  += sign(d) * ((|d| + n // 2) // n)                 division rounded half away from zero
-    y   = sat16(x - ((m + 2**(F-1)) >> F) + target)       round half up, arithmetic shift
+    mean:  y = sat16(x - ((m + 2**(F-1)) >> F) + target)  round half up, arithmetic shift
+    scale: e = sat16(x - ((m + 2**(F-1)) >> F))
+           a += div((|e| << F) - a, n)                    0 <= a <= 2**(15 + F)
+           y = sat16(div(e * scale, max((a + 2**(F-1)) >> F, floor)) + target)
+                                                          |e * scale| < 2**30: int32
 """
 
 from __future__ import annotations
@@ -31,21 +44,24 @@ import numpy as np
 from ..errors import ConfigError
 from ..features_int import round_shift
 
-MODES = ("none", "mean")
+MODES = ("none", "mean", "scale")
 
 
 @dataclass(frozen=True)
 class BandNormConfig:
-    """`mode` none (the step is off) or mean; `frames` the running mean's length (warm-up and
-    the exponential average's weight, 256 frames = 2.56 s at a 10 ms hop); `frac_bits` the extra
-    fractional bits of the int32 mean; `target` the per-band means every utterance is moved to,
-    in the front-end's int16 Q`log_frac_bits` units (calibrated on training features by
-    `calibrate`; empty while the mode is none)."""
+    """`mode` none (the step is off), mean or scale; `frames` the running means' length (warm-up
+    and the exponential average's weight, 256 frames = 2.56 s at a 10 ms hop); `frac_bits` the
+    extra fractional bits of the int32 means; `target` the per-band means every utterance is
+    moved to and `scale` (the scale mode) the per-band mean absolute deviations, in the
+    front-end's int16 Q`log_frac_bits` units (calibrated on training features by `calibrate`;
+    empty while unused); `max_gain` the largest factor the scale mode multiplies a deviation by."""
 
     mode: str = "none"
     frames: int = 256
     frac_bits: int = 8
     target: tuple[int, ...] = field(default=())
+    scale: tuple[int, ...] = field(default=())
+    max_gain: int = 8
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -60,30 +76,58 @@ class BandNormConfig:
         if any(not -32768 <= int(v) <= 32767 for v in self.target):
             raise ConfigError("band-norm target must be int16 values", field="target")
         if self.mode != "none" and not self.target:
-            raise ConfigError("band-norm mode 'mean' needs a target (see bandnorm.calibrate)",
-                              field="target")
+            raise ConfigError(f"band-norm mode {self.mode!r} needs a target (see "
+                              "bandnorm.calibrate)", field="target")
+        if self.mode == "scale" and len(self.scale) != len(self.target):
+            raise ConfigError("band-norm mode 'scale' needs a scale per band (see "
+                              "bandnorm.calibrate)", field="scale")
+        if any(not 1 <= int(v) <= 32767 for v in self.scale):
+            raise ConfigError("band-norm scale must be int16 values >= 1", field="scale")
+        if not 1 <= self.max_gain <= 1 << 10:
+            raise ConfigError(f"band-norm max_gain must be in 1..1024, got {self.max_gain}",
+                              field="max_gain")
 
     @property
     def enabled(self) -> bool:
         return self.mode != "none"
 
+    @property
+    def floor(self) -> np.ndarray:
+        """Per band, the least deviation the scale mode divides by: scale / max_gain, >= 1."""
+        return np.maximum(_div_round(np.asarray(self.scale, dtype=np.int64), self.max_gain), 1)
+
 
 def calibrate(features_q: list[np.ndarray], frames: int = BandNormConfig.frames,
-              frac_bits: int = BandNormConfig.frac_bits) -> BandNormConfig:
-    """The mean mode with `target` the per-band mean of int16 training features (every frame of
-    every utterance weighs the same), rounded half away from zero."""
+              frac_bits: int = BandNormConfig.frac_bits, mode: str = "mean",
+              max_gain: int = BandNormConfig.max_gain) -> BandNormConfig:
+    """`mode` (mean or scale) with `target` the per-band mean of int16 training features (every
+    frame of every utterance weighs the same) and, for scale, `scale` the per-band mean of
+    `|e|`, the deviation from the running mean as the step computes it; both rounded half away
+    from zero."""
     if not features_q:
         raise ConfigError("band-norm calibration needs at least one utterance", field="target")
-    total = sum(np.asarray(f, dtype=np.int64).sum(0) for f in features_q)
     count = sum(len(f) for f in features_q)
     if count == 0:
         raise ConfigError("band-norm calibration needs at least one frame", field="target")
-    mean = _div_round(total, count)
-    return BandNormConfig("mean", frames, frac_bits, tuple(int(v) for v in mean))
+    total = sum(np.asarray(f, dtype=np.int64).sum(0) for f in features_q)
+    cfg = BandNormConfig("mean", frames, frac_bits,
+                         tuple(int(v) for v in _div_round(total, count)))
+    if mode == "mean":
+        return cfg
+    if mode != "scale":
+        raise ConfigError(f"band-norm calibration mode must be mean or scale, got {mode!r}",
+                          field="mode")
+    zero = BandNormConfig("mean", frames, frac_bits, (0,) * len(cfg.target))
+    dev = sum(np.abs(normalize_int(np.asarray(f, dtype=np.int16), zero).astype(np.int64)).sum(0)
+              for f in features_q)
+    scale = np.clip(_div_round(dev, count), 1, 32767)
+    return BandNormConfig("scale", frames, frac_bits, cfg.target,
+                          tuple(int(v) for v in scale), max_gain)
 
 
-def _div_round(d: np.ndarray, n: int) -> np.ndarray:
-    """d / n rounded half away from zero (C: d >= 0 ? (d + n/2) / n : -((-d + n/2) / n))."""
+def _div_round(d: np.ndarray, n) -> np.ndarray:
+    """d / n (n > 0, a number or an array) rounded half away from zero (C: d >= 0 ?
+    (d + n/2) / n : -((-d + n/2) / n))."""
     return np.sign(d) * ((np.abs(d) + n // 2) // n)
 
 
@@ -99,10 +143,13 @@ class StreamingBandNormInt:
                               f"{n_mels}", field="target")
         self.cfg, self.n_mels = cfg, n_mels
         self._target = np.asarray(cfg.target or (0,) * n_mels, dtype=np.int64)
+        self._scale = np.asarray(cfg.scale or (1,) * n_mels, dtype=np.int64)
+        self._floor = cfg.floor if cfg.scale else self._scale
         self.reset()
 
     def reset(self) -> None:
         self.mean = np.zeros(self.n_mels, dtype=np.int64)  # int32 on the device (bound above)
+        self.dev = np.zeros(self.n_mels, dtype=np.int64)   # int32 too (scale mode)
         self.count = 0
 
     def push(self, frames_q: np.ndarray) -> np.ndarray:
@@ -113,11 +160,17 @@ class StreamingBandNormInt:
             return x.copy()
         f = self.cfg.frac_bits
         out = np.empty_like(x)
+        scale = self.cfg.mode == "scale"
         for t, row in enumerate(x.astype(np.int64)):
             self.count = min(self.count + 1, self.cfg.frames)
             self.mean += _div_round((row << f) - self.mean, self.count)
-            y = row - round_shift(self.mean, f) + self._target
-            out[t] = np.clip(y, -32768, 32767)
+            e = row - round_shift(self.mean, f)
+            if scale:
+                e = np.clip(e, -32768, 32767)
+                self.dev += _div_round((np.abs(e) << f) - self.dev, self.count)
+                e = _div_round(e * self._scale,
+                               np.maximum(round_shift(self.dev, f), self._floor))
+            out[t] = np.clip(e + self._target, -32768, 32767)
         return out
 
 
@@ -136,21 +189,31 @@ def normalize_float(features, cfg: BandNormConfig, log_frac_bits: int):
     it shapes what is sent, and nothing is trained through it."""
     if not cfg.enabled:
         return features
-    from scipy.signal import lfilter
-
     is_torch = not isinstance(features, np.ndarray)
     x = features.detach().cpu().double().numpy() if is_torch else features.astype(np.float64)
-    steps, n = x.shape[-2], cfg.frames
-    mean = np.cumsum(x[..., :n, :], axis=-2) / np.arange(1, min(steps, n) + 1)[:, None]
-    if steps > n:
-        a = 1.0 - 1.0 / n
-        zi = a * mean[..., -1:, :]
-        tail, _ = lfilter([1.0 / n], [1.0, -a], x[..., n:, :], axis=-2, zi=zi)
-        mean = np.concatenate([mean, tail], axis=-2)
-    target = np.asarray(cfg.target, dtype=np.float64) / (1 << log_frac_bits)
-    y = x - mean + target
+    unit = float(1 << log_frac_bits)
+    e = x - _running_mean(x, cfg.frames)
+    if cfg.mode == "scale":
+        dev = np.maximum(_running_mean(np.abs(e), cfg.frames), cfg.floor / unit)
+        e = e * (np.asarray(cfg.scale, dtype=np.float64) / unit) / dev
+    y = e + np.asarray(cfg.target, dtype=np.float64) / unit
     if not is_torch:
         return y.astype(features.dtype)
     import torch
 
     return torch.from_numpy(y).to(features.dtype).to(features.device)
+
+
+def _running_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """The step's running mean along frames (axis -2) in closed form: the plain mean (a cumulative
+    sum) during the warm-up, then the exponential average of weight 1/n as a first-order IIR
+    filter (`scipy.signal.lfilter`, started from the warm-up's last mean)."""
+    from scipy.signal import lfilter
+
+    steps = x.shape[-2]
+    mean = np.cumsum(x[..., :n, :], axis=-2) / np.arange(1, min(steps, n) + 1)[:, None]
+    if steps > n:
+        a = 1.0 - 1.0 / n
+        tail, _ = lfilter([1.0 / n], [1.0, -a], x[..., n:, :], axis=-2, zi=a * mean[..., -1:, :])
+        mean = np.concatenate([mean, tail], axis=-2)
+    return mean

@@ -1,8 +1,9 @@
 """What the device does to the features it sends (`models.config.SendConfig`), after the gates have
-chosen which to send: the per-band normalisation (`bandnorm`), then random frequency warping
-(`warp`). The gates are decided on the raw features, as before; the steps change the values of
-what is sent, not which values are sent, so a mask's gates do not depend on them and the cloud
-model that reads what is sent is the one fine-tuned on it (`train finetune`).
+chosen which to send: the per-band normalisation (`bandnorm`; with `SendConfig.norm_scale`, of
+each band's deviations as well), then random frequency warping (`warp`). The gates are decided
+on the raw features, as before; the steps change the values of what is sent, not which values
+are sent, so a mask's gates do not depend on them and the cloud model that reads what is sent is
+the one fine-tuned on it (`train finetune`).
 
 Implementations: `send_int` (int16 features, the firmware's arithmetic, with `StreamingSend` for
 any chunking), `send_float` (float log-mel, for fine-tuning and the attack suite; within two LSB
@@ -43,6 +44,13 @@ def bandnorm_config(send: SendConfig) -> bandnorm.BandNormConfig:
     if not send.norm_target:
         raise ConfigError("the send normalisation has no target: train the mask (which "
                           "calibrates it) or give one", field="norm_target")
+    if send.norm_scale:
+        if not send.norm_scale_target:
+            raise ConfigError("the send normalisation's scale has no target: train the mask "
+                              "(which calibrates it) or give one", field="norm_scale_target")
+        return bandnorm.BandNormConfig("scale", send.norm_frames, send.norm_frac_bits,
+                                       send.norm_target, send.norm_scale_target,
+                                       send.norm_max_gain)
     return bandnorm.BandNormConfig("mean", send.norm_frames, send.norm_frac_bits,
                                    send.norm_target)
 
@@ -76,10 +84,12 @@ def calibrate(cfg: MaskConfig, features: list[np.ndarray]) -> MaskConfig:
     step is off or already calibrated)."""
     if cfg.send.calibrated:
         return cfg
-    fe = cfg.frontend
-    target = bandnorm.calibrate([quantize(f, fe) for f in features], cfg.send.norm_frames,
-                                cfg.send.norm_frac_bits).target
-    return replace(cfg, send=replace(cfg.send, norm_target=target))
+    fe, send = cfg.frontend, cfg.send
+    norm = bandnorm.calibrate([quantize(f, fe) for f in features], send.norm_frames,
+                              send.norm_frac_bits, "scale" if send.norm_scale else "mean",
+                              send.norm_max_gain)
+    return replace(cfg, send=replace(send, norm_target=norm.target,
+                                     norm_scale_target=norm.scale))
 
 
 def send_float(features, cfg: MaskConfig, lengths=None, levels=None):
@@ -147,14 +157,18 @@ class StreamingSend:
 
 def send_cost(cfg: MaskConfig) -> dict:
     """Per second of audio: `ops_per_second` (the normalisation: a subtraction, a division and
-    two additions per band and frame; the warp: a multiplication, two additions and a shift),
-    `state_bytes` (an int32 mean per band, a frame counter, the utterance's warp level) and
-    `table_bytes` (constants in flash: the int16 target, the warp's uint8 indices and uint16
+    two additions per band and frame, and with its scale an absolute value, a subtraction, two
+    divisions, a multiplication, a maximum and an addition more; the warp: a multiplication, two
+    additions and a shift), `state_bytes` (an int32 mean per band, and a deviation with the
+    scale, a frame counter, the utterance's warp level) and `table_bytes` (constants in flash:
+    the int16 target, the scale's int16 target and floor, the warp's uint8 indices and uint16
     weights per level and band)."""
     send, n = cfg.send, cfg.frontend.n_mels
-    per_frame = (4 * n if send.norm else 0) + (4 * n if send.warp else 0)
-    state = (4 * n + 4 if send.norm else 0) + (4 if send.warp else 0)
-    tables = (2 * n if send.norm else 0) + \
+    scale = send.norm and send.norm_scale
+    per_frame = (4 * n if send.norm else 0) + (7 * n if scale else 0) + \
+        (4 * n if send.warp else 0)
+    state = (4 * n + 4 if send.norm else 0) + (4 * n if scale else 0) + (4 if send.warp else 0)
+    tables = (2 * n if send.norm else 0) + (4 * n if scale else 0) + \
         (3 * n * (2 * send.warp_levels + 1) if send.warp else 0)
     return {"ops_per_second": int(round(per_frame * cfg.frontend.frames_per_second)),
             "state_bytes": state, "table_bytes": tables}

@@ -72,6 +72,9 @@ class SendConfig:
       running mean over `norm_frames` frames, plus `norm_target`, the training features' band
       means (calibrated by `train mask`, in the front-end's int16 units). It removes the speaker
       cues that sit in every frame (level, average spectrum, microphone band);
+      With `norm_scale`, each band's deviation from its running mean is also divided by its
+      running mean absolute deviation and multiplied by `norm_scale_target` (calibrated alike):
+      how much each band varies, the speaker's spectral dynamics, is moved to a fixed target;
     - random frequency warping (`speechmask.device.warp`): the frequency axis of each utterance
       rescaled by a factor drawn for it, up to `1 + warp_max`, over `warp_levels` quantised
       factors on each side of 1. It hides the vocal-tract length, which the normalisation
@@ -86,7 +89,12 @@ class SendConfig:
                                   "sent, in frames (0 = off)", flag="--send-norm-frames")
     warp_max: float = option(0.1, "random per-utterance frequency warping of what is sent: the "
                                   "largest factor is 1 + this (0 = off)", flag="--send-warp")
+    norm_scale: bool = option(False, "the per-band normalisation also moves each band's mean "
+                                     "absolute deviation to the training features' (needs "
+                                     "--send-norm-frames)", flag="--send-norm-scale")
     norm_target: tuple[int, ...] = ()
+    norm_scale_target: tuple[int, ...] = ()
+    norm_max_gain: int = 8
     norm_frac_bits: int = 8
     warp_levels: int = 8
     warp_pivot: float = 0.8
@@ -101,6 +109,12 @@ class SendConfig:
         check_int(self.warp_levels, "warp_levels")
         check_number(self.warp_pivot, "warp_pivot", low=0, high=1, strict_low=True)
         object.__setattr__(self, "norm_target", tuple(int(v) for v in self.norm_target))
+        object.__setattr__(self, "norm_scale_target",
+                           tuple(int(v) for v in self.norm_scale_target))
+        if self.norm_scale and not self.norm:
+            raise ConfigError("norm_scale needs the per-band normalisation (norm_frames > 0)",
+                              field="norm_scale")
+        check_int(self.norm_max_gain, "norm_max_gain")
 
     @property
     def norm(self) -> bool:
@@ -116,14 +130,21 @@ class SendConfig:
 
     @property
     def calibrated(self) -> bool:
-        return not self.norm or bool(self.norm_target)
+        return not self.norm or (bool(self.norm_target)
+                                 and (not self.norm_scale or bool(self.norm_scale_target)))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "norm_target": list(self.norm_target)}
+        d = {**asdict(self), "norm_target": list(self.norm_target),
+             "norm_scale_target": list(self.norm_scale_target)}
+        if not self.norm_scale:  # as masks were saved before the scale existed: same export id
+            for k in ("norm_scale", "norm_scale_target", "norm_max_gain"):
+                del d[k]
+        return d
 
 
-# what a mask saved before the send steps existed sends: its gated features as they are
-OFF = {"norm_frames": 0, "warp_max": 0.0}
+# what a mask saved before the send steps existed sends: its gated features as they are (and
+# one saved before the normalisation's scale existed: no scale)
+OFF = {"norm_frames": 0, "warp_max": 0.0, "norm_scale": False}
 
 ARCHS = ("tiny", "small")
 
@@ -165,6 +186,11 @@ class MaskConfig:
         if self.send.norm_target and len(self.send.norm_target) != self.frontend.n_mels:
             raise ConfigError(f"send.norm_target has {len(self.send.norm_target)} bands, the "
                               f"front-end {self.frontend.n_mels}", field="norm_target")
+        if self.send.norm_scale_target and \
+                len(self.send.norm_scale_target) != self.frontend.n_mels:
+            raise ConfigError(f"send.norm_scale_target has {len(self.send.norm_scale_target)} "
+                              f"bands, the front-end {self.frontend.n_mels}",
+                              field="norm_scale_target")
 
     @property
     def frames_per_segment(self) -> int:

@@ -6,9 +6,17 @@ static int16_t sat16(int32_t v) {
     return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
 }
 
+/* d / n rounded half away from zero, n > 0 */
+static int32_t div_round(int32_t d, int32_t n) {
+    return d >= 0 ? (d + n / 2) / n : -((-d + n / 2) / n);
+}
+
 int sm_send_reset(sm_send_t *s, int32_t level) {
     if (level < -SM_SEND_WARP_LEVELS || level > SM_SEND_WARP_LEVELS) return -1;
     for (int b = 0; b < SM_N_MELS; b++) s->mean[b] = 0;
+#if SM_SEND_NORM_SCALE
+    for (int b = 0; b < SM_N_MELS; b++) s->dev[b] = 0;
+#endif
     s->count = 0;
     s->level = level;
     return 0;
@@ -22,8 +30,17 @@ void sm_send_frame(sm_send_t *s, const int16_t *x, int16_t *out) {
     const int32_t n = s->count;
     for (int b = 0; b < SM_N_MELS; b++) {
         const int32_t d = ((int32_t)x[b] << f) - s->mean[b]; /* |d| < 2^(16 + f) */
-        s->mean[b] += d >= 0 ? (d + n / 2) / n : -((-d + n / 2) / n); /* half away from zero */
+        s->mean[b] += div_round(d, n);
+#if SM_SEND_NORM_SCALE
+        const int32_t e = sat16(x[b] - ((s->mean[b] + (1 << (f - 1))) >> f));
+        s->dev[b] += div_round(((e >= 0 ? e : -e) << f) - s->dev[b], n); /* 0..2^(15 + f) */
+        int32_t den = (s->dev[b] + (1 << (f - 1))) >> f;
+        if (den < sm_send_norm_floor[b]) den = sm_send_norm_floor[b];
+        /* |e * scale| <= 2^15 * (2^15 - 1) < 2^30 */
+        y[b] = sat16(div_round(e * sm_send_norm_scale[b], den) + sm_send_norm_target[b]);
+#else
         y[b] = sat16(x[b] - ((s->mean[b] + (1 << (f - 1))) >> f) + sm_send_norm_target[b]);
+#endif
     }
 #else
     for (int b = 0; b < SM_N_MELS; b++) y[b] = x[b];

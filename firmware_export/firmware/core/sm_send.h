@@ -1,6 +1,6 @@
 /* What the device does to the features before they are gated and sent (speechmask.device.send),
- * bit-exact with its integer reference: the streaming per-band normalisation, then the
- * utterance's frequency warp. Constants and tables: speechmask_gates.h (`speechmask export`). */
+ * bit-exact with its integer reference: the streaming per-band normalisation (of the means, and
+ * with SM_SEND_NORM_SCALE of the deviations), then the utterance's frequency warp. Constants and tables: speechmask_gates.h (`speechmask export`). */
 #ifndef SM_SEND_H
 #define SM_SEND_H
 
@@ -10,6 +10,9 @@
 
 typedef struct {
     int32_t mean[SM_N_MELS]; /* running band means, Q(SM_LOG_FRAC_BITS + SM_SEND_NORM_FRAC_BITS) */
+#if SM_SEND_NORM_SCALE
+    int32_t dev[SM_N_MELS];  /* running mean absolute deviations, in the same units */
+#endif
     int32_t count;           /* frames seen, saturating at SM_SEND_NORM_FRAMES */
     int32_t level;           /* this utterance's warp level, -SM_SEND_WARP_LEVELS..LEVELS */
 } sm_send_t;
