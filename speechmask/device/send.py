@@ -7,8 +7,8 @@ the one fine-tuned on it (`train finetune`).
 
 Implementations: `send_int` (int16 features, the firmware's arithmetic, with `StreamingSend` for
 any chunking), `send_float` (float log-mel, for fine-tuning and the attack suite; within two LSB
-of the integer path), and `calibrate` (the normalisation's target: the training features' band
-means).
+of the integer path, or the scale's rounding with `norm_scale`: `bandnorm`), and `calibrate` (the
+normalisation's targets: the training features' band means and, with the scale, deviations).
 
 The warp's factor is drawn once per utterance. The device draws it from its hardware random
 number generator; the reference stands in with `utterance_level`, a hash of the utterance's
