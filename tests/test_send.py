@@ -231,3 +231,16 @@ int main(void) {{
     got = np.array(subprocess.run([str(exe)], check=True, capture_output=True,
                                   text=True).stdout.split(), dtype=np.int64)
     assert np.array_equal(got.reshape(q.shape), send_int(q, ON, level).astype(np.int64))
+
+
+def test_send_cost_counts_the_scale():
+    from dataclasses import replace
+
+    from speechmask.device.send import send_cost
+
+    scaled = replace(ON, send=replace(ON.send, norm_scale=True, norm_scale_target=(80,) * 40))
+    base, more = send_cost(ON), send_cost(scaled)
+    n, fps = FE.n_mels, FE.frames_per_second
+    assert more["ops_per_second"] - base["ops_per_second"] == round(7 * n * fps)
+    assert more["state_bytes"] - base["state_bytes"] == 4 * n  # an int32 deviation per band
+    assert more["table_bytes"] - base["table_bytes"] == 4 * n  # int16 target and floor per band
