@@ -117,7 +117,7 @@ def default_variant() -> str:
     """The variant name of the mask's default send steps (`SendConfig`)."""
     d = SendConfig()
     parts = ([f"norm{d.norm_frames}"] if d.norm else []) + \
-        (["scale"] if d.norm and d.norm_scale else []) + \
+        (["scale"] if d.norm_scale else []) + \
         ([f"warp{round(d.warp_max * 100)}"] if d.warp else [])
     return "+".join(parts) or "gates"
 

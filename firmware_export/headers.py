@@ -135,12 +135,12 @@ def send_defines(cfg: MaskConfig) -> str:
            " * z[b] = sat16(y[j] + (((y[j+1] - y[j]) * w + 2^(W-1)) >> W)), W = WEIGHT_BITS. */\n",
            f"#define SM_SEND_NORM_FRAMES {send.norm_frames}\n",
            f"#define SM_SEND_NORM_FRAC_BITS {send.norm_frac_bits}\n",
-           f"#define SM_SEND_NORM_SCALE {int(send.norm and send.norm_scale)}\n",
+           f"#define SM_SEND_NORM_SCALE {int(send.norm_scale)}\n",
            f"#define SM_SEND_WARP_LEVELS {send.warp_levels if send.warp else 0}\n",
            f"#define SM_SEND_WARP_WEIGHT_BITS {WEIGHT_BITS}\n"]
     if send.norm:
         out.append(c_array("int16_t", "sm_send_norm_target", send.norm_target, 16, "static "))
-    if send.norm and send.norm_scale:
+    if send.norm_scale:
         norm = bandnorm_config(send)
         out.append(c_array("int16_t", "sm_send_norm_scale", norm.scale, 16, "static "))
         out.append(c_array("int16_t", "sm_send_norm_floor", norm.floor, 16, "static "))

@@ -143,8 +143,7 @@ class StreamingBandNormInt:
                               f"{n_mels}", field="target")
         self.cfg, self.n_mels = cfg, n_mels
         self._target = np.asarray(cfg.target or (0,) * n_mels, dtype=np.int64)
-        self._scale = np.asarray(cfg.scale or (1,) * n_mels, dtype=np.int64)
-        self._floor = cfg.floor if cfg.scale else self._scale
+        self._scale, self._floor = np.asarray(cfg.scale, dtype=np.int64), cfg.floor
         self.reset()
 
     def reset(self) -> None:

@@ -164,11 +164,11 @@ def send_cost(cfg: MaskConfig) -> dict:
     the int16 target, the scale's int16 target and floor, the warp's uint8 indices and uint16
     weights per level and band)."""
     send, n = cfg.send, cfg.frontend.n_mels
-    scale = send.norm and send.norm_scale
-    per_frame = (4 * n if send.norm else 0) + (7 * n if scale else 0) + \
+    per_frame = (4 * n if send.norm else 0) + (7 * n if send.norm_scale else 0) + \
         (4 * n if send.warp else 0)
-    state = (4 * n + 4 if send.norm else 0) + (4 * n if scale else 0) + (4 if send.warp else 0)
-    tables = (2 * n if send.norm else 0) + (4 * n if scale else 0) + \
+    state = (4 * n + 4 if send.norm else 0) + (4 * n if send.norm_scale else 0) + \
+        (4 if send.warp else 0)
+    tables = (2 * n if send.norm else 0) + (4 * n if send.norm_scale else 0) + \
         (3 * n * (2 * send.warp_levels + 1) if send.warp else 0)
     return {"ops_per_second": int(round(per_frame * cfg.frontend.frames_per_second)),
             "state_bytes": state, "table_bytes": tables}

@@ -183,14 +183,11 @@ class MaskConfig:
             raise ConfigError("|feedback_init| must be below logit_bound", field="feedback_init")
         self.gate.frames_per_segment(self.frontend)  # validates segment_ms against the hop
         self.gate.band_edges(self.frontend.n_mels)
-        if self.send.norm_target and len(self.send.norm_target) != self.frontend.n_mels:
-            raise ConfigError(f"send.norm_target has {len(self.send.norm_target)} bands, the "
-                              f"front-end {self.frontend.n_mels}", field="norm_target")
-        if self.send.norm_scale_target and \
-                len(self.send.norm_scale_target) != self.frontend.n_mels:
-            raise ConfigError(f"send.norm_scale_target has {len(self.send.norm_scale_target)} "
-                              f"bands, the front-end {self.frontend.n_mels}",
-                              field="norm_scale_target")
+        for name in ("norm_target", "norm_scale_target"):
+            bands = getattr(self.send, name)
+            if bands and len(bands) != self.frontend.n_mels:
+                raise ConfigError(f"send.{name} has {len(bands)} bands, the front-end "
+                                  f"{self.frontend.n_mels}", field=name)
 
     @property
     def frames_per_segment(self) -> int:

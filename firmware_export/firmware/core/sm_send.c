@@ -13,10 +13,12 @@ static int32_t div_round(int32_t d, int32_t n) {
 
 int sm_send_reset(sm_send_t *s, int32_t level) {
     if (level < -SM_SEND_WARP_LEVELS || level > SM_SEND_WARP_LEVELS) return -1;
-    for (int b = 0; b < SM_N_MELS; b++) s->mean[b] = 0;
+    for (int b = 0; b < SM_N_MELS; b++) {
+        s->mean[b] = 0;
 #if SM_SEND_NORM_SCALE
-    for (int b = 0; b < SM_N_MELS; b++) s->dev[b] = 0;
+        s->dev[b] = 0;
 #endif
+    }
     s->count = 0;
     s->level = level;
     return 0;
