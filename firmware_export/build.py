@@ -24,8 +24,9 @@ BOARDS = ("host", "mps2-an500", "stm32h7")
 #: what the image runs: the self-test (checks itself against the test vectors and exits) or the
 #: application (the device job behind the serial protocol, app/app.c; runs until reset)
 IMAGES = ("selftest", "app")
-#: newlib's flavour per Cortex-M7 board: semihosting under QEMU, none (own _write) on the board
-SPECS = {"mps2-an500": ("--specs=rdimon.specs",),
+#: newlib per Cortex-M7 board: newlib-nano on both (the emulated count runs the libc the board
+#: does), with semihosting under QEMU and none (own _write) on the board
+SPECS = {"mps2-an500": ("--specs=nano.specs", "--specs=rdimon.specs"),
          "stm32h7": ("--specs=nano.specs", "--specs=nosys.specs")}
 #: what a build needs from the export folder
 EXPORT_HEADERS = ("speechmask_frontend.h", "speechmask_gates.h", "sm_model.h", "sm_model.c",

@@ -147,29 +147,54 @@ static inline void split_bin(const int32_t *z, int k, int a, int c, uint64_t *po
     SM_POWER(k, ((ar + cr) >> 1) + t_re, ((ai - ci) >> 1) + t_im);
 }
 
-void sm_frontend_frame(const int16_t *frame, int16_t *mel) {
-    static int32_t z[2 * SM_M];
-    static uint64_t power[SM_N_MEL_BINS];
-    /* z[m] = x[2m] + i x[2m+1], windowed, stored at its bit-reversed position (bitrev is its own
-     * inverse); int16 * Q15 fits int32, and so does the rounding term (|x| <= 2^30) */
-    for (int m = 0; m < SM_WIN_LENGTH / 2; m++) { /* two samples and two weights a load */
-        uint32_t f, w;
-        memcpy(&f, &frame[2 * m], 4);
-        memcpy(&w, &sm_window_q15[2 * m], 4);
-        int32_t *q = &z[2 * sm_bitrev[m]];
-        q[0] = sm_smlabb(f, w, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;
-        q[1] = sm_smlatt(f, w, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;
+/* Windows the frame that starts at ring[start] and wraps at SM_WIN_LENGTH into z, each sample at
+ * its bit-reversed position (bitrev is its own inverse): z[m] = x[2m] + i x[2m+1]; int16 * Q15
+ * fits int32, and so does the rounding term (|x| <= 2^30). Two samples and two weights a load;
+ * a pair that straddles the wrap is put together by hand. */
+static void window_ring(const int16_t *ring, int32_t start, int32_t *z) {
+    const int32_t n1 = SM_WIN_LENGTH - start; /* samples before the wrap */
+#define SM_WINDOW_PAIR(m, f)                                                  \
+    do {                                                                      \
+        uint32_t w_;                                                          \
+        memcpy(&w_, &sm_window_q15[2 * (m)], 4);                              \
+        int32_t *q_ = &z[2 * sm_bitrev[(m)]];                                 \
+        q_[0] = sm_smlabb((f), w_, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;       \
+        q_[1] = sm_smlatt((f), w_, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;       \
+    } while (0)
+    int m = 0;
+    for (; m < n1 / 2; m++) { /* pairs before the wrap */
+        uint32_t f;
+        memcpy(&f, &ring[start + 2 * m], 4);
+        SM_WINDOW_PAIR(m, f);
     }
+    if (n1 % 2 && m < SM_WIN_LENGTH / 2) { /* the pair across the wrap (little-endian halves) */
+        const uint32_t f = (uint16_t)ring[SM_WIN_LENGTH - 1] | (uint32_t)(uint16_t)ring[0] << 16;
+        SM_WINDOW_PAIR(m, f);
+        m++;
+    }
+    for (; m < SM_WIN_LENGTH / 2; m++) { /* pairs after it: frame sample 2m is ring[2m - n1] */
+        uint32_t f;
+        memcpy(&f, &ring[2 * m - n1], 4);
+        SM_WINDOW_PAIR(m, f);
+    }
+#undef SM_WINDOW_PAIR
 #if SM_WIN_LENGTH % 2
+    const int16_t last = ring[start ? start - 1 : SM_WIN_LENGTH - 1]; /* frame sample WIN - 1 */
     z[2 * sm_bitrev[SM_WIN_LENGTH / 2]] =
-        (frame[SM_WIN_LENGTH - 1] * sm_window_q15[SM_WIN_LENGTH - 1] + SM_WINDOW_ROUND) >>
-        SM_WINDOW_SHIFT;
+        (last * sm_window_q15[SM_WIN_LENGTH - 1] + SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;
     z[2 * sm_bitrev[SM_WIN_LENGTH / 2] + 1] = 0;
 #endif
-    for (int m = (SM_WIN_LENGTH + 1) / 2; m < SM_M; m++) { /* the zero padding */
-        z[2 * sm_bitrev[m]] = 0;
-        z[2 * sm_bitrev[m] + 1] = 0;
+    for (int k = (SM_WIN_LENGTH + 1) / 2; k < SM_M; k++) { /* the zero padding */
+        z[2 * sm_bitrev[k]] = 0;
+        z[2 * sm_bitrev[k] + 1] = 0;
     }
+}
+
+/* The features of the frame that starts at ring[start] (see window_ring). */
+static void frame_ring(const int16_t *ring, int32_t start, int16_t *mel) {
+    static int32_t z[2 * SM_M];
+    static uint64_t power[SM_N_MEL_BINS];
+    window_ring(ring, start, z);
     fft_q31(z);
     /* the split: X[k] = E/2 + W_N^k D/2, E = Z[k] + conj(Z[M-k]), D = -i (Z[k] - conj(Z[M-k])).
      * Bins k and M - k share Z[k] and Z[M-k]: E and D of the second are conj(E) and conj(D),
@@ -207,23 +232,30 @@ void sm_frontend_frame(const int16_t *frame, int16_t *mel) {
     }
 }
 
-void sm_frontend_reset(sm_frontend_t *s) { s->fill = 0; }
+void sm_frontend_frame(const int16_t *frame, int16_t *mel) { frame_ring(frame, 0, mel); }
 
+void sm_frontend_reset(sm_frontend_t *s) { s->start = 0, s->fill = 0; }
+
+/* The samples wait in a ring of one frame: a hop moves its start instead of moving the samples
+ * (instead of a memmove of SM_WIN_LENGTH - SM_HOP_LENGTH samples a frame). */
 int32_t sm_frontend_push(sm_frontend_t *s, const int16_t *pcm, int32_t n, int16_t *out) {
     int32_t frames = 0;
     while (n > 0) {
-        int32_t take = SM_WIN_LENGTH - s->fill;
-        if (take > n) take = n;
-        memcpy(&s->window[s->fill], pcm, (size_t)take * sizeof(int16_t));
+        int32_t at = s->start + s->fill; /* where the next sample goes */
+        if (at >= SM_WIN_LENGTH) at -= SM_WIN_LENGTH;
+        int32_t take = SM_WIN_LENGTH - s->fill; /* to the frame's end, */
+        if (take > SM_WIN_LENGTH - at) take = SM_WIN_LENGTH - at; /* the ring's end */
+        if (take > n) take = n; /* or the input's */
+        memcpy(&s->window[at], pcm, (size_t)take * sizeof(int16_t));
         s->fill += take;
         pcm += take;
         n -= take;
         if (s->fill == SM_WIN_LENGTH) {
-            sm_frontend_frame(s->window, &out[frames * SM_N_MELS]);
+            frame_ring(s->window, s->start, &out[frames * SM_N_MELS]);
             frames++;
-            memmove(s->window, &s->window[SM_HOP_LENGTH],
-                    (SM_WIN_LENGTH - SM_HOP_LENGTH) * sizeof(int16_t));
-            s->fill = SM_WIN_LENGTH - SM_HOP_LENGTH;
+            s->start += SM_HOP_LENGTH;
+            if (s->start >= SM_WIN_LENGTH) s->start -= SM_WIN_LENGTH;
+            s->fill -= SM_HOP_LENGTH;
         }
     }
     return frames;
