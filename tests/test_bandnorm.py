@@ -135,6 +135,18 @@ def test_calibrate_scale_is_the_mean_absolute_deviation_of_the_mean_step():
         calibrate([x], mode="median")
 
 
+@settings(max_examples=30, deadline=None)
+@given(utts=st.lists(feats, min_size=1, max_size=7), batch=st.integers(1, 4))
+def test_calibrated_deviations_equal_the_mean_step_run_per_utterance(utts, batch):
+    """The batched pass over utterances side by side (padded, several batches) sums the same
+    |e| as the streaming step run on each utterance alone, saturation included."""
+    from speechmask.device.bandnorm import _deviation_sum
+
+    zero = BandNormConfig("mean", frames=8, frac_bits=8, target=(0,) * BANDS)
+    expected = sum(np.abs(normalize_int(u, zero).astype(np.int64)).sum(0) for u in utts)
+    np.testing.assert_array_equal(_deviation_sum(utts, 8, 8, batch=batch), expected)
+
+
 def test_calibrate_is_the_rounded_mean_of_every_frame():
     a = np.array([[1, -1], [2, -2]], dtype=np.int16)
     b = np.array([[6, -7]], dtype=np.int16)

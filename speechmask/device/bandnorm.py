@@ -117,12 +117,41 @@ def calibrate(features_q: list[np.ndarray], frames: int = BandNormConfig.frames,
     if mode != "scale":
         raise ConfigError(f"band-norm calibration mode must be mean or scale, got {mode!r}",
                           field="mode")
-    zero = BandNormConfig("mean", frames, frac_bits, (0,) * len(cfg.target))
-    dev = sum(np.abs(normalize_int(np.asarray(f, dtype=np.int16), zero).astype(np.int64)).sum(0)
-              for f in features_q)
-    scale = np.clip(_div_round(dev, count), 1, 32767)
+    scale = np.clip(_div_round(_deviation_sum(features_q, frames, frac_bits), count), 1, 32767)
     return BandNormConfig("scale", frames, frac_bits, cfg.target,
                           tuple(int(v) for v in scale), max_gain)
+
+
+def _deviation_sum(features_q: list[np.ndarray], frames: int, frac_bits: int,
+                   batch: int = 256) -> np.ndarray:
+    """Per band, the sum over every frame of `|e|`, the deviation from the running mean as the
+    mean mode computes it (`_mean_step`, the arithmetic of `StreamingBandNormInt`). Utterances
+    run side by side, `batch` at a time, padded to the longest: the frame count `n_t` is the same
+    for all of them at frame `t`, so one pass over frames serves a batch (about 12 times faster
+    than a pass per utterance on 300 utterances of 150-400 frames)."""
+    n_mels = np.asarray(features_q[0]).shape[-1]
+    total = np.zeros(n_mels, dtype=np.int64)
+    order = sorted(features_q, key=len)  # similar lengths together: little padding
+    for i in range(0, len(order), batch):
+        group = order[i:i + batch]
+        steps = max(len(f) for f in group)
+        x = np.zeros((len(group), steps, n_mels), dtype=np.int64)
+        for j, f in enumerate(group):
+            x[j, :len(f)] = f
+        lengths = np.array([len(f) for f in group])
+        mean = np.zeros((len(group), n_mels), dtype=np.int64)
+        for t in range(steps):
+            e = np.clip(_mean_step(mean, x[:, t], min(t + 1, frames), frac_bits), -32768, 32767)
+            total += np.abs(e[lengths > t]).sum(0)
+    return total
+
+
+def _mean_step(mean: np.ndarray, x: np.ndarray, n: int, frac_bits: int) -> np.ndarray:
+    """One frame of the running mean, in place: `mean` (int32 on the device) takes frame `x`
+    (int64 rows of int16 values, any leading shape) with count `n`; returns `x` minus the mean,
+    rounded to the features' units (not yet saturated)."""
+    mean += _div_round((x << frac_bits) - mean, n)
+    return x - round_shift(mean, frac_bits)
 
 
 def _div_round(d: np.ndarray, n) -> np.ndarray:
@@ -162,8 +191,7 @@ class StreamingBandNormInt:
         scale = self.cfg.mode == "scale"
         for t, row in enumerate(x.astype(np.int64)):
             self.count = min(self.count + 1, self.cfg.frames)
-            self.mean += _div_round((row << f) - self.mean, self.count)
-            e = row - round_shift(self.mean, f)
+            e = _mean_step(self.mean, row, self.count, f)
             if scale:
                 e = np.clip(e, -32768, 32767)
                 self.dev += _div_round((np.abs(e) << f) - self.dev, self.count)
