@@ -253,11 +253,72 @@ def test_lm_mode_sends_only_lora_and_projector(prepared, tmp_path):
     assert history["bytes_up"]["1"] < 4 * sum(v.numel() * 4 for v in sent.values()) * 2
 
 
+def _hf_checkpoint(folder, texts, tokenizer: bool = True):
+    """A user's LM folder in HuggingFace's layout, made here without a download: a tiny Llama
+    and a byte-level BPE tokenizer trained on `texts` (tokenizers), both `save_pretrained`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=1, num_attention_heads=2,
+                                 num_key_value_heads=2, eos_token_id=tok.eos_token_id)
+                     ).save_pretrained(folder)
+    if tokenizer:
+        tok.save_pretrained(folder)
+    return folder
+
+
+def test_lm_dir_takes_a_huggingface_checkpoint_and_its_tokenizer(tiny_corpus, mask_path,
+                                                                  slu_path, tmp_path):
+    """`--lm-dir` with another architecture and its own tokenizer: LoRA lands where peft puts it
+    for Llama (query and value projections), the label's end-of-text is learnt (the padding is
+    the EOS id here), and `speechmask federate` runs a round and reports."""
+    from speechmask.federated.lm import PROMPT, HFTokenizer, SpeechLM, load_lm, train_lm_local
+
+    texts = ["turn the lights on" + PROMPT + " lights_on",
+             "what is my balance" + PROMPT + " balance_query"] * 4
+    folder = _hf_checkpoint(tmp_path / "hf", texts)
+    lm, tok = load_lm(folder)
+    assert isinstance(tok, HFTokenizer) and tok.PAD == tok.EOS
+    assert tok.decode(tok.encode(" lights_on")) == " lights_on"
+    model = SpeechLM(lm, 8, -10.0)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable if "lora_" in n} == {
+        "q_proj", "v_proj"}
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(24, 8)).astype(np.float32) for _ in range(4)]
+    labels = ["lights_on", "balance_query"] * 2
+    first = float(model.loss(feats, labels, tok))
+    train_lm_local(model, tok, feats, labels, steps=20, batch_size=4, lr=1e-2, seed=0)
+    assert float(model.loss(feats, labels, tok)) < first - 0.1
+
+    out = tmp_path / "fl"
+    done = subprocess.run(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus), "--mask",
+                                        str(mask_path), "--slu", str(slu_path), "--model", "lm",
+                                        "--lm-dir", str(folder), "--clients", "2", "--rounds",
+                                        "1", "--local-steps", "2", "--batch-size", "2",
+                                        "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["rounds"] == [0, 1] and report["bytes_up"]["1"] > 0
+
+
 def test_lm_dir_errors_are_one_line(tiny_corpus, mask_path, tmp_path):
     (tmp_path / "notlm").mkdir()
     (tmp_path / "notlm" / "chars.json").write_text('{"chars": "ab"}')
+    _hf_checkpoint(tmp_path / "notok", ["turn the lights on"] * 4, tokenizer=False)
     for lm_dir, message in ((tmp_path / "missing", "no such LM directory"),
-                            (tmp_path / "notlm", "not a causal language model")):
+                            (tmp_path / "notlm", "not a causal language model"),
+                            (tmp_path / "notok", "no tokenizer")):
         done = subprocess.run(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus),
                                             "--mask", str(mask_path), "--model", "lm",
                                             "--lm-dir", str(lm_dir), "--clients", "2",

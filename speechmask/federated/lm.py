@@ -8,7 +8,9 @@ directory the user gives (`from_pretrained(..., local_files_only=True)`: never a
 or, for tests and the demo, a small GPT-2 configuration initialised here and pre-trained on the
 corpus's training transcripts with their intents ("... intent: lights_on"), so that it is a
 language model of this domain before any speech reaches it. Its tokenizer is then one of
-characters (`CharTokenizer`), saved beside it."""
+characters (`CharTokenizer`, chars.json beside it); a user's folder brings its own HuggingFace
+tokenizer (`HFTokenizer`). LoRA goes where peft puts it by default for the model's type
+(GPT-2's fused attention projection, Llama's query and value projections, ...)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ from speechmask.train.data import pad_batch
 
 STACK = 4
 PROMPT = " intent:"
-LORA_TARGETS = ("c_attn",)  # GPT-2's fused query/key/value projection
 
 
 class CharTokenizer:
@@ -85,23 +86,66 @@ def pretrain(model, tok: CharTokenizer, texts: list[str], steps: int, seed: int 
     return float(loss)
 
 
+class HFTokenizer:
+    """A HuggingFace tokenizer (the LM folder's own) behind `CharTokenizer`'s interface: `encode`
+    without special tokens, `decode` without them, `EOS` its end-of-text id, `PAD` its padding
+    id or, without one, `EOS` (padding never reaches the loss)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+        self.EOS = tok.eos_token_id
+        self.PAD = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def __len__(self) -> int:
+        return len(self.tok)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+
 def load_lm(folder: Path):
-    """A causal LM and its tokenizer from a local folder (ours: chars.json beside it)."""
+    """A causal LM and its tokenizer from a local folder: ours (chars.json beside it) or a
+    HuggingFace checkpoint with its tokenizer's files; never a download. The tokenizer is read
+    first: it is the cheaper of the two to refuse."""
     from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such LM directory", field="lm_dir")
-    if not (folder / "chars.json").is_file():
-        raise ConfigError(f"{folder}: no chars.json; speechmask reads the LMs it pre-trained "
-                          "itself (a folder `speechmask federate --model lm` wrote)",
-                          field="lm_dir")
+    tok = _tokenizer(folder)
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{folder}: not a causal language model "
-                          f"({str(exc).splitlines()[0][:120]})", field="lm_dir") from None
-    return model, CharTokenizer.load(folder)
+                          f"({_first_line(exc)})", field="lm_dir") from None
+    if len(tok) > model.get_input_embeddings().num_embeddings:
+        raise ConfigError(f"{folder}: the tokenizer has {len(tok)} tokens, the model's "
+                          f"embedding {model.get_input_embeddings().num_embeddings}",
+                          field="lm_dir")
+    return model, tok
+
+
+def _tokenizer(folder: Path):
+    if (folder / "chars.json").is_file():
+        return CharTokenizer.load(folder)
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{folder}: no tokenizer (chars.json, or a HuggingFace tokenizer's "
+                          f"files: {_first_line(exc)})", field="lm_dir") from None
+    if tok.eos_token_id is None:
+        raise ConfigError(f"{folder}: the tokenizer has no end-of-text token (eos_token), which "
+                          "ends the generated intent", field="lm_dir")
+    return HFTokenizer(tok)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
 
 
 class SpeechLM(nn.Module):
@@ -111,10 +155,18 @@ class SpeechLM(nn.Module):
         super().__init__()
         from peft import LoraConfig, get_peft_model
 
-        self.lm = get_peft_model(lm, LoraConfig(r=rank, lora_alpha=2 * rank,
-                                                target_modules=list(LORA_TARGETS),
-                                                fan_in_fan_out=True, lora_dropout=0.0))
-        width = lm.config.n_embd
+        from transformers.pytorch_utils import Conv1D
+
+        # target_modules None: peft's own choice for the model's type; GPT-2's Conv1D layers
+        # store their weights transposed (fan_in_fan_out)
+        conv1d = any(isinstance(m, Conv1D) for m in lm.modules())
+        try:
+            self.lm = get_peft_model(lm, LoraConfig(r=rank, lora_alpha=2 * rank,
+                                                    fan_in_fan_out=conv1d, lora_dropout=0.0))
+        except ValueError as exc:
+            raise ConfigError(f"LoRA cannot adapt a {lm.config.model_type!r} model: "
+                              f"{_first_line(exc)}", field="lm_dir") from None
+        width = lm.get_input_embeddings().embedding_dim
         self.projector = nn.Linear(STACK * n_mels, width)
         self.floor = floor
 
@@ -145,22 +197,23 @@ class SpeechLM(nn.Module):
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
 
-    def loss(self, feats: list[np.ndarray], labels: list[str], tok: CharTokenizer) -> torch.Tensor:
+    def loss(self, feats: list[np.ndarray], labels: list[str], tok) -> torch.Tensor:
         prefix, keep = self.prefix(feats)
         texts = [tok.encode(PROMPT) + tok.encode(" " + lab) + [tok.EOS] for lab in labels]
         width = max(map(len, texts))
         ids = torch.tensor([r + [tok.PAD] * (width - len(r)) for r in texts])
+        # padding by position, not by id: PAD may be EOS, which the model must learn to emit
+        inside = torch.arange(width)[None] < torch.tensor([len(r) for r in texts])[:, None]
         embeds = torch.cat([prefix, self._embed(ids)], dim=1)
-        mask = torch.cat([keep, ids != tok.PAD], dim=1).long()
+        mask = torch.cat([keep, inside], dim=1).long()
         n_prompt = len(tok.encode(PROMPT))
-        target = ids.clone()
+        target = ids.masked_fill(~inside, -100)
         target[:, :n_prompt] = -100
-        target[ids == tok.PAD] = -100
         labels_all = torch.cat([torch.full(keep.shape, -100), target], dim=1)
         return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=labels_all).loss
 
     @torch.no_grad()
-    def generate(self, feats: list[np.ndarray], tok: CharTokenizer, max_len: int = 32
+    def generate(self, feats: list[np.ndarray], tok, max_len: int = 32
                  ) -> list[str]:
         """Greedy decoding after the prompt, one utterance at a time (no padding), with the
         LM's key/value cache so that each new character costs one position."""
@@ -177,12 +230,20 @@ class SpeechLM(nn.Module):
                     break
                 ids.append(nxt)
                 step = self.lm(inputs_embeds=self._embed(torch.tensor([[nxt]])),
-                               past_key_values=step.past_key_values, use_cache=True)
+                               **_cache_of(step), use_cache=True)
             out.append(tok.decode(ids).strip())
         return out
 
 
-def train_lm_local(model: SpeechLM, tok: CharTokenizer, feats: list[np.ndarray],
+def _cache_of(step) -> dict:
+    """The key/value cache of a forward's output as the next call takes it: `cache` from
+    transformers 5 on (where `past_key_values` is deprecated), `past_key_values` before."""
+    if "cache" in step:
+        return {"cache": step["cache"]}
+    return {"past_key_values": step.past_key_values}
+
+
+def train_lm_local(model: SpeechLM, tok, feats: list[np.ndarray],
                    labels: list[str], *, steps: int, batch_size: int, lr: float, seed: int
                    ) -> dict[str, float]:
     params = [p for p in model.parameters() if p.requires_grad]
@@ -201,7 +262,7 @@ def train_lm_local(model: SpeechLM, tok: CharTokenizer, feats: list[np.ndarray],
                                                                              len(labels))}
 
 
-def lm_accuracy(model: SpeechLM, tok: CharTokenizer, feats: list[np.ndarray],
+def lm_accuracy(model: SpeechLM, tok, feats: list[np.ndarray],
                 labels: list[str]) -> float:
     model.eval()
     got = model.generate(feats, tok)
