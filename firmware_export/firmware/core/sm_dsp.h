@@ -53,7 +53,7 @@ static inline int32_t sm_mlshr(int32_t acc, int32_t a, int32_t b) {
  *   sm_sxtb16_ror8(x) = lanes (int8) byte 1, (int8) byte 3
  *   sm_smlad(a, b, acc) = acc + lo(a) lo(b) + hi(a) hi(b)
  *   sm_smlabb(a, b, acc) = acc + lo(a) lo(b),   sm_smlatt(a, b, acc) = acc + hi(a) hi(b)
- *   sm_ssat8(v) = v saturated to [-128, 127] (SSAT) */
+ *   sm_ssat8(v) = v saturated to [-128, 127], sm_ssat16(v) to [-32768, 32767] (SSAT) */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32) && \
     __ARM_FEATURE_SIMD32
 #include <arm_acle.h>
@@ -71,6 +71,7 @@ static inline int32_t sm_smlatt(uint32_t a, uint32_t b, int32_t acc) {
     return __smlatt((int32_t)a, (int32_t)b, acc);
 }
 static inline int32_t sm_ssat8(int32_t v) { return __ssat(v, 8); }
+static inline int32_t sm_ssat16(int32_t v) { return __ssat(v, 16); }
 #else
 static inline int32_t sm_lo16(uint32_t a) { return (int16_t)(a & 0xffffu); }
 static inline int32_t sm_hi16(uint32_t a) { return (int16_t)(a >> 16); }
@@ -89,6 +90,9 @@ static inline int32_t sm_smlatt(uint32_t a, uint32_t b, int32_t acc) {
     return acc + sm_hi16(a) * sm_hi16(b);
 }
 static inline int32_t sm_ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
+static inline int32_t sm_ssat16(int32_t v) {
+    return v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
+}
 #endif
 
 #endif

@@ -2,13 +2,16 @@
  * give it and its bounds), and the order of speechmask.device.send.StreamingSend. */
 #include "sm_send.h"
 
-static int16_t sat16(int32_t v) {
-    return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
-}
+#include "sm_dsp.h"
 
-/* d / n rounded half away from zero, n > 0 */
-static int32_t div_round(int32_t d, int32_t n) {
-    return d >= 0 ? (d + n / 2) / n : -((-d + n / 2) / n);
+static inline int16_t sat16(int32_t v) { return (int16_t)sm_ssat16(v); } /* one SSAT */
+
+/* d / n rounded half away from zero, n > 0, h = n / 2: the quotient of |d| with d's sign put
+ * back by (q ^ s) - s, s = d >> 31 (all ones when d < 0): no branch */
+static inline int32_t div_round(int32_t d, int32_t n, int32_t h) {
+    const int32_t s = d >> 31;
+    const int32_t q = (int32_t)((uint32_t)((d ^ s) - s + h) / (uint32_t)n);
+    return (q ^ s) - s;
 }
 
 int sm_send_reset(sm_send_t *s, int32_t level) {
@@ -29,17 +32,18 @@ void sm_send_frame(sm_send_t *s, const int16_t *x, int16_t *out) {
 #if SM_SEND_NORM_FRAMES > 0
     const int f = SM_SEND_NORM_FRAC_BITS;
     if (s->count < SM_SEND_NORM_FRAMES) s->count++;
-    const int32_t n = s->count;
+    const int32_t n = s->count, h = n / 2;
     for (int b = 0; b < SM_N_MELS; b++) {
         const int32_t d = ((int32_t)x[b] << f) - s->mean[b]; /* |d| < 2^(16 + f) */
-        s->mean[b] += div_round(d, n);
+        s->mean[b] += div_round(d, n, h);
 #if SM_SEND_NORM_SCALE
         const int32_t e = sat16(x[b] - ((s->mean[b] + (1 << (f - 1))) >> f));
-        s->dev[b] += div_round(((e >= 0 ? e : -e) << f) - s->dev[b], n); /* 0..2^(15 + f) */
-        int32_t den = (s->dev[b] + (1 << (f - 1))) >> f;
+        s->dev[b] += div_round(((e >= 0 ? e : -e) << f) - s->dev[b], n, h); /* 0..2^(15 + f) */
+        int32_t den = (s->dev[b] + (1 << (f - 1))) >> f; /* >= 0: dev is */
         if (den < sm_send_norm_floor[b]) den = sm_send_norm_floor[b];
         /* |e * scale| <= 2^15 * (2^15 - 1) < 2^30 */
-        y[b] = sat16(div_round(e * sm_send_norm_scale[b], den) + sm_send_norm_target[b]);
+        y[b] = sat16(div_round(e * sm_send_norm_scale[b], den, (int32_t)((uint32_t)den >> 1)) +
+                     sm_send_norm_target[b]);
 #else
         y[b] = sat16(x[b] - ((s->mean[b] + (1 << (f - 1))) >> f) + sm_send_norm_target[b]);
 #endif
