@@ -52,7 +52,8 @@ from speechmask.device.lifter import LifterConfig, lifter_float  # noqa: E402
 from speechmask.models.config import OFF, MaskConfig, SendConfig  # noqa: E402
 
 VARIANTS = ("gates", "norm16", "norm64", "norm256", "warp10", "warp20", "lifter13",
-            "norm64+warp10", "norm64+warp20", "norm64+lifter13")
+            "norm64+warp10", "norm64+warp20", "norm64+lifter13", "norm256+scale",
+            "norm256+scale+warp10")
 STEP = re.compile(r"^(norm|warp|lifter)(\d+)$")
 METRICS = ("intent_acc", "wer_passive", "wer_informed", "wer_inpainting", "entity_error_rate",
            "eer_ignorant", "eer_lazy_informed", "eer_semi_informed", "speaker_id_acc",

@@ -127,7 +127,18 @@ def headline_steps(records: dict, attack: dict | None) -> list[str]:
     default = default_variant(records, abl)
     gates, ours = abl["variants"]["gates"], abl["variants"].get(default or "")
     if ours is None:
-        return []
+        tuning = records.get("bench_ablation_tuning") or {"variants": {}}
+        picked = tuning["variants"].get(default or "")
+        if picked is None or "gates" not in tuning["variants"]:
+            return [f"Device-side send steps: the default {default} is not in bench_ablation's "
+                    "record yet.", ""]
+        link = f"docs/results.md#{anchor('bench_ablation_tuning')}"
+        return [f"Device-side send steps: the default {default} is not in bench_ablation's record "
+                f"yet; on the tuning corpus ([bench_ablation_tuning]({link}), speaker attackers "
+                f"only) it reaches semi-informed speaker EER {pct(picked.get('eer_semi_informed'))}"
+                f" % (gates alone {pct(tuning['variants']['gates'].get('eer_semi_informed'))} %), "
+                f"intent accuracy {pct(picked.get('intent_acc'))} % "
+                f"({pct(tuning['variants']['gates'].get('intent_acc'))} %).", ""]
     link = f"docs/results.md#{anchor('bench_ablation')}"
     where = ("" if attack is None or attack.get("mask_send") else
              " The table above is of the mask's gates alone: its record predates the steps.")

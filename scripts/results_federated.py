@@ -10,7 +10,7 @@ def sec_federated(records: dict) -> list[str]:
     rec = records.get("bench_federated")
     out = [heading("bench_federated"), ""] + provenance("bench_federated", rec)
     if not rec:
-        return out
+        return out + runtimes_table(records.get("bench_federated_runtimes"))
     share, limit = rec["target_share"], rec["target_seconds_4x3"]
     rows = []
     for key, label in (("speakers", "speaker-partitioned clients"),
@@ -57,6 +57,7 @@ def sec_federated(records: dict) -> list[str]:
                      f"{100 * run['centralised_accuracy']:.1f} %); the SLU model "
                      f"{100 * s['accuracy'][-1]:.1f} %", "reported"])
     out += table(["", "measured", "target"], rows) + [""]
+    out += runtimes_table(records.get("bench_federated_runtimes"))
     if rec.get("note"):
         out += [f"Note on this run: {rec['note']}.", ""]
     out += ["The runs start from the clean-trained cloud model, whose masked test accuracy is "
@@ -67,6 +68,23 @@ def sec_federated(records: dict) -> list[str]:
     if lm:
         out += [f"Speech LM ({provenance_line(lm)}): {lm['method']}."]
     return out + [""]
+
+
+def runtimes_table(rec: dict | None) -> list[str]:
+    """The runtimes (bench_federated.py --runtimes): simulation and deployment, with and
+    without SecAgg+, 4 clients x 3 rounds each."""
+    out = ["Runtimes and SecAgg+ (record bench_federated_runtimes):", ""]
+    out += provenance("bench_federated_runtimes", rec)
+    if not rec:
+        return out
+    names = {"simulation": "simulation", "simulation_secagg": "simulation + SecAgg+",
+             "deployment": "deployment runtime (SuperLink + 4 SuperNodes)",
+             "deployment_secagg": "deployment runtime + SecAgg+"}
+    rows = [[names.get(k, k), f"{100 * r['accuracy'][-1]:.1f} % (from "
+                              f"{100 * r['accuracy'][0]:.1f} %)", f"{r['seconds']:.0f} s",
+             f"{num(r['bytes_per_round_each_way'])} B"] for k, r in rec["runs"].items()]
+    return out + table(["4 clients x 3 rounds", "accuracy after round 3", "wall time",
+                        "traffic per round, each way"], rows) + ["", rec["method"] + ".", ""]
 
 
 def provenance_line(rec: dict) -> str:

@@ -43,12 +43,14 @@ COMMANDS = {
                              "--mask build/bench_mask/mask_40ms.pt --attacks speaker "
                              "--record bench_ablation_tuning --cache build/tuning/cache "
                              "--variants gates norm32 norm64 norm256 norm32+warp20 norm64+warp10 "
-                             "norm64+warp20 norm256+warp10 norm256+warp20 norm256+warp30",
+                             "norm64+warp20 norm256+warp10 norm256+warp20 norm256+warp30 "
+                             "norm64+scale norm256+scale norm256+scale+warp10",
     "bench_sweep": "python benchmarks/bench_sweep.py --corpus build/bench_mask/corpus --runs "
                    "build/bench_mask --reuse-cache build/bench_attack",
     "bench_ablation": "python benchmarks/bench_ablation.py --manifest "
                       "build/bench_mask/corpus/manifest.jsonl --slu build/bench_mask/slu.pt "
                       "--mask build/bench_mask/mask_40ms.pt",
+    "bench_federated_runtimes": "python benchmarks/bench_federated.py --runtimes",
     "bench_federated": "python benchmarks/bench_federated.py --manifest "
                        "build/bench_mask/corpus/manifest.jsonl --mask build/bench_mask/mask_40ms.pt "
                        "--slu build/bench_mask/slu.pt --out build/bench_federated",

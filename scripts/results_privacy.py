@@ -67,9 +67,14 @@ def ablation_table(rec: dict, default: str | None) -> list[str]:
 
 
 def default_variant(records: dict, rec: dict) -> str | None:
-    """The mask's default steps: named by the record, else the tuning run's choice."""
-    return rec.get("default_variant") or (records.get("bench_ablation_tuning") or {}).get(
-        "chosen")
+    """The mask's default send steps as the code has them now (`SendConfig`), named as a
+    variant (the records may predate it)."""
+    from speechmask.models.config import SendConfig
+
+    d = SendConfig()
+    parts = ([f"norm{d.norm_frames}"] if d.norm else []) + (["scale"] if d.norm_scale else []) \
+        + ([f"warp{round(d.warp_max * 100)}"] if d.warp else [])
+    return "+".join(parts) or "gates"
 
 
 def _ablation_section(records: dict, name: str, describe) -> list[str]:

@@ -511,12 +511,17 @@ def sec_firmware(records: dict) -> list[str]:
         ram, flash = TARGETS["firmware_ram_bytes"], TARGETS["firmware_flash_bytes"]
         rows = [[f"{step}, instructions per second of audio", f"{ips[step] / 1e6:.2f} M", ""]
                 for step in rec["steps_measured"]]
-        rows += [["the whole job (sm_device_push)", f"{ips['total'] / 1e6:.2f} M/s = "
+        # the firmware issue's budget names front-end, mask and gating; the send steps came
+        # later, so the whole job is shown against 1 % of the core on its own row
+        core = sum(ips[k] for k in ("frontend", "mask", "gating") if k in ips)
+        rows += [["front-end + mask + gating", f"{core / 1e6:.2f} M/s",
+                  f"<= {budget / 1e6:.1f} M/s: {verdict(core <= budget)}"],
+                 ["the whole job (sm_device_push), send steps included",
+                  f"{ips['total'] / 1e6:.2f} M/s = "
                   f"{pct(rec['est_cpu_share_480mhz'], 2)} % of 480 MHz at 1 instruction/cycle "
                   f"(estimate); {rec['est_ms_per_4s_clip']:.1f} ms per 4 s clip (SILENCE-S: "
                   f"{SILENCE_S['ms_per_4s_clip']} ms)",
-                  f"front-end + mask + gating <= {budget / 1e6:.1f} M/s: "
-                  f"{verdict(ips['total'] <= budget)}"],
+                  f"<= 1 % of the core: {verdict(ips['total'] <= budget)}"],
                  ["RAM: static + stack high-water", f"{kib(rec['ram_bytes'])} "
                   f"({num(rec['ram_static_bytes'])} + {num(rec['stack_high_water_bytes'])})",
                   f"<= {kib(ram)} (SILENCE-S: {SILENCE_S['memory_kb']} KB): "

@@ -271,13 +271,13 @@ def test_sweep_trains_a_mask_per_gamma_and_switch_cost_and_plots_the_frontier(co
     out = tmp_path / "sweep"
     assert main(["attack", "sweep", "--manifest", str(corpus), "--slu", str(slu_path),
                  "--out", str(out), "--gammas", "0.15", "--switch-costs", "0", "2",
-                 "--norm-frames", "0", "64", "--warps", "0.1", "--baselines", "random",
+                 "--norm-frames", "0", "256", "--warps", "0.1", "--baselines", "random",
                  "--max-steps", "2", "--attacks", "passive", "speaker", "--quiet"]) == 0
     result = json.loads((out / "sweep.json").read_text())
     points = result["points"]
     assert [(p["gamma"], p["switch_cost"], p["norm_frames"]) for p in points] == [
-        (0.15, 0, 0), (0.15, 0, 64), (0.15, 2, 0), (0.15, 2, 64)]
-    assert [p["default"] for p in points] == [False, True, False, False]  # 0.15, 0, 64, 0.1
+        (0.15, 0, 0), (0.15, 0, 256), (0.15, 2, 0), (0.15, 2, 256)]
+    assert [p["default"] for p in points] == [False, True, False, False]  # 0.15, 0, 256, 0.1
     assert [p["mask_label"] for p in points] == ["γ=0.15", "γ=0.15", "γ=0.15 s2", "γ=0.15 s2"]
     assert sorted({Path(p["mask"]).name for p in points}) == ["mask_gamma0.15.pt",
                                                               "mask_gamma0.15_switch2.pt"]

@@ -424,6 +424,34 @@ def test_secure_aggregation_equals_fedavg_up_to_quantization(prepared, tmp_path)
         assert float((v.double() - mean).abs().max()) <= 4 * step, k
         moved = max(moved, float((mean - initial[k].double()).abs().max()))
     assert moved > 100 * step  # the round changed the model far beyond the tolerance
+    _server_saw_only_masked_vectors(dumps, sent)
+
+
+def _server_saw_only_masked_vectors(dumps, sent) -> None:
+    """Every reply the server received (secure.RecordingGrid): no array record, and each
+    device's weights only as a masked vector, uniform over the protocol's modulus (2^32) and
+    uncorrelated with the weights, where the quantized weights alone would all lie below 2^24."""
+    from flwr.common import bytes_to_ndarray
+    from flwr.common.secure_aggregation.secaggplus_constants import Key
+
+    from speechmask.federated.secure import QUANTIZATION_LEVELS
+
+    received = torch.load(dumps / "server_received.pt", weights_only=False)
+    assert received  # array records are kept as lists: the fit replies' is empty
+    assert all(r == [] for e in received for r in e["records"].values() if isinstance(r, list))
+    masked = [np.concatenate([bytes_to_ndarray(b.tobytes()).ravel() for b in r[
+        Key.MASKED_PARAMETERS]]) for e in received for r in e["records"].values()
+        if isinstance(r, dict) and Key.MASKED_PARAMETERS in r]
+    assert len(masked) == len(sent)
+    plain = [torch.cat([v.reshape(-1).double() for v in d["arrays"].values()
+                        if v.is_floating_point()]).numpy() for d in sent]
+    for vec in masked:
+        vec = vec.astype(np.float64)
+        assert float(np.mean(vec < QUANTIZATION_LEVELS)) < 0.02  # uniform: 2^24 / 2^32
+        assert 0.45 < float(vec.mean()) / 2 ** 32 < 0.55
+        for weights in plain:  # the first entry is the protocol's weight factor
+            n = min(len(weights), len(vec) - 1)
+            assert abs(np.corrcoef(vec[1:n + 1], weights[:n])[0, 1]) < 0.05
 
 
 @pytest.mark.parametrize("kwargs", [dict(clients=2), dict(clients=3, strategy="fedprox"),

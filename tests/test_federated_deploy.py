@@ -90,3 +90,38 @@ def test_an_unknown_connection_is_one_line(tiny_corpus, mask_path, tmp_path):
     assert done.returncode == 1
     assert "no such flwr connection" in done.stderr and "nowhere" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_secure_aggregation_on_the_deployment_runtime(tiny_corpus, mask_path, slu_path,
+                                                     tmp_path):
+    """SecAgg+ across three SuperNodes: the round completes, the server's model is the devices'
+    examples-weighted mean to within the quantization, the server received each device's
+    weights only as a masked vector, and no Flower process is left."""
+    import torch
+
+    from speechmask.federated.config import FederateConfig
+    from speechmask.federated.recorder import load_state
+    from speechmask.federated.runner import prepare, run_federation
+    from test_federated import _server_saw_only_masked_vectors
+
+    out, dumps = tmp_path / "fl", tmp_path / "dumps"
+    dumps.mkdir()
+    cfg = FederateConfig(clients=3, rounds=1, local_steps=2, batch_size=4,
+                         secure_aggregation=True)
+    settings = prepare(tiny_corpus, mask_path, slu_path, out, cfg, progress=False)
+    before = flower_processes()
+    history = run_federation(dict(settings, dump_dir=str(dumps)), out, rounds=1,
+                             deployment="local")
+    assert sorted(history["accuracy"], key=int) == ["0", "1"] and history["train_loss"]["1"] > 0
+    assert flower_processes() - before == set()
+    sent = [torch.load(p, weights_only=True) for p in sorted(dumps.glob("round1_client*.pt"))]
+    assert len(sent) == 3
+    total = sum(d["examples"] for d in sent)
+    initial = torch.load(out / "initial.pt", weights_only=True)
+    step = 8 * max(float(v.abs().max()) for v in initial.values() if v.is_floating_point()) \
+        / (1 << 24)
+    for k, v in load_state(out / "state.pt")["weights"].items():
+        if v.is_floating_point():
+            mean = sum(d["examples"] * d["arrays"][k].double() for d in sent) / total
+            assert float((v.double() - mean).abs().max()) <= 4 * step, k
+    _server_saw_only_masked_vectors(dumps, sent)

@@ -170,6 +170,13 @@ def fixture_records() -> dict:
                             "bytes_per_round_each_way": 1000, "seconds": 20.0,
                             "client_peak_memory_bytes": 2 ** 30}
                      for name in ("speakers", "dirichlet_0.5", "forward", "timing_4x3")}},
+        "bench_federated_runtimes": {
+            "benchmark": "bench_federated", **stamp, "method": "4 clients x 3 rounds",
+            "command": "python benchmarks/bench_federated.py --runtimes",
+            "runs": {name: {"accuracy": [0.8, 0.85, 0.9, acc], "seconds": sec,
+                            "bytes_per_round_each_way": 1000}
+                     for name, acc, sec in (("simulation", 0.91, 40.0),
+                                            ("deployment_secagg", 0.92, 75.0))}},
         "bench_firmware": {
             "benchmark": "bench_firmware", **stamp, "export": "e", "export_id": "ab",
             "audio_s": 2.0, "frames": 198, "method": "counted",
@@ -195,11 +202,11 @@ def fixture_records() -> dict:
             "command": "python benchmarks/bench_speaker_cues.py --manifest m"},
         "bench_ablation_tuning": {
             "benchmark": "bench_ablation_tuning", **stamp, "strength": "quick", "max_drop": 3.0,
-            "attacks": ["speaker"], "trials": 8, "chosen": "norm64+warp10", "seconds": 1.0,
+            "attacks": ["speaker"], "trials": 8, "chosen": "norm256+scale+warp10", "seconds": 1.0,
             "variants": {v: {"open_fraction": 0.48, "intent_acc": acc, "eer_semi_informed": eer}
                          for v, acc, eer in (("unprotected", 0.867, 0.008),
                                              ("gates", 0.911, 0.004),
-                                             ("norm64+warp10", 0.883, 0.096))},
+                                             ("norm256+scale+warp10", 0.883, 0.096))},
             "command": "python benchmarks/bench_ablation.py --manifest t"},
         "bench_sweep": {
             "benchmark": "bench_sweep", **stamp, "seconds": 900.0, "strength": "quick",
@@ -225,7 +232,7 @@ def fixture_records() -> dict:
                              ("unprotected", 0.928, 0.409, 0.032, 0.032),
                              ("gates", 0.956, 0.498, 0.218, 0.043),
                              ("norm256", 0.928, 0.523, 0.452, 0.093),
-                             ("norm64+warp10", 0.922, 0.583, 0.462, 0.125))},
+                             ("norm256+scale+warp10", 0.922, 0.583, 0.462, 0.125))},
             "command": "python benchmarks/bench_ablation.py --manifest m"},
     }
 
@@ -274,7 +281,12 @@ def test_tables_carry_the_records_numbers(tmp_path):
     assert _row(doc, "40 ms: segments sent (open fraction)")[1] == "**0.489**"
     assert _row(doc, "mask training on 200 clips")[1] == "67 s"
     assert _row(doc, "frontend, instructions per second of audio")[1] == "6.00 M"
-    assert _row(doc, "the whole job (sm_device_push)")[2].endswith("<= 4.8 M/s: **not met**")
+    assert _row(doc, "front-end + mask + gating")[1:] == ["7.00 M/s",
+                                                         "<= 4.8 M/s: **not met**"]
+    assert _row(doc, "the whole job (sm_device_push), send steps included")[2] == \
+        "<= 1 % of the core: **not met**"
+    assert _row(doc, "deployment runtime + SecAgg+")[1:] == ["92.0 % (from 80.0 %)", "75 s",
+                                                             "1,000 B"]
     assert _row(doc, "mask network, one call")[1] == "40,000 instructions (16 real calls)"
     assert _row(doc, "RAM: static + stack high-water")[1] == "6,300 B (6.2 KiB) (6,150 + 150)"
     assert "fine-tuned **0.884** (+0.0 points" in _flat(doc) and "320 test utterances" in _flat(doc)
@@ -289,9 +301,9 @@ def test_tables_carry_the_records_numbers(tmp_path):
                      "cepstral coefficients")[1:] == ["20.0", "80.0"]
     assert "chance 3.3 %" in _flat(doc)
     # bench_ablation(_tuning): one row per variant, the rule's pick bold, the default named
-    assert _row(doc, "**gates + norm 64 frames + warp 10 % (default)**")[1:] == ["88.3", "9.6"]
+    assert _row(doc, "**gates + norm 256 frames + scale + warp 10 % (default)**")[1:] == ["88.3", "9.6"]
     assert _row(doc, "**gates + norm 256 frames**")[1:] == ["92.8", "52.3", "45.2", "9.3"]
-    assert _row(doc, "gates + norm 64 frames + warp 10 % (default)")[1:] == [
+    assert _row(doc, "gates + norm 256 frames + scale + warp 10 % (default)")[1:] == [
         "92.2", "58.3", "46.2", "12.5"]
     assert _row(doc, "gates only")[1:] == ["91.1", "0.4"]  # the first table: tuning
     # bench_adversary: rates in %, intent against the no-adversary row
@@ -344,6 +356,13 @@ def test_headline_block_from_the_same_records(tmp_path):
     assert results.splice(spliced, block) == spliced
     with pytest.raises(ValueError, match="markers"):
         results.splice("# no markers\n", block)
+    assert "semi-informed speaker EER 12.5 % (gates alone 4.3 %)" in _flat(block)
+    # an ablation record without the default's steps: the line quotes the tuning record instead
+    older = fixture_records()
+    older["bench_ablation"]["variants"].pop("norm256+scale+warp10")
+    line = _flat(results.render_headline(results.load_records(_write(tmp_path / "old", older))))
+    assert "not in bench_ablation's record yet" in line
+    assert "semi-informed speaker EER 9.6 % (gates alone 0.4 %), intent accuracy 88.3 %" in line
 
 
 def test_missing_record_says_not_yet_run_with_its_command(tmp_path):

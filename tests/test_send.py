@@ -21,7 +21,7 @@ from speechmask.models.mask import MaskGenerator
 
 FE = FrontendConfig()
 PLAIN = MaskConfig(send=SendConfig(norm_frames=0, warp_max=0.0))  # no send step
-ON = MaskConfig(send=SendConfig(norm_frames=16, warp_max=0.2,
+ON = MaskConfig(send=SendConfig(norm_frames=16, warp_max=0.2, norm_scale=False,
                                 norm_target=tuple(range(-8000, -7960))))
 
 
@@ -126,8 +126,7 @@ def test_an_uncalibrated_step_is_refused():
         bandnorm_config(SendConfig(norm_frames=16))
     with pytest.raises(ConfigError, match="scale has no target"):
         bandnorm_config(SendConfig(norm_frames=16, norm_scale=True, norm_target=(0,) * 40))
-    with pytest.raises(ConfigError, match="needs the per-band normalisation"):
-        SendConfig(norm_frames=0, norm_scale=True)
+    assert SendConfig(norm_frames=0).norm_scale is False  # the scale goes with the normalisation
     with pytest.raises(ConfigError):
         MaskConfig(send=SendConfig(norm_frames=16, norm_target=(1, 2, 3)))
     with pytest.raises(ConfigError):
@@ -170,12 +169,16 @@ def test_train_mask_calibrates_and_the_cli_sends_features_only(tmp_path, tiny_co
     mask = tmp_path / "mask.pt"
     assert main(["train", "mask", "--manifest", str(tiny_corpus), "--slu", str(slu_path),
                  "--out", str(mask), "--max-steps", "2", "--batch-size", "8", "--device", "cpu",
-                 "--send-norm-frames", "16", "--send-norm-scale", "--send-warp", "0.1",
-                 "--quiet"]) == 0
+                 "--send-norm-frames", "16", "--send-warp", "0.1", "--quiet"]) == 0
     cfg = speechmask.load_mask(mask).cfg
     assert cfg.send.norm_frames == 16 and len(cfg.send.norm_target) == FE.n_mels
-    assert cfg.send.norm_scale and len(cfg.send.norm_scale_target) == FE.n_mels
+    assert cfg.send.norm_scale and len(cfg.send.norm_scale_target) == FE.n_mels  # the default
     assert cfg.send.warp_max == 0.1
+    means_only = tmp_path / "means_only.pt"
+    assert main(["train", "mask", "--manifest", str(tiny_corpus), "--slu", str(slu_path),
+                 "--out", str(means_only), "--max-steps", "1", "--batch-size", "8", "--device",
+                 "cpu", "--no-send-norm-scale", "--quiet"]) == 0
+    assert not speechmask.load_mask(means_only).cfg.send.norm_scale
     wav = next(tiny_corpus.parent.rglob("*.wav"))
     with pytest.raises(SystemExit):  # no audio counterpart: one line, exit 1
         main(["mask", "--model", str(mask), str(wav), "--out", str(tmp_path / "x.wav")])

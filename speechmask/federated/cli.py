@@ -58,7 +58,7 @@ def _federate(args: argparse.Namespace) -> int:
     if args.deployment is not None:
         from .deployment import check_deployment
 
-        check_deployment(args.deployment, cfg.secure_aggregation)
+        check_deployment(args.deployment)
     if cfg.model == "lm" and cfg.lm_dir is not None:
         from .lm import load_lm
 

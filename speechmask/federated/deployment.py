@@ -28,9 +28,9 @@ from pathlib import Path
 from speechmask.errors import SpeechmaskError
 
 APP_NAME = "speechmask-fl"  # Flower wants letters, digits and hyphens
-APP_TOML = f"""# The Flower app `flwr run` ships to the SuperLink (written by speechmask federate)
+APP_TOML = """# The Flower app `flwr run` ships to the SuperLink (written by speechmask federate)
 [project]
-name = "{APP_NAME}"
+name = "{app_name}"
 version = "1.0.0"
 description = "speechmask: federated adaptation on masked features"
 license = "Apache-2.0"
@@ -39,8 +39,8 @@ license = "Apache-2.0"
 publisher = "speechmask"
 
 [tool.flwr.app.components]
-serverapp = "speechmask.federated.deploy_apps:serverapp"
-clientapp = "speechmask.federated.deploy_apps:clientapp"
+serverapp = "speechmask.federated.deploy_apps:{prefix}serverapp"
+clientapp = "speechmask.federated.deploy_apps:{prefix}clientapp"
 
 [tool.flwr.app.config]
 settings = "{{}}"
@@ -56,7 +56,8 @@ def write_app(out: Path, settings: dict) -> tuple[Path, Path]:
     """(app folder, run config file) for a run whose server writes into `out`."""
     app = out / "app"
     app.mkdir(parents=True, exist_ok=True)
-    (app / "pyproject.toml").write_text(APP_TOML)
+    prefix = "secure_" if settings.get("secure_aggregation") else ""
+    (app / "pyproject.toml").write_text(APP_TOML.format(app_name=APP_NAME, prefix=prefix))
     run = app / "run.toml"  # a JSON string is a valid TOML basic string
     run.write_text("settings = " + json.dumps(json.dumps({**settings, "out": str(out)})) + "\n")
     return app, run
@@ -245,12 +246,9 @@ class LocalDeployment:
         self.procs = []
 
 
-def check_deployment(deployment: str, secure_aggregation: bool = False) -> None:
-    """Before any work: SecAgg+ (not wired to this runtime), a local port that is taken, or a
-    connection flwr does not know, is one line."""
-    if secure_aggregation:
-        raise DeploymentError("--secure-aggregation runs in Flower's simulation only so far "
-                              "(its SecAgg+ workflow is not wired to --deployment)")
+def check_deployment(deployment: str) -> None:
+    """Before any work: a local port that is taken, or a connection flwr does not know, is one
+    line."""
     if deployment == "local" or deployment.startswith("local:"):
         port = deployment.partition(":")[2]
         if port and (not port.isdigit() or not 0 < int(port) < 65536):
@@ -272,10 +270,10 @@ def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = 
     a flwr connection name, or local[:PORT]."""
     out = out.resolve()  # the server and the clients run elsewhere: absolute paths only
     settings = {**settings, **{k: str(Path(settings[k]).resolve()) for k in
-                               ("data_dir", "initial_state", "audit", "lm_dir")
+                               ("data_dir", "initial_state", "audit", "lm_dir", "dump_dir")
                                if settings.get(k)}}
     app, run_toml = write_app(out, settings)
-    check_deployment(deployment, bool(settings.get("secure_aggregation")))
+    check_deployment(deployment)
     if deployment == "local" or deployment.startswith("local:"):
         port = deployment.partition(":")[2]
         log = out / "deploy" / "logs" / "serverapp.log"

@@ -113,7 +113,7 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
     run_settings = dict(settings, initial_state=str(initial), rounds_left=rounds - start_round,
                         round_offset=start_round)
     if deployment is not None:
-        from .deployment import run_deployed  # it refuses SecAgg+ (check_deployment)
+        from .deployment import run_deployed
 
         run_deployed(run_settings, out, deployment, verbose=verbose)
         return load_state(out / STATE)["history"]

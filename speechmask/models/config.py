@@ -85,13 +85,14 @@ class SendConfig:
 
     # defaults chosen by the rule of docs/design.md on a corpus of other voices
     # (benchmarks/results/bench_ablation_tuning.json)
-    norm_frames: int = option(64, "running-mean length of the per-band normalisation of what is "
-                                  "sent, in frames (0 = off)", flag="--send-norm-frames")
+    norm_frames: int = option(256, "running-mean length of the per-band normalisation of what "
+                                   "is sent, in frames (0 = off, its scale with it)",
+                              flag="--send-norm-frames")
     warp_max: float = option(0.1, "random per-utterance frequency warping of what is sent: the "
                                   "largest factor is 1 + this (0 = off)", flag="--send-warp")
-    norm_scale: bool = option(False, "the per-band normalisation also moves each band's mean "
-                                     "absolute deviation to the training features' (needs "
-                                     "--send-norm-frames)", flag="--send-norm-scale")
+    norm_scale: bool = option(True, "the per-band normalisation moves band means only, not also "
+                                    "each band's mean absolute deviation to the training "
+                                    "features'", negative="--no-send-norm-scale")
     norm_target: tuple[int, ...] = ()
     norm_scale_target: tuple[int, ...] = ()
     norm_max_gain: int = 8
@@ -111,9 +112,8 @@ class SendConfig:
         object.__setattr__(self, "norm_target", tuple(int(v) for v in self.norm_target))
         object.__setattr__(self, "norm_scale_target",
                            tuple(int(v) for v in self.norm_scale_target))
-        if self.norm_scale and not self.norm:
-            raise ConfigError("norm_scale needs the per-band normalisation (norm_frames > 0)",
-                              field="norm_scale")
+        if self.norm_scale and not self.norm:  # the scale is a part of the normalisation
+            object.__setattr__(self, "norm_scale", False)
         check_int(self.norm_max_gain, "norm_max_gain")
 
     @property
