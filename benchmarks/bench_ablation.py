@@ -5,9 +5,9 @@ Each variant sends what the mask's gates open, after a chain of device-side step
 features (`speechmask.device`): `normN` the streaming per-band normalisation over N frames (the
 step `train mask --send-norm-frames N` puts in the mask), `warpP` random per-utterance frequency
 warping up to P % (`device.warp`), `lifterK` cepstral liftering keeping K coefficients
-(`device.lifter`), `scale` with a norm step the normalisation's scale (`train mask
---send-norm-scale`: each band's mean absolute deviation moved to a target too); `gates` alone is
-the mask with no step. Steps chain in the order norm, warp
+(`device.lifter`), `scale` with a norm step the normalisation's scale (on in `train mask`
+unless `--no-send-norm-scale`: each band's mean absolute deviation moved to a target too);
+`gates` alone is the mask with no step. Steps chain in the order norm, warp
 (as `device.send` runs them in the mask), lifter. The gates are the mask's own (decided on the raw features, so every variant withholds the
 same positions); the suite fine-tunes the cloud model and retrains its informed attackers on each
 variant's output. PocketSphinx is left out: the steps have no audio counterpart, so it applies to

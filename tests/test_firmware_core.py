@@ -112,10 +112,12 @@ def test_frontend_is_bit_exact_at_the_edges_of_its_range(core, signal):
 
 
 @pytest.mark.parametrize("layout", [dict(n_fft=1024), dict(n_fft=256, win_ms=15.0),
-                                    dict(win_ms=25.0625), dict(window_shift=5, power_shift=9)])
+                                    dict(win_ms=25.0625), dict(hop_ms=10.0625),
+                                    dict(window_shift=5, power_shift=9)])
 def test_frontend_is_bit_exact_in_other_layouts(tmp_path, layout):
-    """Odd log2(n_fft / 2) (one single FFT stage before the fused pairs), an odd window, other
-    shifts: the C built from each layout's generated header equals the reference."""
+    """Odd log2(n_fft / 2) (one single FFT stage before the fused pairs), an odd window, an odd
+    hop (the ring's start odd in an even window), other shifts: the C built from each layout's
+    generated header equals the reference."""
     from types import SimpleNamespace
 
     from speechmask.features import FrontendConfig

@@ -108,12 +108,12 @@ def test_off_sends_the_features_unchanged():
 
 def test_calibration_targets_the_training_band_means():
     feats = [np.random.default_rng(k).normal(-5, 2, (50, 40)).astype(np.float32) for k in range(3)]
-    cfg = calibrate(MaskConfig(), feats)  # the default: on, calibrated by train mask
+    cfg = calibrate(MaskConfig(send=SendConfig(norm_scale=False)), feats)  # means only
     want = np.concatenate([quantize(f, FE) for f in feats]).astype(np.float64).mean(0)
     assert np.abs(np.array(cfg.send.norm_target) - want).max() <= 0.5
     assert calibrate(cfg, [feats[0]]) is cfg  # calibrated once: kept
     assert calibrate(PLAIN, feats) == PLAIN  # off: nothing to calibrate
-    scaled = calibrate(MaskConfig(send=SendConfig(norm_scale=True)), feats)
+    scaled = calibrate(MaskConfig(), feats)  # the default: the scale too
     assert len(scaled.send.norm_scale_target) == 40 and scaled.send.norm_target == \
         cfg.send.norm_target
     q = quantize(feats[0], FE)  # the float path sends what the integer path does, to rounding

@@ -123,7 +123,7 @@ def calibrate(features_q: list[np.ndarray], frames: int = BandNormConfig.frames,
 
 
 def _deviation_sum(features_q: list[np.ndarray], frames: int, frac_bits: int,
-                   batch: int = 256) -> np.ndarray:
+                   batch: int = 64) -> np.ndarray:
     """Per band, the sum over every frame of `|e|`, the deviation from the running mean as the
     mean mode computes it (`_mean_step`, the arithmetic of `StreamingBandNormInt`). Utterances
     run side by side, `batch` at a time, padded to the longest: the frame count `n_t` is the same

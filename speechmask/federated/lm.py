@@ -269,7 +269,8 @@ def lm_accuracy(model: SpeechLM, tok, feats: list[np.ndarray],
     return float(np.mean([g == lab for g, lab in zip(got, labels)])) if labels else 0.0
 
 
-def speech_lm(lm_dir: Path, n_mels: int, frontend) -> tuple[SpeechLM, CharTokenizer]:
+def speech_lm(lm_dir: Path, n_mels: int, frontend
+              ) -> tuple[SpeechLM, CharTokenizer | HFTokenizer]:
     lm, tok = load_lm(lm_dir)
     for p in lm.parameters():
         p.requires_grad_(False)

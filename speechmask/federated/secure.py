@@ -14,6 +14,8 @@ most examples a device's round can see)."""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,8 +42,15 @@ def _split(state: dict) -> tuple[list[str], dict]:
     """(the floating-point tensors' keys, which go through the protocol; the other tensors).
     Integer buffers (batch norm's step counters) would not survive its fixed-point arithmetic
     and need no averaging: each side keeps the initial model's."""
-    keys = [k for k, v in state.items() if v.is_floating_point()]
+    keys = sorted(k for k, v in state.items() if v.is_floating_point())  # one order everywhere
     return keys, {k: v for k, v in state.items() if not v.is_floating_point()}
+
+
+@functools.lru_cache(maxsize=4)
+def _structure(slu_config_json: str) -> tuple[list[str], dict]:
+    """`_split` of a fresh model of this configuration (a device builds it once, not per
+    message)."""
+    return _split(make_model(json.loads(slu_config_json)).state_dict())
 
 
 class _Device(NumPyClient):
@@ -52,7 +61,7 @@ class _Device(NumPyClient):
 
     def __init__(self, settings: dict, pid: int, data_dir: Path):
         self.settings, self.pid, self.data_dir = settings, pid, data_dir
-        self.keys, self.fixed = _split(make_model(settings["slu_config"]).state_dict())
+        self.keys, self.fixed = _structure(json.dumps(settings["slu_config"], sort_keys=True))
 
     def fit(self, parameters, config):
         state = {**self.fixed, **{k: torch.from_numpy(np.array(p))
@@ -182,7 +191,7 @@ class RecordingGrid:
 
 
 def _plain(value):
-    """A config or metric value as torch.save keeps it without pickling classes."""
+    """A config or metric value in plain types (bytes as uint8 arrays) for the test's file."""
     if isinstance(value, bytes):
         return np.frombuffer(value, dtype=np.uint8).copy()
     if isinstance(value, list):
