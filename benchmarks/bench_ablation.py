@@ -116,11 +116,7 @@ def variant_system(name: str, steps: dict[str, int], mask):
 
 def default_variant() -> str:
     """The variant name of the mask's default send steps (`SendConfig`)."""
-    d = SendConfig()
-    parts = ([f"norm{d.norm_frames}"] if d.norm else []) + \
-        (["scale"] if d.norm_scale else []) + \
-        ([f"warp{round(d.warp_max * 100)}"] if d.warp else [])
-    return "+".join(parts) or "gates"
+    return send.steps_name(SendConfig())
 
 
 def choose(rows: dict[str, dict], max_drop: float) -> str | None:

@@ -69,12 +69,10 @@ def ablation_table(rec: dict, default: str | None) -> list[str]:
 def default_variant(records: dict, rec: dict) -> str | None:
     """The mask's default send steps as the code has them now (`SendConfig`), named as a
     variant (the records may predate it)."""
+    from speechmask.device.send import steps_name
     from speechmask.models.config import SendConfig
 
-    d = SendConfig()
-    parts = ([f"norm{d.norm_frames}"] if d.norm else []) + (["scale"] if d.norm_scale else []) \
-        + ([f"warp{round(d.warp_max * 100)}"] if d.warp else [])
-    return "+".join(parts) or "gates"
+    return steps_name(SendConfig())
 
 
 def _ablation_section(records: dict, name: str, describe) -> list[str]:

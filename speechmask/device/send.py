@@ -155,6 +155,15 @@ class StreamingSend:
         return warp.warp_int(y, self.level, self.warp, self.cfg.frontend)
 
 
+def steps_name(send: SendConfig) -> str:
+    """The send steps named as benchmarks/bench_ablation.py's variants ("norm256+scale+warp10";
+    "gates" when every step is off)."""
+    parts = ([f"norm{send.norm_frames}"] if send.norm else []) + \
+        (["scale"] if send.norm_scale else []) + \
+        ([f"warp{round(send.warp_max * 100)}"] if send.warp else [])
+    return "+".join(parts) or "gates"
+
+
 def send_cost(cfg: MaskConfig) -> dict:
     """Per second of audio: `ops_per_second` (the normalisation: a subtraction, a division and
     two additions per band and frame, and with its scale an absolute value, a subtraction, two
