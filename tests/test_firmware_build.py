@@ -214,3 +214,15 @@ def test_the_verdict_leaves_by_the_emulated_uart(export_dir, tmp_path):
                            str(image.elf)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert uart.read_text() == "speechmask self-test PASS\n"
+
+
+def test_an_export_from_another_version_does_not_build(export_dir, tmp_path):
+    """Front-end tables laid out for another sm_frontend.c: one line that says to re-export."""
+    from firmware_export.csources import BuildError
+
+    old = _copy_export(export_dir, tmp_path / "export")
+    text = (old / "speechmask_frontend.h").read_text()
+    (old / "speechmask_frontend.h").write_text(
+        re.sub(r"#define SM_FRONTEND_TABLES_VERSION \d+\n", "", text))
+    with pytest.raises(BuildError, match="re-run speechmask export"):
+        build(old, "host", tmp_path / "out")

@@ -95,4 +95,24 @@ static inline int32_t sm_ssat16(int32_t v) {
 }
 #endif
 
+/* Two words at *p (word-aligned) in one LDRD that also steps *p past them, and two words stored
+ * at p in one STRD, on Thumb-2: GCC splits such pairs into two LDR / STR when the address comes
+ * from a table (the window's bit-reversed places), hence the asm. The "m" operands tell the
+ * compiler which memory moves, without clobbering all of it. */
+typedef struct { uint32_t w[2]; } sm_pair_t;
+#if defined(__thumb2__)
+static inline void sm_load_pair_next(const uint32_t **p, uint32_t *a, uint32_t *b) {
+    __asm__("ldrd %0, %1, [%2], #8"
+            : "=&r"(*a), "=&r"(*b), "+r"(*p) : "m"(*(const sm_pair_t *)*p));
+}
+static inline void sm_store_pair(int32_t *p, int32_t a, int32_t b) {
+    __asm__("strd %1, %2, [%3]" : "=m"(*(sm_pair_t *)p) : "r"(a), "r"(b), "r"(p));
+}
+#else
+static inline void sm_load_pair_next(const uint32_t **p, uint32_t *a, uint32_t *b) {
+    *a = (*p)[0], *b = (*p)[1], *p += 2;
+}
+static inline void sm_store_pair(int32_t *p, int32_t a, int32_t b) { p[0] = a, p[1] = b; }
+#endif
+
 #endif

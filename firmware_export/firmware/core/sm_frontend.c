@@ -8,6 +8,10 @@
 
 #include "sm_dsp.h"
 
+#if !defined(SM_FRONTEND_TABLES_VERSION) || SM_FRONTEND_TABLES_VERSION != 2
+#error "speechmask_frontend.h comes from another speechmask version than sm_frontend.c: re-run speechmask export"
+#endif
+
 #define SM_N_MEL_BINS (SM_N_FFT / 2 + 1)
 
 static int16_t sat16(int64_t v) {
@@ -51,18 +55,21 @@ static inline void store_pair(int32_t *z, int32_t re, int32_t im) {
 
 /* Stages `half` and `2 * half` of the FFT in one pass over the data: four points in registers,
  * three twiddles (read in order from `tw`, sm_fft_pass_twiddles), the same butterflies on the
- * same values as the reference's stage-by-stage loop, with half the loads and stores. Inlined
- * with a constant `half`, so the four points sit at immediate offsets from one pointer. */
-static inline __attribute__((always_inline)) const int32_t *fft_pass2(int32_t *z, const int half,
+ * same values as the reference's stage-by-stage loop, with half the loads and stores. The points
+ * are read from `src` and written to `z` (the same array but for the first pass). Inlined with a
+ * constant `half`, so the four points sit at immediate offsets from one pointer. */
+static inline __attribute__((always_inline)) const int32_t *fft_pass2(const int32_t *src,
+                                                                      int32_t *z, const int half,
                                                                       const int32_t *tw) {
     for (int k = 0; k < half; k++, tw += 6) {
         const int32_t w1r = tw[0], w1i = tw[1], w2r = tw[2], w2i = tw[3], w3r = tw[4],
                       w3i = tw[5];
+        const int32_t *s = &src[2 * k];
         int32_t *p = &z[2 * k];
-        for (int b = 0; b < SM_M / (4 * half); b++, p += 8 * half) { /* a constant count */
-            int32_t r0 = p[0], i0 = p[1], r1 = p[2 * half], i1 = p[2 * half + 1];
-            int32_t r2 = p[4 * half], i2 = p[4 * half + 1];
-            int32_t r3 = p[6 * half], i3 = p[6 * half + 1];
+        for (int b = 0; b < SM_M / (4 * half); b++, s += 8 * half, p += 8 * half) {
+            int32_t r0 = s[0], i0 = s[1], r1 = s[2 * half], i1 = s[2 * half + 1];
+            int32_t r2 = s[4 * half], i2 = s[4 * half + 1];
+            int32_t r3 = s[6 * half], i3 = s[6 * half + 1];
             SM_BUTTERFLY(r0, i0, r1, i1, w1r, w1i);
             SM_BUTTERFLY(r2, i2, r3, i3, w1r, w1i);
             SM_BUTTERFLY(r0, i0, r2, i2, w2r, w2i);
@@ -76,30 +83,36 @@ static inline __attribute__((always_inline)) const int32_t *fft_pass2(int32_t *z
     return tw;
 }
 
-/* Radix-2 decimation-in-time FFT of SM_M points, interleaved (re, im), in place on bit-reversed
- * input, every stage halved (the result is DFT / SM_M): one single stage first when log2(SM_M)
- * is odd, then the stages two at a time. */
-static void fft_q31(int32_t *z) {
+/* Radix-2 decimation-in-time FFT of SM_M points, interleaved (re, im), on bit-reversed input,
+ * every stage halved (the result is DFT / SM_M): one single stage first when log2(SM_M) is odd,
+ * then the stages two at a time. The first stage reads `x` and writes `z`, which the others
+ * transform in place: `x` keeps its zero padding from frame to frame, never rewritten. */
+static void fft_q31(const int32_t *x, int32_t *z) {
+    const int32_t *src = x;
 #if SM_LOG2_M % 2
     for (int i = 0; i < 2 * SM_M; i += 4) { /* the single stage: twiddle W^0 */
-        int32_t ar = z[i], ai = z[i + 1], br = z[i + 2], bi = z[i + 3];
+        int32_t ar = x[i], ai = x[i + 1], br = x[i + 2], bi = x[i + 3];
         SM_BUTTERFLY(ar, ai, br, bi, sm_twiddle_re_q31[0], sm_twiddle_im_q31[0]);
         z[i] = ar, z[i + 1] = ai, z[i + 2] = br, z[i + 3] = bi;
     }
+    src = z;
 #define SM_FIRST_HALF 2
 #else
 #define SM_FIRST_HALF 1
 #endif
     const int32_t *tw = sm_fft_pass_twiddles;
-#define SM_PASS(h) \
-    if ((h) < SM_M) tw = fft_pass2(z, (h), tw)
+#define SM_PASS(h)                           \
+    if ((h) < SM_M) {                        \
+        tw = fft_pass2(src, z, (h), tw);     \
+        src = z;                             \
+    }
     SM_PASS(SM_FIRST_HALF);
     SM_PASS(SM_FIRST_HALF * 4);
     SM_PASS(SM_FIRST_HALF * 16);
     SM_PASS(SM_FIRST_HALF * 64);
     SM_PASS(SM_FIRST_HALF * 256);
 #undef SM_PASS
-    (void)tw;
+    (void)tw, (void)src;
 }
 
 /* log2(v) in Q16 for v > 0: the MSB's position plus a table of log2(1 + i/256), interpolated
@@ -149,33 +162,39 @@ static inline void split_bin(const int32_t *z, int k, int a, int c, uint64_t *po
 
 /* Windows the frame that starts at ring[start] and wraps at SM_WIN_LENGTH into z, each sample at
  * its bit-reversed position (bitrev is its own inverse): z[m] = x[2m] + i x[2m+1]; int16 * Q15
- * fits int32, and so does the rounding term (|x| <= 2^30). Two samples and two weights a load;
- * a pair that straddles the wrap is put together by hand. */
+ * fits int32, and so does the rounding term (|x| <= 2^30). A pair of samples is one load, its
+ * weights and place one more (sm_window_pairs), its result one store; a pair that straddles the wrap is put together by hand. The zero padding
+ * (the positions of m >= (SM_WIN_LENGTH + 1) / 2) is not written: z must hold zeros there. */
 static void window_ring(const int16_t *ring, int32_t start, int32_t *z) {
     const int32_t n1 = SM_WIN_LENGTH - start; /* samples before the wrap */
-#define SM_WINDOW_PAIR(m, f)                                                  \
+    const uint32_t *e = sm_window_pairs; /* pair m's entry: e = sm_window_pairs + 2m */
+    const uint32_t *const wrap = sm_window_pairs + 2 * (n1 / 2), *const end =
+        sm_window_pairs + 2 * (SM_WIN_LENGTH / 2);
+#define SM_WINDOW_PAIR(f)                                                     \
     do {                                                                      \
-        uint32_t w_;                                                          \
-        memcpy(&w_, &sm_window_q15[2 * (m)], 4);                              \
-        int32_t *q_ = &z[2 * sm_bitrev[(m)]];                                 \
-        q_[0] = sm_smlabb((f), w_, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;       \
-        q_[1] = sm_smlatt((f), w_, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;       \
+        uint32_t w_, at_;                                                     \
+        sm_load_pair_next(&e, &w_, &at_);                                     \
+        sm_store_pair((int32_t *)((char *)z + at_),                           \
+                      sm_smlabb((f), w_, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT, \
+                      sm_smlatt((f), w_, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT); \
     } while (0)
-    int m = 0;
-    for (; m < n1 / 2; m++) { /* pairs before the wrap */
+    const int16_t *r = &ring[start];
+    while (e < wrap) { /* pairs before the wrap */
         uint32_t f;
-        memcpy(&f, &ring[start + 2 * m], 4);
-        SM_WINDOW_PAIR(m, f);
+        memcpy(&f, r, 4);
+        r += 2;
+        SM_WINDOW_PAIR(f);
     }
-    if (n1 % 2 && m < SM_WIN_LENGTH / 2) { /* the pair across the wrap (little-endian halves) */
+    if (n1 % 2 && e < end) { /* the pair across the wrap (little-endian halves) */
         const uint32_t f = (uint16_t)ring[SM_WIN_LENGTH - 1] | (uint32_t)(uint16_t)ring[0] << 16;
-        SM_WINDOW_PAIR(m, f);
-        m++;
+        SM_WINDOW_PAIR(f);
     }
-    for (; m < SM_WIN_LENGTH / 2; m++) { /* pairs after it: frame sample 2m is ring[2m - n1] */
+    r = &ring[(e - sm_window_pairs) - n1]; /* pairs after it: frame sample 2m is ring[2m - n1] */
+    while (e < end) {
         uint32_t f;
-        memcpy(&f, &ring[2 * m - n1], 4);
-        SM_WINDOW_PAIR(m, f);
+        memcpy(&f, r, 4);
+        r += 2;
+        SM_WINDOW_PAIR(f);
     }
 #undef SM_WINDOW_PAIR
 #if SM_WIN_LENGTH % 2
@@ -184,18 +203,15 @@ static void window_ring(const int16_t *ring, int32_t start, int32_t *z) {
         (last * sm_window_q15[SM_WIN_LENGTH - 1] + SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;
     z[2 * sm_bitrev[SM_WIN_LENGTH / 2] + 1] = 0;
 #endif
-    for (int k = (SM_WIN_LENGTH + 1) / 2; k < SM_M; k++) { /* the zero padding */
-        z[2 * sm_bitrev[k]] = 0;
-        z[2 * sm_bitrev[k] + 1] = 0;
-    }
 }
 
 /* The features of the frame that starts at ring[start] (see window_ring). */
 static void frame_ring(const int16_t *ring, int32_t start, int16_t *mel) {
+    static int32_t x[2 * SM_M]; /* the windowed frame; its zero padding stays from .bss */
     static int32_t z[2 * SM_M];
     static uint64_t power[SM_N_MEL_BINS];
-    window_ring(ring, start, z);
-    fft_q31(z);
+    window_ring(ring, start, x);
+    fft_q31(x, z);
     /* the split: X[k] = E/2 + W_N^k D/2, E = Z[k] + conj(Z[M-k]), D = -i (Z[k] - conj(Z[M-k])).
      * Bins k and M - k share Z[k] and Z[M-k]: E and D of the second are conj(E) and conj(D),
      * and W^(M-k) = -conj(W^k) exactly (the table is built symmetric), so one twiddle serves
