@@ -56,6 +56,11 @@ def sec_federated(records: dict) -> list[str]:
                      f"(from {100 * run['accuracy'][0]:.1f} %; centralised "
                      f"{100 * run['centralised_accuracy']:.1f} %); the SLU model "
                      f"{100 * s['accuracy'][-1]:.1f} %", "reported"])
+        if "encoder_slu_accuracy" in lm:
+            rows.append(["speech LM: the cloud model whose encoder it reads; the LM alone, "
+                         "reading the test transcripts",
+                         f"{100 * lm['encoder_slu_accuracy']:.1f} %; "
+                         f"{100 * lm['lm_text_accuracy']:.1f} %", "reported"])
     out += table(["", "measured", "target"], rows) + [""]
     out += runtimes_table(records.get("bench_federated_runtimes"))
     if rec.get("note"):

@@ -214,24 +214,30 @@ def test_forward_gradient_lowers_the_loss_without_a_backward_pass(slu_path, monk
     assert moved and all(k.startswith(FORWARD_TRAINABLE) for k in moved)
 
 
-def test_lm_mode_sends_only_lora_and_projector(prepared, tmp_path):
+def test_lm_mode_sends_only_lora_and_projector(prepared, slu_path, tmp_path):
     """The speech LM: a small GPT-2 pre-trained here on the training text (its loss falls), the
     projector and LoRA the only weights that train and travel, far fewer bytes than the whole
     model, and a round in the simulation that completes."""
     import dataclasses
 
-    from speechmask.federated.lm import PROMPT, CharTokenizer, pretrain, small_lm
+    from speechmask.federated.lm import (PROMPT, pretrain, small_lm, text_accuracy,
+                                         word_tokenizer)
     from speechmask.federated.runner import _language_model, run_federation
     from speechmask.federated.task import fl_task
 
     out, settings, cfg = prepared
     texts = ["turn the lights on" + PROMPT + " lights_on", "what is my balance" + PROMPT +
              " balance_query"] * 8
-    tok = CharTokenizer.fit(texts)
+    tok = word_tokenizer(texts)
+    assert len(tok.encode(" lights_on")) == 1 and tok.decode(tok.encode(" lights_on")) == (
+        "lights_on")  # an intent is one token
     torch.manual_seed(0)
     lm = small_lm(len(tok), width=32, layers=1, heads=2)
+    spoken, intents = ["turn the lights on", "what is my balance"], ["lights_on", "balance_query"]
     first = pretrain(lm, tok, texts, 1)
+    assert text_accuracy(lm, tok, spoken, intents) < 1.0
     assert pretrain(lm, tok, texts, 60) < first - 1.0  # a language model, not noise
+    assert text_accuracy(lm, tok, spoken, intents) == 1.0  # of the labels too
 
     lm_cfg = dataclasses.replace(cfg, model="lm", lm_pretrain_steps=5, local_steps=2,
                                  batch_size=2)
@@ -239,12 +245,19 @@ def test_lm_mode_sends_only_lora_and_projector(prepared, tmp_path):
     lm_out = tmp_path / "fl"
     lm_out.mkdir()
     folder = _language_model(lm_cfg, lm_out, rows)
-    lm_settings = dict(settings, model="lm", lm_dir=str(folder), local_steps=2, batch_size=2)
+    lm_settings = dict(settings, model="lm", lm_dir=str(folder), local_steps=2, batch_size=2,
+                       speech_encoder=str(slu_path))
     task = fl_task(lm_settings)
     sent = task.arrays()
     assert sent and all(k.startswith(("lora.", "projector.")) for k in sent)
     trainable = {n for n, p in task.model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or n.startswith("projector.") for n in trainable)
+    # the encoder is the cloud model's, frozen, and stays in eval mode while the rest trains
+    from speechmask.train.checkpoint import load_checkpoint
+
+    encoder = load_checkpoint(slu_path, kind="slu")["model"]
+    assert all(torch.equal(v, encoder[k]) for k, v in task.model.encoder.state_dict().items())
+    assert not task.model.train().encoder.training
     full = sum(p.numel() for p in task.model.lm.parameters())
     assert full > 5 * sum(v.numel() for v in sent.values())
     torch.save({k: v.detach().clone() for k, v in sent.items()}, lm_out / "initial.pt")
@@ -282,6 +295,7 @@ def test_lm_dir_takes_a_huggingface_checkpoint_and_its_tokenizer(tiny_corpus, ma
     for Llama (query and value projections), the label's end-of-text is learnt (the padding is
     the EOS id here), and `speechmask federate` runs a round and reports."""
     from speechmask.federated.lm import PROMPT, HFTokenizer, SpeechLM, load_lm, train_lm_local
+    from speechmask.federated.task import make_model
 
     texts = ["turn the lights on" + PROMPT + " lights_on",
              "what is my balance" + PROMPT + " balance_query"] * 4
@@ -289,12 +303,16 @@ def test_lm_dir_takes_a_huggingface_checkpoint_and_its_tokenizer(tiny_corpus, ma
     lm, tok = load_lm(folder)
     assert isinstance(tok, HFTokenizer) and tok.PAD == tok.EOS
     assert tok.decode(tok.encode(" lights_on")) == " lights_on"
-    model = SpeechLM(lm, 8, -10.0)
+    from speechmask.train.checkpoint import load_checkpoint
+
+    blob = load_checkpoint(slu_path, kind="slu")
+    model = SpeechLM(lm, make_model(blob["config"], blob["model"]))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable if "lora_" in n} == {
         "q_proj", "v_proj"}
     rng = np.random.default_rng(0)
-    feats = [rng.normal(size=(24, 8)).astype(np.float32) for _ in range(4)]
+    n_mels = model.encoder.cfg.frontend.n_mels
+    feats = [rng.normal(size=(24, n_mels)).astype(np.float32) for _ in range(4)]
     labels = ["lights_on", "balance_query"] * 2
     first = float(model.loss(feats, labels, tok))
     train_lm_local(model, tok, feats, labels, steps=20, batch_size=4, lr=1e-2, seed=0)
@@ -310,19 +328,24 @@ def test_lm_dir_takes_a_huggingface_checkpoint_and_its_tokenizer(tiny_corpus, ma
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert report["rounds"] == [0, 1] and report["bytes_up"]["1"] > 0
+    assert 0.0 <= report["lm_text_accuracy"] <= 1.0 and "the LM alone" in report["table"]
 
 
-def test_lm_dir_errors_are_one_line(tiny_corpus, mask_path, tmp_path):
+def test_lm_dir_errors_are_one_line(tiny_corpus, mask_path, slu_path, tmp_path):
+    from speechmask.federated.lm import word_tokenizer
+
     (tmp_path / "notlm").mkdir()
-    (tmp_path / "notlm" / "chars.json").write_text('{"chars": "ab"}')
+    word_tokenizer(["turn the lights on"]).save(tmp_path / "notlm")  # a tokenizer, no model
     _hf_checkpoint(tmp_path / "notok", ["turn the lights on"] * 4, tokenizer=False)
-    for lm_dir, message in ((tmp_path / "missing", "no such LM directory"),
-                            (tmp_path / "notlm", "not a causal language model"),
-                            (tmp_path / "notok", "no tokenizer")):
+    slu = ["--slu", str(slu_path)]
+    for lm_dir, message, extra in ((tmp_path / "missing", "no such LM directory", slu),
+                                   (tmp_path / "notlm", "not a causal language model", slu),
+                                   (tmp_path / "notok", "no tokenizer", slu),
+                                   (tmp_path / "notok", "--model lm needs --slu", [])):
         done = subprocess.run(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus),
                                             "--mask", str(mask_path), "--model", "lm",
                                             "--lm-dir", str(lm_dir), "--clients", "2",
-                                            "--out", str(tmp_path / "fl"), "--force"],
+                                            "--out", str(tmp_path / "fl"), "--force"] + extra,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 1, done.stderr[-500:]
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1

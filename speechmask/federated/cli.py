@@ -59,6 +59,9 @@ def _federate(args: argparse.Namespace) -> int:
         from .deployment import check_deployment
 
         check_deployment(args.deployment)
+    if cfg.model == "lm" and args.slu is None:
+        raise SpeechmaskError("--model lm needs --slu: the cloud model whose encoder reads the "
+                              "masked features for the LM")
     if cfg.model == "lm" and cfg.lm_dir is not None:
         from .lm import load_lm
 

@@ -270,7 +270,8 @@ def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = 
     a flwr connection name, or local[:PORT]."""
     out = out.resolve()  # the server and the clients run elsewhere: absolute paths only
     settings = {**settings, **{k: str(Path(settings[k]).resolve()) for k in
-                               ("data_dir", "initial_state", "audit", "lm_dir", "dump_dir")
+                               ("data_dir", "initial_state", "audit", "lm_dir", "speech_encoder",
+                                "dump_dir")
                                if settings.get(k)}}
     app, run_toml = write_app(out, settings)
     check_deployment(deployment)

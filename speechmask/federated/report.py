@@ -20,6 +20,10 @@ def write_report(out: Path, settings: dict, history: dict, centralised_accuracy:
                     f"{history['bytes_down'].get(k, 0):,} | {history['bytes_up'].get(k, 0):,} | "
                     f"{history['seconds'].get(k, 0):.1f} |")
     rows.append(f"| centralised, same masked data | {100 * centralised_accuracy:.1f} % | | | |")
+    text_acc = settings.get("lm_text_accuracy")
+    if text_acc is not None:  # LM mode: the LM's ceiling, reading the transcripts themselves
+        rows.append(f"| the LM alone, given the test transcripts | {100 * text_acc:.1f} % "
+                    "| | | |")
     ratio = final / centralised_accuracy if centralised_accuracy else float("nan")
     per_client = history["bytes_up"].get("1", 0) / max(1, settings["clients"])
     full = settings.get("full_model_bytes", 0)
@@ -38,6 +42,7 @@ def write_report(out: Path, settings: dict, history: dict, centralised_accuracy:
               "bytes_per_client_per_round": per_client, "full_model_bytes": full,
               "client_peak_memory_bytes": history.get("client_peak_memory_bytes", {}),
               "variance_check": history.get("variance_check", []),
+              "lm_text_accuracy": text_acc,
               "table": table}
     with atomic_output(out / "report.json") as tmp:
         Path(tmp).write_text(json.dumps(report, indent=1) + "\n")

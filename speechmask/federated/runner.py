@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from speechmask.atomic import atomic_output
-from speechmask.errors import ManifestError
+from speechmask.errors import ConfigError, ManifestError
 
 from .config import FederateConfig
 from .data import ClientData, masked, partition, read_client, write_client
@@ -64,11 +64,21 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
     settings = {"model": cfg.model, "intents": list(slu_cfg.intents),
                 "slu_config": slu_cfg.to_dict()}
     if cfg.model == "lm":
-        settings["lm_dir"] = str(_language_model(cfg, out, [fs.rows[i] for i in train]))
+        if slu_path is None:
+            raise ConfigError("--model lm needs --slu: the cloud model whose encoder reads "
+                              "the masked features for the LM")
+        settings["speech_encoder"] = str(slu_path)
+        settings["lm_dir"] = str(_language_model(cfg, out, [fs.rows[i] for i in train],
+                                                 progress))
+        settings["lm_text_accuracy"] = _text_accuracy(Path(settings["lm_dir"]),
+                                                      [fs.rows[i] for i in test])
         task = fl_task(settings)
         state = task.arrays()
+        # the whole model a device would otherwise send: the LM and the projector (the frozen
+        # encoder would not travel either way)
         settings["full_model_bytes"] = int(
-            sum(p.numel() * p.element_size() for p in task.model.parameters()))
+            sum(p.numel() * p.element_size() for n, p in task.model.named_parameters()
+                if not n.startswith("encoder.")))
     else:
         settings["full_model_bytes"] = int(sum(v.numel() * v.element_size()
                                                for v in state.values()))
@@ -84,23 +94,31 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
             "partition_speakers": [len({fs.rows[i]["speaker"] for i in p}) for p in parts]}
 
 
-def _language_model(cfg: FederateConfig, out: Path, rows: list[dict]) -> Path:
+def _language_model(cfg: FederateConfig, out: Path, rows: list[dict],
+                    progress: bool = False) -> Path:
     """The user's LM folder (checked), or a small GPT-2 pre-trained here on the training
     transcripts followed by their intents, saved to out/lm."""
-    from .lm import PROMPT, CharTokenizer, load_lm, pretrain, small_lm
+    from .lm import PROMPT, load_lm, pretrain, small_lm, word_tokenizer
 
     if cfg.lm_dir is not None:
         load_lm(Path(cfg.lm_dir))  # one line if it is missing or not a causal LM
         return Path(cfg.lm_dir)
     texts = [f"{r['transcript']}{PROMPT} {r['intent']}" for r in rows]
-    tok = CharTokenizer.fit(texts)
+    tok = word_tokenizer(texts)
     torch.manual_seed(cfg.seed)
     lm = small_lm(len(tok))
-    pretrain(lm, tok, texts, cfg.lm_pretrain_steps, seed=cfg.seed)
+    pretrain(lm, tok, texts, cfg.lm_pretrain_steps, seed=cfg.seed, progress=progress)
     folder = out / "lm"
     lm.save_pretrained(folder)
     tok.save(folder)
     return folder
+
+
+def _text_accuracy(folder: Path, rows: list[dict]) -> float:
+    from .lm import load_lm, text_accuracy
+
+    lm, tok = load_lm(folder)
+    return text_accuracy(lm, tok, [r["transcript"] for r in rows], [r["intent"] for r in rows])
 
 
 def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = False,

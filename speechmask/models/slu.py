@@ -72,8 +72,11 @@ class SLUModel(nn.Module):
         normed = (features - ref) / self.cfg.feature_scale * live
         return torch.cat([normed, 1.0 - live], dim=-1)
 
-    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
-               keep: torch.Tensor | None = None):
+    def summarise(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
+                  keep: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the attention-pooled utterance vector `(B, 2 * hidden)` that the intent layer reads,
+        the BiGRU's outputs `(B, T/4, 2 * hidden)`, their lengths)."""
         b, t, _ = features.shape
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=features.device)
@@ -86,6 +89,11 @@ class SLUModel(nn.Module):
         valid = torch.arange(h.shape[1], device=h.device)[None] < steps[:, None]
         scores = self.attn(out).squeeze(-1).masked_fill(~valid, float("-inf"))
         pooled = (torch.softmax(scores, dim=1).unsqueeze(-1) * out).sum(dim=1)
+        return pooled, out, steps
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
+               keep: torch.Tensor | None = None):
+        pooled, out, steps = self.summarise(features, lengths, keep)
         return self.out(self.drop(pooled)), torch.log_softmax(self.ctc(out), -1), steps
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
