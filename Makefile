@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_federated.py --manifest build/bench_mask/corpus/manifest.jsonl \
 		--mask build/bench_mask/mask_40ms.pt --slu build/bench_mask/slu.pt --out build/bench_federated
 	$(BIN)/python benchmarks/bench_federated.py --runtimes
+	$(BIN)/python benchmarks/bench_federated.py --lm
 	$(BIN)/python benchmarks/bench_sweep.py --corpus build/bench_mask/corpus \
 		--runs build/bench_mask --reuse-cache build/bench_attack
 	$(BIN)/speechmask data heldout --manifest build/bench_mask/corpus/manifest.jsonl \
