@@ -231,8 +231,12 @@ def test_lm_mode_sends_only_lora_and_projector(prepared, slu_path, tmp_path):
     tok = word_tokenizer(texts)
     assert len(tok.encode(" lights_on")) == 1 and tok.decode(tok.encode(" lights_on")) == (
         "lights_on")  # an intent is one token
+    other = word_tokenizer(texts, ["set-alarm", "lights_on"])  # whatever its characters
+    assert other.tok.convert_ids_to_tokens(other.encode(" set-alarm please")) == [
+        "set-alarm", "<unk>"] and other.decode(other.encode(" set-alarm")) == "set-alarm"
+
     torch.manual_seed(0)
-    lm = small_lm(len(tok), width=32, layers=1, heads=2)
+    lm = small_lm(tok, width=32, layers=1, heads=2)
     spoken, intents = ["turn the lights on", "what is my balance"], ["lights_on", "balance_query"]
     first = pretrain(lm, tok, texts, 1)
     assert text_accuracy(lm, tok, spoken, intents) < 1.0
@@ -329,6 +333,7 @@ def test_lm_dir_takes_a_huggingface_checkpoint_and_its_tokenizer(tiny_corpus, ma
     report = json.loads((out / "report.json").read_text())
     assert report["rounds"] == [0, 1] and report["bytes_up"]["1"] > 0
     assert 0.0 <= report["lm_text_accuracy"] <= 1.0 and "the LM alone" in report["table"]
+    assert (out / "speech_encoder.pt").read_bytes() == slu_path.read_bytes()
 
 
 def test_lm_dir_errors_are_one_line(tiny_corpus, mask_path, slu_path, tmp_path):

@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "report.md, rounds.png and state.pt (resumable) into --out.")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--mask", type=Path, required=True, help="trained mask generator")
-    p.add_argument("--slu", type=Path, help="cloud model to start from (default: a new one)")
+    p.add_argument("--slu", type=Path, help="cloud model to start from (default: a new one); "
+                                            "with --model lm, required: the cloud model whose "
+                                            "frozen encoder the LM reads through")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_options(p, FederateConfig)
     p.add_argument("--deployment", metavar="CONN",
@@ -77,13 +79,17 @@ def _federate(args: argparse.Namespace) -> int:
         if same(settings.get("config", {})) != same(cfg.to_dict()):
             raise SpeechmaskError(f"{out}: --resume with other settings than the run there "
                                   "(give the same flags, or --force to start again)")
+        if settings.get("model") == "lm" and "speech_encoder" not in settings:
+            raise SpeechmaskError(f"{out}: an LM run prepared by an earlier version, which "
+                                  "cannot resume (--force to start again)")
         settings["config"] = cfg.to_dict()  # the rounds asked for now, for the report
         settings_path.write_text(json.dumps(settings, indent=1))
     else:
         folder = OutputFolder(out, args.force, owned=["data", "initial.pt", "resume_weights.pt",
                                                       STATE, "settings.json", "report.json",
-                                                      "report.md", "rounds.png",
-                                                      "messages.jsonl", "app", "deploy"])
+                                                      "report.md", "rounds.png", "lm",
+                                                      "speech_encoder.pt", "messages.jsonl",
+                                                      "app", "deploy"])
         folder.check()
         out.mkdir(parents=True, exist_ok=True)
         settings = prepare(args.manifest, args.mask, args.slu, out, cfg)

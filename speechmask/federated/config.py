@@ -20,8 +20,9 @@ class FederateConfig:
                                      "each client's loss) or FedAdam (a server-side Adam step)",
                            choices=STRATEGIES)
     model: str = option("slu", "what is adapted: the cloud SLU model (every weight travels) or "
-                                "a speech LM (a causal LM reading the masked features through a "
-                                "projector; only LoRA and projector weights travel)",
+                                "a speech LM (a causal LM reading the masked features through the "
+                                "cloud model's frozen encoder and a projector; only LoRA and "
+                                "projector weights travel)",
                         choices=("slu", "lm"))
     lm_dir: str | None = option(None, "--model lm: a local causal LM folder (never a hub "
                                       "download); default: a small GPT-2 pre-trained here on "

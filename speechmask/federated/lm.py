@@ -41,26 +41,30 @@ BOTTLENECK = 64
 SPECIALS = ("<pad>", "<eos>", "<unk>")
 
 
-def word_tokenizer(texts: list[str]) -> "HFTokenizer":
+def word_tokenizer(texts: list[str], intents: list[str] = ()) -> "HFTokenizer":
     """A word-level tokenizer of `texts` (tokenizers' WordLevel on whitespace and punctuation;
-    words elsewhere are <unk>): an intent name such as `lights_on` is one token, so the label
-    after the prompt is one prediction, not one per character."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    words elsewhere are <unk>), with each of `intents` one token whatever its characters (a
+    `set-alarm` too): the label after the prompt is one prediction, not one per character."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     words = Tokenizer(models.WordLevel(unk_token="<unk>"))
     words.pre_tokenizer = pre_tokenizers.Whitespace()
     words.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=list(SPECIALS)))
-    return HFTokenizer(PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>",
-                                               eos_token="<eos>", unk_token="<unk>"))
+    fast = PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>",
+                                   eos_token="<eos>", unk_token="<unk>")
+    fast.add_tokens([AddedToken(name, single_word=True, normalized=False)
+                     for name in intents if name not in fast.get_vocab()])
+    return HFTokenizer(fast)
 
 
-def small_lm(vocab: int, width: int = 256, layers: int = 6, heads: int = 4):
+def small_lm(tok: "HFTokenizer", width: int = 256, layers: int = 6, heads: int = 4):
+    """A GPT-2 initialised here for `tok`'s vocabulary and special ids."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=512, n_embd=width,
-                                      n_layer=layers, n_head=heads, bos_token_id=1,
-                                      eos_token_id=1, pad_token_id=0))
+    return GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=width,
+                                      n_layer=layers, n_head=heads, bos_token_id=tok.EOS,
+                                      eos_token_id=tok.EOS, pad_token_id=tok.PAD))
 
 
 def pretrain(model, tok: "HFTokenizer", texts: list[str], steps: int, seed: int = 0,

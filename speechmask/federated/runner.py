@@ -8,6 +8,8 @@ moment estimates start again from zero there: Flower keeps them inside the strat
 
 from __future__ import annotations
 
+import shutil
+
 import os
 import tempfile
 from pathlib import Path
@@ -34,6 +36,9 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
     from speechmask.train.checkpoint import load_checkpoint
     from speechmask.train.data import load_features
 
+    if cfg.model == "lm" and slu_path is None:  # before any work
+        raise ConfigError("--model lm needs --slu: the cloud model whose encoder reads "
+                          "the masked features for the LM")
     mask = load_mask(mask_path)
     fs = load_features(manifest, mask.cfg.frontend, progress=progress)
     train, test = fs.select("split", "train"), fs.select("split", "test")
@@ -64,14 +69,14 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
     settings = {"model": cfg.model, "intents": list(slu_cfg.intents),
                 "slu_config": slu_cfg.to_dict()}
     if cfg.model == "lm":
-        if slu_path is None:
-            raise ConfigError("--model lm needs --slu: the cloud model whose encoder reads "
-                              "the masked features for the LM")
-        settings["speech_encoder"] = str(slu_path)
-        settings["lm_dir"] = str(_language_model(cfg, out, [fs.rows[i] for i in train],
+        # the encoder's own copy: the run resumes with the encoder it started with
+        with atomic_output(out / "speech_encoder.pt") as tmp:
+            shutil.copyfile(slu_path, tmp)
+        settings["speech_encoder"] = str(out / "speech_encoder.pt")
+        settings["lm_dir"] = str(_language_model(cfg, out, _transcribed(fs.rows, train),
                                                  progress))
         settings["lm_text_accuracy"] = _text_accuracy(Path(settings["lm_dir"]),
-                                                      [fs.rows[i] for i in test])
+                                                      _transcribed(fs.rows, test))
         task = fl_task(settings)
         state = task.arrays()
         # the whole model a device would otherwise send: the LM and the projector (the frozen
@@ -94,6 +99,11 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
             "partition_speakers": [len({fs.rows[i]["speaker"] for i in p}) for p in parts]}
 
 
+def _transcribed(rows: list[dict], idx: list[int]) -> list[dict]:
+    """The rows of `idx` that have a transcript (real corpora's may lack one)."""
+    return [rows[i] for i in idx if rows[i].get("transcript")]
+
+
 def _language_model(cfg: FederateConfig, out: Path, rows: list[dict],
                     progress: bool = False) -> Path:
     """The user's LM folder (checked), or a small GPT-2 pre-trained here on the training
@@ -104,9 +114,9 @@ def _language_model(cfg: FederateConfig, out: Path, rows: list[dict],
         load_lm(Path(cfg.lm_dir))  # one line if it is missing or not a causal LM
         return Path(cfg.lm_dir)
     texts = [f"{r['transcript']}{PROMPT} {r['intent']}" for r in rows]
-    tok = word_tokenizer(texts)
+    tok = word_tokenizer(texts, sorted({r["intent"] for r in rows}))
     torch.manual_seed(cfg.seed)
-    lm = small_lm(len(tok))
+    lm = small_lm(tok)
     pretrain(lm, tok, texts, cfg.lm_pretrain_steps, seed=cfg.seed, progress=progress)
     folder = out / "lm"
     lm.save_pretrained(folder)

@@ -160,12 +160,14 @@ static inline void split_bin(const int32_t *z, int k, int a, int c, uint64_t *po
     SM_POWER(k, ((ar + cr) >> 1) + t_re, ((ai - ci) >> 1) + t_im);
 }
 
-/* Windows the frame that starts at ring[start] and wraps at SM_WIN_LENGTH into z, each sample at
- * its bit-reversed position (bitrev is its own inverse): z[m] = x[2m] + i x[2m+1]; int16 * Q15
- * fits int32, and so does the rounding term (|x| <= 2^30). A pair of samples is one load, its
- * weights and place one more (sm_window_pairs), its result one store; a pair that straddles the wrap is put together by hand. The zero padding
- * (the positions of m >= (SM_WIN_LENGTH + 1) / 2) is not written: z must hold zeros there. */
-static void window_ring(const int16_t *ring, int32_t start, int32_t *z) {
+/* Windows the frame that starts at ring[start] and wraps at SM_WIN_LENGTH into the FFT's input
+ * `in`, each sample at its bit-reversed position (bitrev is its own inverse): in[m] = s[2m] +
+ * i s[2m+1] for frame samples s; int16 * Q15 fits int32, and so does the rounding term
+ * (|s| <= 2^30). A pair of samples is one load, its weights and place one more
+ * (sm_window_pairs), its result one store; a pair that straddles the wrap is put together by
+ * hand. The zero padding (the places of m >= (SM_WIN_LENGTH + 1) / 2) is never written: `in`
+ * holds zeros there from .bss, and nothing else may write it. */
+static void window_ring(const int16_t *ring, int32_t start, int32_t *in) {
     const int32_t n1 = SM_WIN_LENGTH - start; /* samples before the wrap */
     const uint32_t *e = sm_window_pairs; /* pair m's entry: e = sm_window_pairs + 2m */
     const uint32_t *const wrap = sm_window_pairs + 2 * (n1 / 2), *const end =
@@ -174,7 +176,7 @@ static void window_ring(const int16_t *ring, int32_t start, int32_t *z) {
     do {                                                                      \
         uint32_t w_, at_;                                                     \
         sm_load_pair_next(&e, &w_, &at_);                                     \
-        sm_store_pair((int32_t *)((char *)z + at_),                           \
+        sm_store_pair((int32_t *)((char *)in + at_),                          \
                       sm_smlabb((f), w_, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT, \
                       sm_smlatt((f), w_, SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT); \
     } while (0)
@@ -189,7 +191,8 @@ static void window_ring(const int16_t *ring, int32_t start, int32_t *z) {
         const uint32_t f = (uint16_t)ring[SM_WIN_LENGTH - 1] | (uint32_t)(uint16_t)ring[0] << 16;
         SM_WINDOW_PAIR(f);
     }
-    r = &ring[(e - sm_window_pairs) - n1]; /* pairs after it: frame sample 2m is ring[2m - n1] */
+    if (e < end) /* pairs after it: frame sample 2m is ring[2m - n1] */
+        r = &ring[(e - sm_window_pairs) - n1];
     while (e < end) {
         uint32_t f;
         memcpy(&f, r, 4);
@@ -199,16 +202,18 @@ static void window_ring(const int16_t *ring, int32_t start, int32_t *z) {
 #undef SM_WINDOW_PAIR
 #if SM_WIN_LENGTH % 2
     const int16_t last = ring[start ? start - 1 : SM_WIN_LENGTH - 1]; /* frame sample WIN - 1 */
-    z[2 * sm_bitrev[SM_WIN_LENGTH / 2]] =
+    in[2 * sm_bitrev[SM_WIN_LENGTH / 2]] =
         (last * sm_window_q15[SM_WIN_LENGTH - 1] + SM_WINDOW_ROUND) >> SM_WINDOW_SHIFT;
-    z[2 * sm_bitrev[SM_WIN_LENGTH / 2] + 1] = 0;
+    in[2 * sm_bitrev[SM_WIN_LENGTH / 2] + 1] = 0;
 #endif
 }
 
 /* The features of the frame that starts at ring[start] (see window_ring). */
 static void frame_ring(const int16_t *ring, int32_t start, int16_t *mel) {
-    static int32_t x[2 * SM_M]; /* the windowed frame; its zero padding stays from .bss */
-    static int32_t z[2 * SM_M];
+    /* the windowed frame (its zero padding stays from .bss) and the FFT's output; 8-aligned for
+     * the 64-bit accesses */
+    static int32_t x[2 * SM_M] __attribute__((aligned(8)));
+    static int32_t z[2 * SM_M] __attribute__((aligned(8)));
     static uint64_t power[SM_N_MEL_BINS];
     window_ring(ring, start, x);
     fft_q31(x, z);
