@@ -67,11 +67,11 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)
 from speechmask.federated.data import read_client
-from speechmask.federated.task import make_model, train_forward, train_local
+from speechmask.federated.task import fl_task
 settings = json.loads(Path(sys.argv[1]).read_text())
 data = read_client(Path(settings["data_dir"]) / "client_0")
-model = make_model(settings["slu_config"], torch.load(Path(sys.argv[1]).parent / "initial.pt",
-                                                      weights_only=True))
+task = fl_task(dict(settings, mode=sys.argv[2]),
+               torch.load(Path(sys.argv[1]).parent / "initial.pt", weights_only=True))
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
 peak, done = [0], threading.Event()
@@ -82,12 +82,7 @@ def watch():  # the process's peak must be taken during training only: sample it
 before = rss()
 watcher = threading.Thread(target=watch)
 watcher.start()
-common = dict(steps=settings["local_steps"], batch_size=settings["batch_size"], seed=0)
-if sys.argv[2] == "forward":
-    train_forward(model, data, lr=settings["forward_lr"], perturbations=settings["perturbations"],
-                  **common)
-else:
-    train_local(model, data, lr=settings["lr"], **common)
+task.train(data, seed=0, proximal_mu=0.0)  # the settings' model, in this mode
 done.set()
 watcher.join()
 print(max(peak[0], rss()) - before)
@@ -179,13 +174,19 @@ def main_lm(args) -> None:
     from speechmask.train.checkpoint import load_checkpoint
 
     cfg = FederateConfig(clients=4, rounds=args.rounds, model="lm")
-    run = one("lm", argparse.Namespace(**{**vars(args), "slu": args.lm_slu}), cfg)
+    lm_args = argparse.Namespace(**{**vars(args), "slu": args.lm_slu})
+    run = one("lm", lm_args, cfg)
+    forward = one("lm_forward", lm_args, FederateConfig(clients=4, rounds=args.rounds,
+                                                        model="lm", mode="forward"),
+                  run["centralised_accuracy"])
+    memory = {mode: training_memory(args.out / "lm", mode) for mode in ("backprop", "forward")}
     settings = json.loads((args.out / "lm" / "settings.json").read_text())
     blob = load_checkpoint(args.lm_slu, kind="slu")
     encoder_acc = accuracy(make_model(blob["config"], blob["model"]).eval(),
                            read_client(Path(settings["data_dir"]) / "test"))
     ratio = settings["full_model_bytes"] / (run["bytes_per_round_each_way"] / cfg.clients)
-    rec = {"run": run, "full_model_bytes": settings["full_model_bytes"],
+    rec = {"run": run, "forward": forward, "local_training_memory_bytes": memory,
+           "full_model_bytes": settings["full_model_bytes"],
            "bytes_per_client_per_round": run["bytes_per_round_each_way"] / cfg.clients,
            "traffic_ratio": ratio, "target_traffic_ratio": 50.0,
            "lm_text_accuracy": settings["lm_text_accuracy"], "encoder_slu": str(args.lm_slu),
@@ -205,6 +206,12 @@ def main_lm(args) -> None:
               f"{100 * run['accuracy'][-1]:.1f} % after {cfg.rounds} rounds (from "
               f"{100 * run['accuracy'][0]:.1f} %); centralised "
               f"{100 * run['centralised_accuracy']:.1f} %"),
+             ("forward-gradient clients (LoRA + projector, no backward pass)",
+              f"{100 * forward['accuracy'][-1]:.1f} % after {cfg.rounds} rounds (from "
+              f"{100 * forward['accuracy'][0]:.1f} %)"),
+             ("memory of one round of local training",
+              f"backprop {memory['backprop'] / 2**20:.1f} MiB, forward "
+              f"{memory['forward'] / 2**20:.1f} MiB (median of 3 fresh processes)"),
              ("the cloud model whose encoder it reads", f"{100 * encoder_acc:.1f} %"),
              ("the LM alone, reading the test transcripts",
               f"{100 * settings['lm_text_accuracy']:.1f} %")]

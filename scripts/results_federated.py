@@ -56,6 +56,15 @@ def sec_federated(records: dict) -> list[str]:
                      f"(from {100 * run['accuracy'][0]:.1f} %; centralised "
                      f"{100 * run['centralised_accuracy']:.1f} %); the SLU model "
                      f"{100 * s['accuracy'][-1]:.1f} %", "reported"])
+        if "forward" in lm:
+            fwd, mem = lm["forward"], lm["local_training_memory_bytes"]
+            rows.append(["speech LM, forward-gradient clients (no backward pass)",
+                         f"{100 * fwd['accuracy'][-1]:.1f} % after "
+                         f"{len(fwd['accuracy']) - 1} rounds (from "
+                         f"{100 * fwd['accuracy'][0]:.1f} %); one round of local training "
+                         f"{mem['forward'] / 2 ** 20:.1f} MiB (backprop "
+                         f"{mem['backprop'] / 2 ** 20:.1f} MiB)",
+                         f"memory below backprop: {verdict(mem['forward'] < mem['backprop'])}"])
         if "encoder_slu_accuracy" in lm:
             rows.append(["speech LM: the cloud model whose encoder it reads; the LM alone, "
                          "reading the test transcripts",

@@ -31,6 +31,17 @@ class MaskedUtterance:
         return float(self.gates.mean()) if self.gates.size else 0.0
 
 
+def sent_with_gates(features: np.ndarray, gates: np.ndarray, cfg) -> np.ndarray:
+    """What the device sends of one utterance `(T, n_mels)` for its binary gates `(S, G)` (from
+    the float mask or the int8 closed loop): the open positions through the send steps of `cfg`
+    (a MaskConfig), the withheld ones at the floor value, which is `mask_features`' result for
+    binary gates without its exp/log over every value."""
+    keep = expand_gates(torch.from_numpy(np.asarray(gates, np.float32))[None], features.shape[0],
+                        cfg.frames_per_segment, cfg.gate.band_edges(cfg.frontend.n_mels))
+    return np.where(keep[0].numpy() > 0, send_float(features, cfg),
+                    np.float32(floor_value(cfg.frontend))).astype(np.float32)
+
+
 @torch.no_grad()
 def gate_logits(mask: MaskGenerator, features: np.ndarray) -> np.ndarray:
     """Offline: `(T, n_mels)` -> log_alpha `(T // seg_frames, G)`."""

@@ -270,6 +270,90 @@ def test_lm_mode_sends_only_lora_and_projector(prepared, slu_path, tmp_path):
     assert history["bytes_up"]["1"] < 4 * sum(v.numel() * 4 for v in sent.values()) * 2
 
 
+def test_lm_forward_gradient_clients(prepared, slu_path, tmp_path, monkeypatch):
+    """FwdLLM on the speech LM: no backward pass, the loss on the device's data falls, only the
+    LoRA adapters and the projector move; through Flower, the server's variance check reads
+    them."""
+    import dataclasses
+
+    from speechmask.federated.data import read_client
+    from speechmask.federated.runner import _language_model, run_federation
+    from speechmask.federated.task import fl_task
+
+    out, settings, cfg = prepared
+    rows = [{"transcript": "turn the lights on", "intent": "lights_on"}] * 4
+    lm_out = tmp_path / "fl"
+    lm_out.mkdir()
+    folder = _language_model(dataclasses.replace(cfg, model="lm", lm_pretrain_steps=5),
+                             lm_out, rows)
+    lm_settings = dict(settings, model="lm", lm_dir=str(folder), speech_encoder=str(slu_path),
+                       mode="forward", perturbations=8, forward_lr=0.01, local_steps=20,
+                       batch_size=8)
+    task = fl_task(lm_settings)
+    data = read_client(out / "data" / "client_0")
+    labels = task._labels(data)
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(task.model.loss(data.features, labels, task.tok))
+
+    def no_backward(*args, **kwargs):
+        raise AssertionError("backward called")
+    start = loss()
+    with monkeypatch.context() as m:
+        m.setattr(torch.Tensor, "backward", no_backward)
+        m.setattr(torch.autograd, "backward", no_backward)
+        metrics = task.train(data, seed=0, proximal_mu=0.0)
+    assert loss() < start and metrics["slope-variance"] > 0
+    moved = {k for k, v in task.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved and all("lora_" in k or k.startswith("projector.") for k in moved)
+
+    torch.save({k: v.detach().clone() for k, v in task.arrays().items()}, lm_out / "initial.pt")
+    history = run_federation(dict(lm_settings, perturbations=2, local_steps=2), lm_out, rounds=1)
+    assert [e["round"] for e in history["variance_check"]] == [1]
+
+
+def test_int8_devices_send_what_the_int8_model_gates(tiny_corpus, mask_path, slu_path,
+                                                     export_dir, tmp_path):
+    """`--int8`: the clients' data is the exported int8 model's closed loop on LiteRT, which
+    agrees with the float mask on nearly every gate; a file that is not a model is one line."""
+    from speechmask.api import load_mask
+    from speechmask.device.int8 import LiteRT, int8_gates
+    from speechmask.federated.data import masked, read_client
+    from speechmask.models.gates import floor_value
+    from speechmask.train.data import load_features
+
+    out = tmp_path / "fl"
+    base = SPEECHMASK + ["federate", "--manifest", str(tiny_corpus), "--mask", str(mask_path),
+                         "--slu", str(slu_path), "--clients", "2", "--prepare-only"]
+    done = subprocess.run(base + ["--int8", str(export_dir / "mask.tflite"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    mask = load_mask(mask_path)
+    fs = load_features(tiny_corpus, mask.cfg.frontend, progress=False)
+    test = [fs.features[i] for i in fs.select("split", "test")]
+    sent = read_client(out / "data" / "test").features
+    litert = LiteRT((export_dir / "mask.tflite").read_bytes(), mask.cfg)
+    floor = np.float32(floor_value(mask.cfg.frontend))
+    assert len(sent) == len(test)
+    for f, s in zip(test, sent):
+        gates = int8_gates(litert, f)[1]
+        withheld = (s == floor).all(-1)  # band_groups 1: a withheld frame is all floor
+        n = mask.cfg.frames_per_segment
+        assert np.array_equal(withheld[: len(gates) * n].reshape(-1, n).all(-1), gates[:, 0] == 0)
+    float_sent = masked(mask, test)
+    agree = np.mean([np.mean((a == floor).all(-1) == (b == floor).all(-1))
+                     for a, b in zip(sent, float_sent)])
+    assert agree > 0.9
+    (tmp_path / "bad.tflite").write_bytes(b"not a model")
+    done = subprocess.run(base + ["--int8", str(tmp_path / "bad.tflite"),
+                                  "--out", str(tmp_path / "fl2")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "bad.tflite" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def _hf_checkpoint(folder, texts, tokenizer: bool = True):
     """A user's LM folder in HuggingFace's layout, made here without a download: a tiny Llama
     and a byte-level BPE tokenizer trained on `texts` (tokenizers), both `save_pretrained`."""

@@ -115,8 +115,11 @@ def variance_checked(base):
 
     class VarianceChecked(base):
         def __init__(self, *args, perturbations: int, min_agreement: float = 0.1,
-                     max_perturbations: int = 64, **kwargs):
+                     max_perturbations: int = 64, model: str = "slu", **kwargs):
             super().__init__(*args, **kwargs)
+            from .task import FORWARD_KEYS
+
+            self.forward_keys = FORWARD_KEYS[model]
             self.perturbations, self.min_agreement = perturbations, min_agreement
             self.max_perturbations = max_perturbations
             self.round_start = None
@@ -130,14 +133,12 @@ def variance_checked(base):
         def aggregate_train(self, server_round, replies):
             import torch
 
-            from .task import FORWARD_TRAINABLE
-
             replies = list(replies)
             arrays, metrics = super().aggregate_train(server_round, replies)
             if arrays is None or self.round_start is None:
                 return arrays, metrics
             start = self.round_start
-            keys = [k for k in start if k.startswith(FORWARD_TRAINABLE)]
+            keys = [k for k in start if k.startswith(self.forward_keys)]
 
             def delta(state) -> torch.Tensor:
                 return torch.cat([(state[k] - start[k]).reshape(-1).float() for k in keys])
@@ -165,8 +166,8 @@ def make_strategy(settings: dict):
                    "fedadam": (FedAdam, {"eta": settings.get("server_lr", 0.01)})}.get(
         kind, (FedAvg, {}))
     if settings.get("mode") == "forward":
-        return variance_checked(base)(perturbations=settings["perturbations"], **extra,
-                                      **common)
+        return variance_checked(base)(perturbations=settings["perturbations"],
+                                      model=settings.get("model", "slu"), **extra, **common)
     return base(**extra, **common)
 
 

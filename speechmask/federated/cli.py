@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "report.md, rounds.png and state.pt (resumable) into --out.")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--mask", type=Path, required=True, help="trained mask generator")
+    p.add_argument("--int8", type=Path, metavar="MASK_TFLITE",
+                   help="the devices send what the int8 model `speechmask export` wrote from "
+                        "--mask computes (its own closed loop on LiteRT), not the float mask")
     p.add_argument("--slu", type=Path, help="cloud model to start from (default: a new one); "
                                             "with --model lm, required: the cloud model whose "
                                             "frozen encoder the LM reads through")
@@ -92,7 +95,7 @@ def _federate(args: argparse.Namespace) -> int:
                                                       "app", "deploy"])
         folder.check()
         out.mkdir(parents=True, exist_ok=True)
-        settings = prepare(args.manifest, args.mask, args.slu, out, cfg)
+        settings = prepare(args.manifest, args.mask, args.slu, out, cfg, int8=args.int8)
         settings["config"] = cfg.to_dict()
         settings_path.write_text(json.dumps(settings, indent=1))
         if args.prepare_only:

@@ -31,7 +31,8 @@ class FederateConfig:
                                          "the small LM on the training transcripts")
     mode: str = option("backprop", "client training: backprop (AdamW on every weight) or "
                                     "forward (FwdLLM-style forward gradients, no backward pass, "
-                                    "on the attention pooling and intent layer only)",
+                                    "on the SLU model's attention pooling and intent layer, or "
+                                    "the LM's LoRA and projector)",
                        choices=MODES)
     perturbations: int = option(8, "random directions per forward-gradient step (mode forward)")
     # 0.01: on one benchmark client's own training data, 30 steps from the clean cloud model
@@ -58,9 +59,6 @@ class FederateConfig:
             check_int(getattr(self, name), name)
         if self.clients < 2:
             raise ConfigError(f"clients must be >= 2 (got {self.clients})", field="clients")
-        if self.model == "lm" and self.mode == "forward":
-            raise ConfigError("forward-gradient clients train the SLU model's head; use --mode "
-                              "backprop with --model lm", field="mode")
         if self.secure_aggregation and self.clients < 3:
             raise ConfigError("--secure-aggregation needs --clients >= 3 (SecAgg+ shares each "
                               "device's keys among the others)", field="clients")

@@ -339,11 +339,37 @@ class LMClient:
     def _labels(self, data) -> list[str]:
         return [self.settings["intents"][int(i)] for i in data.labels]
 
-    def train(self, data, *, seed: int, proximal_mu: float = 0.0, **_) -> dict[str, float]:
+    def train(self, data, *, seed: int, proximal_mu: float = 0.0,
+              perturbations: int | None = None, guide: list | None = None
+              ) -> dict[str, float]:
         s = self.settings
-        return train_lm_local(self.model, self.tok, data.features, self._labels(data),
+        labels = self._labels(data)
+        if s.get("mode") == "forward":  # FwdLLM: LoRA and projector, no backward pass
+            from .task import forward_gradient_steps
+
+            self.model.eval()
+            params = [p for _, p in self._trainable()]
+
+            def loss_at(rows) -> float:
+                return float(self.model.loss([data.features[i] for i in rows],
+                                             [labels[i] for i in rows], self.tok))
+
+            return forward_gradient_steps(
+                params, loss_at, len(labels), steps=s["local_steps"],
+                batch_size=s["batch_size"], lr=s["forward_lr"], seed=seed,
+                perturbations=perturbations or s["perturbations"],
+                guide=guide)
+        return train_lm_local(self.model, self.tok, data.features, labels,
                               steps=s["local_steps"], batch_size=s["batch_size"], lr=s["lr"],
                               seed=seed)
+
+    def _trainable(self) -> list[tuple[str, torch.Tensor]]:
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def head(self) -> dict[str, torch.Tensor]:
+        """What forward-gradient clients train (all that trains here), by name, in the order
+        `train` perturbs it."""
+        return {n: p.detach().clone() for n, p in self._trainable()}
 
     def accuracy(self, data) -> float:
         return lm_accuracy(self.model, self.tok, data.features, self._labels(data))

@@ -27,10 +27,12 @@ from .task import fl_task, make_model
 
 
 def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
-            cfg: FederateConfig, progress: bool = True) -> dict:
+            cfg: FederateConfig, progress: bool = True, int8: Path | None = None) -> dict:
     """Masks the manifest's 'train' utterances (split among the clients) and 'test' ones (the
-    server's evaluation) with the trained mask; writes out/data/client_K and out/data/test, and
-    the initial model. Returns the settings the apps are built from."""
+    server's evaluation) with the trained mask, or with the int8 model `speechmask export`
+    wrote from it (`int8`, a .tflite: the gates as the device computes them); writes
+    out/data/client_K and out/data/test, and the initial model. Returns the settings the apps
+    are built from."""
     from speechmask.api import load_mask
     from speechmask.models.slu import SLUConfig
     from speechmask.train.checkpoint import load_checkpoint
@@ -40,6 +42,9 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
         raise ConfigError("--model lm needs --slu: the cloud model whose encoder reads "
                           "the masked features for the LM")
     mask = load_mask(mask_path)
+    int8_model = None
+    if int8 is not None:
+        int8_model = _int8_model(Path(int8), mask)
     fs = load_features(manifest, mask.cfg.frontend, progress=progress)
     train, test = fs.select("split", "train"), fs.select("split", "test")
     if slu_path is not None:
@@ -59,7 +64,7 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
     data_dir = out / "data"
 
     def client(idx: list[int]) -> ClientData:
-        return ClientData(masked(mask, [fs.features[i] for i in idx]),
+        return ClientData(masked(mask, [fs.features[i] for i in idx], int8_model, progress),
                           np.array([label[fs.rows[i]["intent"]] for i in idx], np.int64),
                           [fs.rows[i]["speaker"] for i in idx])
 
@@ -67,7 +72,7 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
         write_client(data_dir / f"client_{k}", client(idx))
     write_client(data_dir / "test", client(test))
     settings = {"model": cfg.model, "intents": list(slu_cfg.intents),
-                "slu_config": slu_cfg.to_dict()}
+                "slu_config": slu_cfg.to_dict(), "int8": str(int8) if int8 else None}
     if cfg.model == "lm":
         # the encoder's own copy: the run resumes with the encoder it started with
         with atomic_output(out / "speech_encoder.pt") as tmp:
@@ -97,6 +102,25 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
             "secure_aggregation": cfg.secure_aggregation, "data_dir": str(data_dir),
             "partition_sizes": [len(p) for p in parts],
             "partition_speakers": [len({fs.rows[i]["speaker"] for i in p}) for p in parts]}
+
+
+def _int8_model(path: Path, mask) -> bytes:
+    """The .tflite's bytes, refused in one line unless LiteRT loads it for this mask."""
+    from speechmask.device.contract import ContractError
+    from speechmask.device.int8 import LiteRT
+
+    try:
+        model = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the int8 model ({exc.strerror})") from None
+    try:
+        LiteRT(model, mask.cfg)
+    except ContractError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+        raise ConfigError(f"{path}: not a TFLite model LiteRT loads ({first})") from None
+    return model
 
 
 def _transcribed(rows: list[dict], idx: list[int]) -> list[dict]:

@@ -83,45 +83,64 @@ def peak_memory_bytes() -> int:
 FORWARD_TRAINABLE = ("attn.", "out.")
 
 
+#: the prefixes of what forward-gradient clients train, by model: the SLU model's attention pooling
+#: and intent layer (2.8 k of its 400 k weights; the rest stays the server's), the speech LM's
+#: LoRA adapters and projector (all it trains); the server's variance check reads these arrays
+FORWARD_KEYS = {"slu": FORWARD_TRAINABLE, "lm": ("lora.", "projector.")}
+
+
 @torch.no_grad()
 def train_forward(model: SLUModel, data: ClientData, *, steps: int, batch_size: int, lr: float,
                   seed: int, perturbations: int = 8, eps: float = 1e-3,
                   proximal_mu: float = 0.0, guide: list[torch.Tensor] | None = None,
                   candidates: int = 4) -> dict[str, float]:
-    """FwdLLM-style forward gradients on the trainable parameters only, with autograd off: per
-    step, `perturbations` random directions v, each directional derivative from two perturbed
-    forward passes ((L(w + eps v) - L(w - eps v)) / 2 eps), the gradient estimate their mean of
-    d * v, then an SGD step. No activations are kept for a backward pass, which is where the
-    memory goes. The model runs in eval mode so that the passes differ only by the perturbation.
-    FedProx's term is added to the estimate exactly (its gradient is mu (w - w_global)).
+    """Forward gradients (`forward_gradient_steps`) on the SLU model's head, in eval mode so
+    that the passes differ only by the perturbation."""
+    params = [p for n, p in model.named_parameters() if n.startswith(FORWARD_TRAINABLE)]
+    model.eval()
 
-    `guide` (the previous round's global update of the trainable parameters): FwdLLM's
+    def loss_at(rows: np.ndarray) -> float:
+        x, lengths, y = _batch(model, data, rows)
+        return float(F.cross_entropy(model(x, lengths), y, label_smoothing=0.05))
+
+    return forward_gradient_steps(params, loss_at, len(data.labels), steps=steps,
+                                  batch_size=batch_size, lr=lr, seed=seed,
+                                  perturbations=perturbations, eps=eps, proximal_mu=proximal_mu,
+                                  guide=guide, candidates=candidates)
+
+
+@torch.no_grad()
+def forward_gradient_steps(params: list[torch.Tensor], loss_at, n: int, *, steps: int,
+                           batch_size: int, lr: float, seed: int, perturbations: int = 8,
+                           eps: float = 1e-3, proximal_mu: float = 0.0,
+                           guide: list[torch.Tensor] | None = None,
+                           candidates: int = 4) -> dict[str, float]:
+    """FwdLLM-style forward gradients on `params` with autograd off: per step, a batch of rows
+    of the `n` examples, `perturbations` random directions v, each directional derivative from
+    two perturbed forward passes ((L(w + eps v) - L(w - eps v)) / 2 eps, `loss_at(rows)` being
+    L), the gradient estimate their mean of d * v, then an SGD step. No activations are kept for
+    a backward pass, which is where the memory goes. FedProx's term is added to the estimate
+    exactly (its gradient is mu (w - w_global)).
+
+    `guide` (the previous round's global update of `params`, in their order): FwdLLM's
     discriminative sampling, `candidates` times as many random directions drawn and the
     `perturbations` most aligned with it (largest |cosine|) kept. The metrics report the
     variance of the directional derivatives, which the server watches (`VarianceCheck`)."""
-    params = [p for n, p in model.named_parameters() if n.startswith(FORWARD_TRAINABLE)]
     start = [p.clone() for p in params] if proximal_mu else None
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model.eval()
     losses, slopes = [], []
-
-    def loss_at(x, lengths, y) -> float:
-        return float(F.cross_entropy(model(x, lengths), y, label_smoothing=0.05))
-
     for _ in range(steps):
-        rows = rng.choice(len(data.labels), size=min(batch_size, len(data.labels)),
-                          replace=False)
-        x, lengths, y = _batch(model, data, rows)
+        rows = rng.choice(n, size=min(batch_size, n), replace=False)
         grads = [torch.zeros_like(p) for p in params]
         base = 0.0
         for v in _directions(params, g, perturbations, guide, candidates):
             for p, d in zip(params, v):
                 p.add_(d, alpha=eps)
-            plus = loss_at(x, lengths, y)
+            plus = loss_at(rows)
             for p, d in zip(params, v):
                 p.add_(d, alpha=-2 * eps)
-            minus = loss_at(x, lengths, y)
+            minus = loss_at(rows)
             for p, d in zip(params, v):
                 p.add_(d, alpha=eps)
             slope = (plus - minus) / (2 * eps)
@@ -136,7 +155,7 @@ def train_forward(model: SLUModel, data: ClientData, *, steps: int, batch_size: 
             p.add_(gr, alpha=-lr)
         losses.append(base / perturbations)
     return {"train-loss": float(np.mean(losses)), "slope-variance": float(np.var(slopes)),
-            "num-examples": steps * min(batch_size, len(data.labels))}
+            "num-examples": steps * min(batch_size, n)}
 
 
 def _directions(params, g: torch.Generator, k: int, guide, candidates: int):
