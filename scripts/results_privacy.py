@@ -130,6 +130,12 @@ PRIVACY_KEYS = ("wer_informed", "wer_inpainting", "entity_error_rate", "eer_lazy
                 "eer_semi_informed")
 
 
+#: baselines that are references, not protections a device of the export's budget can run:
+#: `on_device` sends nothing because the whole cloud model runs on the device (bench_attack's
+#: cost columns: 403 k weights, 10.5 M MACs per second, beyond the 48 KB and 1 % targets)
+REFERENCES = ("on_device",)
+
+
 def dominating(point: dict, baselines: list[dict]) -> list[tuple[str, str]]:
     """(baseline, metric) pairs where the baseline is both more useful (intent accuracy) and
     more private (the metric) than `point`: where the point is not on the frontier."""
@@ -162,11 +168,18 @@ def sec_sweep(records: dict) -> list[str]:
             "joined, baselines labelled, the default starred.*", ""]
     default = next((p for p in rec["points"] if p["default"]), None)
     if default:
-        beaten = dominating(default, rec["baselines"])
-        out += [("**On the frontier against every baseline**: no baseline is both more useful "
-                 "and more private than the default on any metric." if not beaten else
+        protections = [b for b in rec["baselines"] if b["name"] not in REFERENCES]
+        references = [b["name"] for b in rec["baselines"] if b["name"] in REFERENCES]
+        beaten = dominating(default, protections)
+        out += [("**On the frontier against every protection**: no baseline is both more "
+                 "useful and more private than the default on any metric." if not beaten else
                  "**Not on the frontier everywhere**: " + "; ".join(
-                     f"{b} is more useful and more private on {k}" for b, k in beaten) + "."), ""]
+                     f"{b} is more useful and more private on {k}" for b, k in beaten) + ".")
+                + (f" Left out of this check as references, not protections a device of the "
+                   f"export's budget runs: {', '.join(references)} (it sends nothing because "
+                   "the whole cloud model runs on the device, beyond the memory and compute "
+                   "targets)." if references else ""),
+                ""]
     return out
 
 
