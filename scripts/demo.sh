@@ -81,6 +81,10 @@ $SM federate --manifest "$M" --mask "$R/mask.pt" --slu "$R/slu.pt" --clients 4 -
   --out "$OUT/federated" --force
 $SM federate --manifest "$M" --mask "$R/mask.pt" --slu "$R/slu.pt" --clients 4 --rounds 3 \
   --out "$OUT/federated_deployed" --deployment local --force
+echo "and a small language model that reads what the int8 model sends (through the fine-tuned"
+echo "cloud model's frozen encoder) and generates the intent: only LoRA and projector travel"
+$SM federate --manifest "$M" --mask "$R/mask.pt" --int8 "$OUT/fw/mask.tflite" \
+  --slu "$R/slu_masked.pt" --model lm --clients 4 --rounds 5 --out "$OUT/federated_lm" --force
 
 step "13. attack suite: what leaks (content, speaker) and what works (intent), mask vs baselines"
 echo "(the full suite with default settings, the longest step of the demo; it trains every"
@@ -93,6 +97,7 @@ printf '\nDemo outputs are in %s/: corpus/, stats.json, speakers.png, runs/ (mod
 printf 'masked.npy, mask.png (spectrogram with the withheld segments shaded), mask.json,\n'
 printf 'fw/ (mask.tflite, mask.onnx, mask_int8.onnx, the generated C and its core, test vectors,\n'
 printf 'report.json, report.md, model.blob), firmware/ (the self-test and application images),\n'
-printf 'board_sent.npy (what the emulated board sent), federated/ and federated_deployed/\n'
-printf '(report.md, rounds.png; deploy/logs/ has the SuperLink'"'"'s and SuperNodes'"'"' logs),\n'
+printf 'board_sent.npy (what the emulated board sent), federated/, federated_deployed/ and\n'
+printf 'federated_lm/ (report.md, rounds.png; deploy/logs/ has the SuperLink'"'"'s and SuperNodes'"'"'\n'
+printf 'logs),\n'
 printf 'attack/ (report.json, report.md, det.png, examples.png).\n'
