@@ -20,6 +20,7 @@ Llama's query and value projections, ...)."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -188,8 +189,11 @@ class SpeechLM(nn.Module):
         # store their weights transposed (fan_in_fan_out)
         conv1d = any(isinstance(m, Conv1D) for m in lm.modules())
         try:
-            self.lm = get_peft_model(lm, LoraConfig(r=rank, lora_alpha=2 * rank,
-                                                    fan_in_fan_out=conv1d, lora_dropout=0.0))
+            with warnings.catch_warnings():  # peft reads an attribute transformers 5 deprecates
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
+                                        category=FutureWarning)
+                self.lm = get_peft_model(lm, LoraConfig(r=rank, lora_alpha=2 * rank,
+                                                        fan_in_fan_out=conv1d, lora_dropout=0.0))
         except ValueError as exc:
             raise ConfigError(f"LoRA cannot adapt a {lm.config.model_type!r} model: "
                               f"{_first_line(exc)}", field="lm_dir") from None
