@@ -31,15 +31,19 @@ class MaskedUtterance:
         return float(self.gates.mean()) if self.gates.size else 0.0
 
 
-def sent_with_gates(features: np.ndarray, gates: np.ndarray, cfg) -> np.ndarray:
-    """What the device sends of one utterance `(T, n_mels)` for its binary gates `(S, G)` (from
-    the float mask or the int8 closed loop): the open positions through the send steps of `cfg`
-    (a MaskConfig), the withheld ones at the floor value, which is `mask_features`' result for
-    binary gates without its exp/log over every value."""
+def sent_with_gates(features: np.ndarray, gates: np.ndarray, gate, frontend,
+                    mask_cfg=None) -> tuple[np.ndarray, np.ndarray]:
+    """(what is sent of one utterance `(T, n_mels)`, `(T, n_mels)` bool: sent) for its binary
+    gates `(S, G)` (a GateConfig's segments and bands, from any mask, float or int8): the open
+    positions, first through the send steps of `mask_cfg` (a MaskConfig) when given, and the
+    withheld ones at the floor value, which is `mask_features`' result for binary gates
+    without its exp/log over every value."""
     keep = expand_gates(torch.from_numpy(np.asarray(gates, np.float32))[None], features.shape[0],
-                        cfg.frames_per_segment, cfg.gate.band_edges(cfg.frontend.n_mels))
-    return np.where(keep[0].numpy() > 0, send_float(features, cfg),
-                    np.float32(floor_value(cfg.frontend))).astype(np.float32)
+                        gate.frames_per_segment(frontend),
+                        gate.band_edges(frontend.n_mels))[0].numpy() > 0
+    if mask_cfg is not None:
+        features = send_float(features, mask_cfg)
+    return np.where(keep, features, np.float32(floor_value(frontend))).astype(np.float32), keep
 
 
 @torch.no_grad()

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from speechmask.device.send import send_float
+from speechmask.masking import sent_with_gates
 from speechmask.models.config import MaskConfig
 from speechmask.models.cost import count_cost
-from speechmask.models.gates import GateConfig, expand_gates, mask_waveform
+from speechmask.models.gates import GateConfig, mask_waveform
 from speechmask.train.data import pad_batch
 
 from ..data import Sent, SuiteData
@@ -63,17 +63,11 @@ def gated(data: SuiteData, gates: list[np.ndarray], gate: GateConfig,
     """Sent features, withheld flags and masked audio for per-utterance binary gates `(S_i, G)`;
     with `mask_cfg`, the open features first go through its send steps (`device.send`), and no
     audio is sent when they have no waveform counterpart."""
-    fe, floor = data.frontend, data.floor
-    seg_frames = gate.frames_per_segment(fe)
-    edges = gate.band_edges(fe.n_mels)
+    fe = data.frontend
     feats, withheld = [], []
     for f, g in zip(data.fs.features, gates):
-        keep = expand_gates(torch.from_numpy(g)[None], f.shape[0], seg_frames, edges)[0].numpy() > 0
-        if mask_cfg is not None:
-            f = send_float(f, mask_cfg)
-        # binary gates: a feature is sent as is or replaced by the floor value, which is what
-        # mask_features computes, without its exp/log over every value
-        feats.append(np.where(keep, f, np.float32(floor)).astype(np.float32))
+        sent, keep = sent_with_gates(f, g, gate, fe, mask_cfg)
+        feats.append(sent)
         withheld.append(~keep)
 
     def masked_audio(i: int) -> np.ndarray:

@@ -59,14 +59,11 @@ def _federate(args: argparse.Namespace) -> int:
     from speechmask.outputs import OutputFolder
 
     cfg = from_args(FederateConfig, args, args.parser)
-    check_inputs(args.manifest, args.mask, args.slu)
+    check_inputs(args.manifest, args.mask, args.slu, cfg.model)
     if args.deployment is not None:
         from .deployment import check_deployment
 
         check_deployment(args.deployment)
-    if cfg.model == "lm" and args.slu is None:
-        raise SpeechmaskError("--model lm needs --slu: the cloud model whose encoder reads the "
-                              "masked features for the LM")
     if cfg.model == "lm" and cfg.lm_dir is not None:
         from .lm import load_lm
 

@@ -58,23 +58,23 @@ class ClientData:
     speakers: list[str]
 
 
-def masked(mask, features: list[np.ndarray], int8_model: bytes | None = None,
+def masked(mask, features: list[np.ndarray], litert=None,
            progress: bool = False) -> list[np.ndarray]:
     """What the device sends for each utterance (one at a time: no padding effects): with
-    `int8_model` (the .tflite `speechmask export` wrote from `mask`), its gates as the device
-    computes them, the int8 model's own closed loop on LiteRT."""
+    `litert` (`device.int8.LiteRT` on the .tflite `speechmask export` wrote from `mask`), the
+    gates as the device computes them, the int8 model's own closed loop."""
     import torch
 
     from speechmask.masking import mask_batch
 
-    if int8_model is not None:
+    if litert is not None:
         from tqdm.auto import tqdm
 
-        from speechmask.device.int8 import LiteRT, int8_gates
+        from speechmask.device.int8 import int8_gates
         from speechmask.masking import sent_with_gates
 
-        litert = LiteRT(int8_model, mask.cfg)  # refuses a model that does not fit this mask
-        return [sent_with_gates(f, int8_gates(litert, f)[1], mask.cfg)
+        cfg = mask.cfg
+        return [sent_with_gates(f, int8_gates(litert, f)[1], cfg.gate, cfg.frontend, cfg)[0]
                 for f in tqdm(features, desc="int8 gates", disable=not progress, leave=False)]
 
     out = []

@@ -8,9 +8,8 @@ moment estimates start again from zero there: Flower keeps them inside the strat
 
 from __future__ import annotations
 
-import shutil
-
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -38,13 +37,9 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
     from speechmask.train.checkpoint import load_checkpoint
     from speechmask.train.data import load_features
 
-    if cfg.model == "lm" and slu_path is None:  # before any work
-        raise ConfigError("--model lm needs --slu: the cloud model whose encoder reads "
-                          "the masked features for the LM")
+    _check_encoder(cfg.model, slu_path)  # before any work
     mask = load_mask(mask_path)
-    int8_model = None
-    if int8 is not None:
-        int8_model = _int8_model(Path(int8), mask)
+    litert = _litert(Path(int8), mask) if int8 is not None else None
     fs = load_features(manifest, mask.cfg.frontend, progress=progress)
     train, test = fs.select("split", "train"), fs.select("split", "test")
     if slu_path is not None:
@@ -64,7 +59,7 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
     data_dir = out / "data"
 
     def client(idx: list[int]) -> ClientData:
-        return ClientData(masked(mask, [fs.features[i] for i in idx], int8_model, progress),
+        return ClientData(masked(mask, [fs.features[i] for i in idx], litert, progress),
                           np.array([label[fs.rows[i]["intent"]] for i in idx], np.int64),
                           [fs.rows[i]["speaker"] for i in idx])
 
@@ -74,15 +69,18 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
     settings = {"model": cfg.model, "intents": list(slu_cfg.intents),
                 "slu_config": slu_cfg.to_dict(), "int8": str(int8) if int8 else None}
     if cfg.model == "lm":
+        from .lm import text_accuracy
+
         # the encoder's own copy: the run resumes with the encoder it started with
         with atomic_output(out / "speech_encoder.pt") as tmp:
             shutil.copyfile(slu_path, tmp)
         settings["speech_encoder"] = str(out / "speech_encoder.pt")
         settings["lm_dir"] = str(_language_model(cfg, out, _transcribed(fs.rows, train),
                                                  progress))
-        settings["lm_text_accuracy"] = _text_accuracy(Path(settings["lm_dir"]),
-                                                      _transcribed(fs.rows, test))
         task = fl_task(settings)
+        rows = _transcribed(fs.rows, test)  # the LM before LoRA moves (its B starts at zero)
+        settings["lm_text_accuracy"] = text_accuracy(
+            task.model.lm, task.tok, [r["transcript"] for r in rows], [r["intent"] for r in rows])
         state = task.arrays()
         # the whole model a device would otherwise send: the LM and the projector (the frozen
         # encoder would not travel either way)
@@ -104,8 +102,14 @@ def prepare(manifest: Path, mask_path: Path, slu_path: Path | None, out: Path,
             "partition_speakers": [len({fs.rows[i]["speaker"] for i in p}) for p in parts]}
 
 
-def _int8_model(path: Path, mask) -> bytes:
-    """The .tflite's bytes, refused in one line unless LiteRT loads it for this mask."""
+def _check_encoder(model: str, slu_path: Path | None) -> None:
+    if model == "lm" and slu_path is None:
+        raise ConfigError("--model lm needs --slu: the cloud model whose encoder reads the "
+                          "masked features for the LM")
+
+
+def _litert(path: Path, mask):
+    """LiteRT on the .tflite, refused in one line unless it loads for this mask."""
     from speechmask.device.contract import ContractError
     from speechmask.device.int8 import LiteRT
 
@@ -114,13 +118,12 @@ def _int8_model(path: Path, mask) -> bytes:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the int8 model ({exc.strerror})") from None
     try:
-        LiteRT(model, mask.cfg)
+        return LiteRT(model, mask.cfg)
     except ContractError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except (ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
         raise ConfigError(f"{path}: not a TFLite model LiteRT loads ({first})") from None
-    return model
 
 
 def _transcribed(rows: list[dict], idx: list[int]) -> list[dict]:
@@ -146,13 +149,6 @@ def _language_model(cfg: FederateConfig, out: Path, rows: list[dict],
     lm.save_pretrained(folder)
     tok.save(folder)
     return folder
-
-
-def _text_accuracy(folder: Path, rows: list[dict]) -> float:
-    from .lm import load_lm, text_accuracy
-
-    lm, tok = load_lm(folder)
-    return text_accuracy(lm, tok, [r["transcript"] for r in rows], [r["intent"] for r in rows])
 
 
 def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = False,
@@ -210,10 +206,12 @@ def centralised(settings: dict, cfg: FederateConfig) -> float:
     return task.accuracy(read_client(data_dir / "test"))
 
 
-def check_inputs(manifest: Path, mask_path: Path, slu_path: Path | None) -> None:
+def check_inputs(manifest: Path, mask_path: Path, slu_path: Path | None,
+                 model: str = "slu") -> None:
     from speechmask.corpus.manifest import read_manifest
     from speechmask.train.checkpoint import load_checkpoint
 
+    _check_encoder(model, slu_path)
     load_checkpoint(mask_path, kind="mask")  # one line for a missing or corrupt mask
     if slu_path is not None:
         load_checkpoint(slu_path, kind="slu")

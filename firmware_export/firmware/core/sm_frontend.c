@@ -47,7 +47,9 @@ static int16_t sat16(int64_t v) {
         (bi) = hi_ - ti_;                              \
     } while (0)
 
-/* z[0], z[1] = re, im in one 64-bit store (STRD; GCC stores the words one by one otherwise). */
+/* z[0], z[1] = re, im in one 64-bit store (STRD; GCC stores the words one by one otherwise).
+ * Not sm_store_pair's asm: here GCC folds the constant offsets into the STRDs themselves, which
+ * the asm's plain register address would not (+0.14 M instructions per second of audio). */
 static inline void store_pair(int32_t *z, int32_t re, int32_t im) {
     const uint64_t v = (uint64_t)(uint32_t)re | (uint64_t)(uint32_t)im << 32; /* little-endian */
     memcpy(z, &v, 8);
