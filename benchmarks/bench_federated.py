@@ -138,7 +138,8 @@ def main() -> None:
               for mode in ("backprop", "forward")}
     rec = {"runs": runs, "target_share": TARGET_SHARE, "target_seconds_4x3": TARGET_SECONDS,
            "local_training_memory_bytes": memory,
-           "method": "Flower 1.42 simulation runtime (Ray), FedAvg, 4 clients, server-side "
+           "method": "Flower 1.42 simulation runtime (Ray; `flwr run` on a simulation "
+                     "SuperLink), FedAvg, 4 clients, server-side "
                      "accuracy on the masked test split after each round; centralised: the "
                      "same masked training data pooled, as many steps as one client makes in "
                      "all rounds with a batch as large as all clients' together"}
@@ -228,8 +229,9 @@ def main_runtimes(args) -> None:
             for name, deployment, secure in RUNTIMES}
     rec = {"runs": runs,
            "method": "4 speaker-partitioned clients, 3 rounds of FedAvg from the clean cloud "
-                     "model, server-side accuracy on the masked test split; simulation: Flower "
-                     "1.42's simulation runtime (Ray); deployment: `--deployment local`, a "
+                     "model, server-side accuracy on the masked test split; simulation: `flwr run` "
+                     "on a simulation SuperLink the run starts and stops (Flower 1.42's "
+                     "simulation runtime, Ray); deployment: `--deployment local`, a "
                      "flower-superlink and 4 flower-supernodes on 127.0.0.1 started and stopped "
                      "by the run (their start included in the wall time); SecAgg+: Flower's "
                      "SecAggPlusWorkflow (weights quantized to 2^24 levels); traffic counts the "

@@ -1,11 +1,13 @@
 """Federated adaptation: partitions, aggregation checked by hand, FedProx's term, and the Flower
-simulation end to end on the tiny corpus (messages audited, a dropped client, resumption)."""
+simulation end to end on the tiny corpus through `flwr run` (messages audited, a dropped client,
+resumption, every process stopped)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,21 @@ from speechmask.federated.config import FederateConfig
 from speechmask.federated.data import ClientData, partition
 
 SPEECHMASK = [sys.executable, "-m", "speechmask"]
+# the runtime's processes: Flower's, and the simulation engine's (Ray)
+FLOWER = ("flower-superlink", "flower-supernode", "flower-superexec", "flwr-serverapp",
+          "flwr-clientapp", "flwr-simulation", "raylet", "gcs_server", "ray::")
+
+
+def flower_processes() -> set[int]:
+    found = set()
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(name in cmd for name in FLOWER):
+            found.add(int(d.name))
+    return found
 
 
 def _rows(speakers=6, per=10, intents=3):
@@ -117,13 +134,15 @@ def test_prepared_data_is_masked_and_split_by_speaker(prepared, tiny_corpus, mas
 
 
 def test_simulation_runs_audits_drops_and_resumes(prepared):
-    """Two rounds in Flower's simulation with client 0 dropping out of round 1: the federation
-    goes on; every message a client sent holds only the model's arrays and numeric metrics; a
-    third round resumes from the saved state."""
+    """Two rounds in Flower's simulation (`flwr run` on a simulation SuperLink) with client 0
+    dropping out of round 1: the federation goes on; every message a client sent holds only the
+    model's arrays and numeric metrics; a third round resumes from the saved state; no process
+    of the runtime is left."""
     from speechmask.federated.recorder import load_state
     from speechmask.federated.runner import run_federation
 
     out, settings, cfg = prepared
+    before = flower_processes()
     audit = out / "messages.jsonl"
     settings = dict(settings, audit=str(audit), drop={"1": [0]})
     history = run_federation(settings, out, rounds=2)
@@ -142,6 +161,9 @@ def test_simulation_runs_audits_drops_and_resumes(prepared):
     more = run_federation(settings, out, rounds=3, resume=True)
     assert sorted(more["accuracy"], key=int) == ["0", "1", "2", "3"]
     assert more["accuracy"]["1"] == history["accuracy"]["1"]
+    # the run came through the simulation SuperLink's Control API, as `flwr run` submits it
+    assert "ControlServicer.StartRun" in (out / "simulation" / "logs" / "superlink.log").read_text()
+    assert flower_processes() - before == set()  # the SuperLink, its SuperExec and Ray: gone
 
 
 def test_cli_federates_and_reports(tiny_corpus, mask_path, slu_path, tmp_path):

@@ -10,27 +10,11 @@ import json
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from test_federated import flower_processes
 
 SPEECHMASK = [sys.executable, "-m", "speechmask"]
-FLOWER = ("flower-superlink", "flower-supernode", "flower-superexec", "flwr-serverapp",
-          "flwr-clientapp")
-
-
-def flower_processes() -> set[int]:
-    found = set()
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if any(name in cmd for name in FLOWER):
-            found.add(int(d.name))
-    return found
-
-
 @pytest.fixture(scope="module")
 def prepared(tiny_corpus, mask_path, slu_path, tmp_path_factory):
     from speechmask.federated.config import FederateConfig

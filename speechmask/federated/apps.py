@@ -1,6 +1,8 @@
-"""The Flower apps (Message API, flwr 1.42): a ClientApp per device that trains the cloud model
-on its own masked features, and a ServerApp that runs the strategy. Both are built from a plain,
-picklable `settings` dict (paths and numbers), so the simulation's workers rebuild them.
+"""The parts of the Flower apps (Message API, flwr 1.42): what a device does in a round
+(`train_on_device`: its own masked features, local training) and the server's side (`run_server`:
+the strategy). deploy_apps.py assembles them into the ClientApp and ServerApp that `flwr run`
+ships, in the simulation runtime and on the deployment runtime alike; they read a plain `settings`
+dict (paths and numbers) from the run config.
 
 Only weights and metrics travel: a client's reply holds the model's arrays and a MetricRecord
 (loss, examples, peak memory). `audit` is a client mod that records, for every message a client
@@ -12,8 +14,7 @@ import json
 from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
 from .data import read_client
@@ -21,7 +22,7 @@ from .task import fl_task, peak_memory_bytes
 
 
 def _audit_mod(path: str | None):
-    """Records every reply; `path` None: the run config's settings name the file (deployment)."""
+    """Records every reply; `path` None: the run config's settings name the file."""
     def audit(msg: Message, context: Context, call_next) -> Message:
         reply = call_next(msg, context)
         target = path or json.loads(str(context.run_config.get("settings", "{}"))).get("audit")
@@ -70,20 +71,6 @@ def train_on_device(msg: Message, context: Context, settings: dict, data_dir: Pa
     content = RecordDict({"arrays": ArrayRecord(task.arrays()),
                           "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
-
-
-def client_app(settings: dict) -> ClientApp:
-    """The simulation's ClientApp: every device's data under settings["data_dir"]."""
-    mods = [_audit_mod(settings["audit"])] if settings.get("audit") else []
-    app = ClientApp(mods=mods)
-
-    @app.train()
-    def train(msg: Message, context: Context) -> Message:
-        pid = int(context.node_config["partition-id"])
-        return train_on_device(msg, context, settings,
-                               Path(settings["data_dir"]) / f"client_{pid}")
-
-    return app
 
 
 def _forward_extras(task, config, context: Context, settings: dict) -> dict:
@@ -187,17 +174,6 @@ def run_server(grid: Grid, settings: dict, evaluate_fn, on_result=None) -> None:
                             evaluate_fn=evaluate_fn)
     if on_result is not None:
         on_result(result, getattr(strategy, "log", None))
-
-
-def server_app(settings: dict, evaluate_fn, on_result=None) -> ServerApp:
-    """The simulation's ServerApp (run_server with these callbacks)."""
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        run_server(grid, settings, evaluate_fn, on_result)
-
-    return app
 
 
 def evaluate_on(settings: dict, test_dir: Path):

@@ -89,7 +89,7 @@ def _federate(args: argparse.Namespace) -> int:
                                                       STATE, "settings.json", "report.json",
                                                       "report.md", "rounds.png", "lm",
                                                       "speech_encoder.pt", "messages.jsonl",
-                                                      "app", "deploy"])
+                                                      "app", "deploy", "simulation"])
         folder.check()
         out.mkdir(parents=True, exist_ok=True)
         settings = prepare(args.manifest, args.mask, args.slu, out, cfg, int8=args.int8)

@@ -1,13 +1,14 @@
-"""The Flower app's components on the deployment runtime (the app folder's pyproject.toml names
-them; `flwr run` ships that folder to the SuperLink): module-level objects, as Flower requires,
-that read the federation's settings from the run config at call time.
+"""The Flower app's components, in the simulation runtime and on the deployment runtime alike
+(the app folder's pyproject.toml names them; `flwr run` ships that folder to the SuperLink):
+module-level objects, as Flower requires, that read the federation's settings from the run
+config at call time.
 
 The run config's `settings` is the JSON of the settings `speechmask federate` prepared (paths on
 the SuperLink's machine for the server; `out` is where it writes `state.pt`). A SuperNode's
 `--node-config` gives its `partition-id` and, on a machine of its own, `data-dir`: the folder with
 that device's masked features (default: the settings' data folder, `client_<partition-id>`).
 With `--secure-aggregation` the app names the SecAgg+ pair instead (`secure_serverapp`,
-`secure_clientapp`: secure.py's workflow, the same as in simulation)."""
+`secure_clientapp`: secure.py's workflow)."""
 
 from __future__ import annotations
 

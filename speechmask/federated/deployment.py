@@ -1,4 +1,5 @@
-"""`speechmask federate --deployment CONN`: the federation on Flower's deployment runtime.
+"""The federation through `flwr run`: on Flower's deployment runtime (`speechmask federate
+--deployment CONN`) or in its simulation runtime (the default).
 
 The app folder (`<out>/app/pyproject.toml`, written here) names the components in
 `deploy_apps.py`; `flwr run <out>/app CONN --run-config <out>/app/run.toml` submits it to the
@@ -11,7 +12,13 @@ machine needs speechmask installed, as the README's walk-through sets up.
 `--deployment local[:PORT]` starts the runtime here for the run: a SuperLink on 127.0.0.1 (PORT,
 or a free one) and one SuperNode per client, each process in a process group of its own, with a
 private FLWR_HOME (no `:local:` connection, so `flwr` never starts its detached simulation
-SuperLink) and stops them all by PID afterwards, whatever happens."""
+SuperLink) and stops them all by PID afterwards, whatever happens.
+
+Without `--deployment` the federation runs in Flower's simulation runtime the same way
+(`run_simulated`): a SuperLink with `--simulation` on a free port, started and stopped here, and
+`flwr run` with the simulation's settings (`--federation-config`: the number of SuperNodes, one
+CPU each); Flower's simulation engine (Ray) runs the same ClientApp and ServerApp as the
+deployment."""
 
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -92,11 +100,13 @@ def flwr(env: dict, *args: str, timeout: float = 120) -> dict:
 
 
 def submit_and_wait(env: dict, app: Path, run_toml: Path, connection: str, timeout: float,
-                    log_path: Path) -> dict:
+                    log_path: Path, federation_config: str | None = None) -> dict:
     """Submits the app and follows the ServerApp's log (`flwr log`, which streams until the run
     ends) into `log_path`; the run's `flwr ls` entry. A run that does not finish in `timeout` s
-    is stopped."""
-    run_id = str(flwr(env, "run", str(app), connection, "--run-config", str(run_toml))["run-id"])
+    is stopped. `federation_config`: the simulation's settings (`flwr run --federation-config`)."""
+    extra = ["--federation-config", federation_config] if federation_config else []
+    run_id = str(flwr(env, "run", str(app), connection, "--run-config", str(run_toml),
+                      *extra)["run-id"])
     finished = False
     try:
         with open(log_path, "wb") as log:
@@ -148,10 +158,13 @@ def free_port() -> int:
 
 class LocalDeployment:
     """A SuperLink and `nodes` SuperNodes on 127.0.0.1 (insecure: one machine), logs and state
-    under `work`; a context manager that stops every process it started."""
+    under `work`; a context manager that stops every process it started. `simulation`: the
+    SuperLink runs its runs in Flower's simulation engine, and no SuperNode is started (the
+    simulation makes its own)."""
 
-    def __init__(self, work: Path, nodes: int, port: int | None = None):
-        self.work, self.nodes = work, nodes
+    def __init__(self, work: Path, nodes: int, port: int | None = None,
+                 simulation: bool = False):
+        self.work, self.nodes, self.simulation = work, nodes, simulation
         if port is not None:
             require_free(port)
         self.port = port or free_port()
@@ -166,6 +179,9 @@ class LocalDeployment:
             (self.work / sub).mkdir(parents=True, exist_ok=True)
         for old in (self.work / "state").glob("superlink.db*"):  # no nodes of an earlier run
             old.unlink()
+        # Ray's sockets live in its temp folder, and a socket path over 107 bytes fails: Ray
+        # keeps the machine's short one, every other helper the run's own
+        self.env.setdefault("RAY_TMPDIR", tempfile.gettempdir())
         self.env["TMPDIR"] = str(self.work / "tmp")
         (self.home / "config.toml").write_text(  # a named connection; no ":local:" fallback
             '[superlink]\ndefault = "speechmask"\n\n[superlink.speechmask]\n'
@@ -174,8 +190,11 @@ class LocalDeployment:
             self._start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1",
                                       "--port", str(self.port), "--database",
                                       str(self.work / "state" / "superlink.db"),
-                                      "--disable-runtime-dependency-installation"])
+                                      "--disable-runtime-dependency-installation",
+                                      *(["--simulation"] if self.simulation else [])])
             self._wait_healthy()
+            if self.simulation:
+                return self
             for k in range(self.nodes):
                 node_port = free_port()
                 self._start(f"supernode{k}", [
@@ -264,16 +283,20 @@ def check_deployment(deployment: str) -> None:
                               f"(known: {', '.join(known) or 'none'})")
 
 
+def _absolute(settings: dict) -> dict:
+    """The server and the clients run in other processes, or elsewhere: absolute paths only."""
+    return {**settings, **{k: str(Path(settings[k]).resolve()) for k in
+                           ("data_dir", "initial_state", "audit", "lm_dir", "speech_encoder",
+                            "dump_dir")
+                           if settings.get(k)}}
+
+
 def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = False,
                  timeout: float = 3600) -> None:
     """Runs the federation described by `settings` (runner.run_federation's) on `deployment`:
     a flwr connection name, or local[:PORT]."""
-    out = out.resolve()  # the server and the clients run elsewhere: absolute paths only
-    settings = {**settings, **{k: str(Path(settings[k]).resolve()) for k in
-                               ("data_dir", "initial_state", "audit", "lm_dir", "speech_encoder",
-                                "dump_dir")
-                               if settings.get(k)}}
-    app, run_toml = write_app(out, settings)
+    out = out.resolve()
+    app, run_toml = write_app(out, _absolute(settings))
     check_deployment(deployment)
     if deployment == "local" or deployment.startswith("local:"):
         port = deployment.partition(":")[2]
@@ -285,4 +308,28 @@ def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = 
         log = out / "app" / "run.log"
         submit_and_wait(flwr_env(None), app, run_toml, deployment, timeout, log)
     if verbose:  # the ServerApp's own log, Flower's rounds included
+        print(log.read_text(errors="replace"))
+
+
+def simulation_config(clients: int, verbose: bool = False) -> str:
+    """`flwr run --federation-config`: one SuperNode per client, each ClientApp on one CPU and
+    at most two at once (each trains with torch's threads; the reference machine has two
+    cores), Ray's own logs only when verbose."""
+    return (f"num-supernodes={clients} client-resources-num-cpus=1 "
+            f"client-resources-num-gpus=0.0 init-args-num-cpus=2 "
+            f"init-args-log-to-driver={'true' if verbose else 'false'} "
+            f"verbose={'true' if verbose else 'false'}")
+
+
+def run_simulated(settings: dict, out: Path, *, verbose: bool = False,
+                  timeout: float = 3600) -> None:
+    """Runs the federation described by `settings` in Flower's simulation runtime: `flwr run`
+    against a simulation SuperLink started (and stopped, by PID) here."""
+    out = out.resolve()
+    app, run_toml = write_app(out, _absolute(settings))
+    log = out / "simulation" / "logs" / "serverapp.log"
+    with LocalDeployment(out / "simulation", settings["clients"], simulation=True) as local:
+        submit_and_wait(local.env, app, run_toml, "speechmask", timeout, log,
+                        federation_config=simulation_config(settings["clients"], verbose))
+    if verbose:
         print(log.read_text(errors="replace"))

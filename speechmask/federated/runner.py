@@ -8,9 +8,7 @@ moment estimates start again from zero there: Flower keeps them inside the strat
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from speechmask.errors import ConfigError, ManifestError
 
 from .config import FederateConfig
 from .data import ClientData, masked, partition, read_client, write_client
-from .recorder import STATE, Recorder, load_state, resume_point
+from .recorder import STATE, load_state, resume_point
 from .task import fl_task, make_model
 
 
@@ -164,31 +162,11 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
         from .deployment import run_deployed
 
         run_deployed(run_settings, out, deployment, verbose=verbose)
-        return load_state(out / STATE)["history"]
-    from flwr.simulation import run_simulation
-
-    from .apps import client_app, server_app
-
-    recorder = Recorder(settings, out, start_round, history)
-    if settings.get("secure_aggregation"):
-        from .secure import secure_client_app, secure_server_app
-
-        apps = dict(server_app=secure_server_app(run_settings, recorder),
-                    client_app=secure_client_app(run_settings))
     else:
-        apps = dict(server_app=server_app(run_settings, recorder.on_round, recorder.on_result),
-                    client_app=client_app(run_settings))
-    os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
-    if not verbose:  # Flower logs every round, and that run_simulation is deprecated in
-        import logging  # favour of `flwr run` (--deployment); the report says what matters
+        from .deployment import run_simulated
 
-        logging.getLogger("flwr").setLevel(logging.ERROR)
-    run_simulation(**apps, num_supernodes=settings["clients"],
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": 2, "include_dashboard": False,
-                                                 "log_to_driver": verbose}},
-                   verbose_logging=verbose)
-    return recorder.history
+        run_simulated(run_settings, out, verbose=verbose)
+    return load_state(out / STATE)["history"]
 
 
 def centralised(settings: dict, cfg: FederateConfig) -> float:

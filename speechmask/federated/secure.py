@@ -23,11 +23,9 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context
 from flwr.client import Client, NumPyClient
-from flwr.client.mod import secaggplus_mod
-from flwr.clientapp import ClientApp
 from flwr.common import ndarrays_to_parameters
 from flwr.server import LegacyContext, ServerConfig
-from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import Grid
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
@@ -81,8 +79,8 @@ class _Device(NumPyClient):
 
 
 def secure_client_fn(settings_of: Callable[[Context], dict]) -> Callable[[Context], Client]:
-    """The devices' client_fn; `settings_of(context)` gives the federation's settings (the
-    simulation's own, or the deployment's run config). A SuperNode's `data-dir` node config
+    """The devices' client_fn; `settings_of(context)` gives the federation's settings (from the
+    run config). A SuperNode's `data-dir` node config
     names its data folder on a machine of its own (default: the settings' `client_<pid>`)."""
 
     def client_fn(context: Context) -> Client:
@@ -95,26 +93,10 @@ def secure_client_fn(settings_of: Callable[[Context], dict]) -> Callable[[Contex
     return client_fn
 
 
-def secure_client_app(settings: dict) -> ClientApp:
-    return ClientApp(client_fn=secure_client_fn(lambda _: settings), mods=[secaggplus_mod])
-
-
 def _train_metrics(results: list[tuple[int, dict]]) -> dict:
     total = sum(n for n, _ in results) or 1
     return {"train-loss": sum(n * float(m["train-loss"]) for n, m in results) / total,
             "peak-memory-bytes": max(float(m["peak-memory-bytes"]) for _, m in results)}
-
-
-def secure_server_app(settings: dict, recorder) -> ServerApp:
-    """The SecAgg+ ServerApp of the simulation; `recorder` (recorder.Recorder) scores and
-    checkpoints each round."""
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        run_secure_server(grid, context, settings, recorder)
-
-    return app
 
 
 def run_secure_server(grid: Grid, context: Context, settings: dict, recorder) -> None:
