@@ -99,15 +99,18 @@ def text_accuracy(lm, tok: "HFTokenizer", transcripts: list[str], intents: list[
     lm.eval()
     hits = 0
     for text, intent in zip(transcripts, intents):
-        ids = tok.encode(text + PROMPT)
-        out: list[int] = []
-        for _ in range(max_len):
-            nxt = int(lm(input_ids=torch.tensor([ids + out])).logits[0, -1].argmax())
-            if nxt == tok.EOS:
-                break
-            out.append(nxt)
-        hits += tok.decode(out).strip() == intent
+        ids = torch.tensor([tok.encode(text + PROMPT)])
+        with torch.no_grad():
+            out = lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                              **_greedy(tok, max_len))
+        hits += tok.decode(out[0, ids.shape[1]:].tolist()).strip() == intent
     return hits / len(intents) if intents else 0.0
+
+
+def _greedy(tok: "HFTokenizer", max_len: int) -> dict:
+    """transformers' `generate` settings: greedy, up to `max_len` new tokens, ending at EOS."""
+    return dict(max_new_tokens=max_len, do_sample=False, eos_token_id=tok.EOS,
+                pad_token_id=tok.PAD)
 
 
 class HFTokenizer:
@@ -253,32 +256,19 @@ class SpeechLM(nn.Module):
     @torch.no_grad()
     def generate(self, feats: list[np.ndarray], tok, max_len: int = 32
                  ) -> list[str]:
-        """Greedy decoding after the prompt, one utterance at a time (no padding), with the
-        LM's key/value cache so that each new token costs one position."""
+        """Greedy decoding (transformers' `generate`) after the prefix and the prompt, one
+        utterance at a time (no padding); given embeddings only, `generate` returns only the new
+        tokens."""
         self.eval()
         out = []
         for f in feats:
             prefix, _ = self.prefix([f])
             embeds = torch.cat([prefix, self._embed(torch.tensor([tok.encode(PROMPT)]))], 1)
-            step = self.lm(inputs_embeds=embeds, use_cache=True)
-            ids: list[int] = []
-            for _ in range(max_len):
-                nxt = int(step.logits[0, -1].argmax())
-                if nxt == tok.EOS:
-                    break
-                ids.append(nxt)
-                step = self.lm(inputs_embeds=self._embed(torch.tensor([[nxt]])),
-                               **_cache_of(step), use_cache=True)
-            out.append(tok.decode(ids).strip())
+            ids = self.lm.generate(inputs_embeds=embeds,
+                                   attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long),
+                                   **_greedy(tok, max_len))
+            out.append(tok.decode(ids[0].tolist()).strip())
         return out
-
-
-def _cache_of(step) -> dict:
-    """The key/value cache of a forward's output as the next call takes it: `cache` from
-    transformers 5 on (where `past_key_values` is deprecated), `past_key_values` before."""
-    if "cache" in step:
-        return {"cache": step["cache"]}
-    return {"past_key_values": step.past_key_values}
 
 
 def train_lm_local(model: SpeechLM, tok, feats: list[np.ndarray],
