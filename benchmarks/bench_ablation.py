@@ -5,10 +5,12 @@ Each variant sends what the mask's gates open, after a chain of device-side step
 features (`speechmask.device`): `normN` the streaming per-band normalisation over N frames (the
 step `train mask --send-norm-frames N` puts in the mask), `warpP` random per-utterance frequency
 warping up to P % (`device.warp`), `lifterK` cepstral liftering keeping K coefficients
-(`device.lifter`), `scale` with a norm step the normalisation's scale (on in `train mask`
+(`device.lifter`), `quantK` each band quantised to K levels (a screening step, not in the
+mask: equal-mass bins of the training utterances' values of that band, each value replaced by
+its bin's mean, as a device would with K-1 comparisons per value), `scale` with a norm step the normalisation's scale (on in `train mask`
 unless `--no-send-norm-scale`: each band's mean absolute deviation moved to a target too);
 `gates` alone is the mask with no step. Steps chain in the order norm, warp
-(as `device.send` runs them in the mask), lifter. The gates are the mask's own (decided on the raw features, so every variant withholds the
+(as `device.send` runs them in the mask), lifter, quant. The gates are the mask's own (decided on the raw features, so every variant withholds the
 same positions); the suite fine-tunes the cloud model and retrains its informed attackers on each
 variant's output. PocketSphinx is left out: the steps have no audio counterpart, so it applies to
 no variant but `gates`, whose figure bench_attack.py records.
@@ -54,7 +56,7 @@ from speechmask.models.config import OFF, MaskConfig, SendConfig  # noqa: E402
 VARIANTS = ("gates", "norm16", "norm64", "norm256", "warp10", "warp20", "lifter13",
             "norm64+warp10", "norm64+warp20", "norm64+lifter13", "norm256+scale",
             "norm256+scale+warp10")
-STEP = re.compile(r"^(norm|warp|lifter)(\d+)$")
+STEP = re.compile(r"^(norm|warp|lifter|quant)(\d+)$")
 METRICS = ("intent_acc", "wer_passive", "wer_informed", "wer_inpainting", "entity_error_rate",
            "eer_ignorant", "eer_lazy_informed", "eer_semi_informed", "speaker_id_acc",
            "gender_acc")
@@ -72,7 +74,7 @@ def parse(variant: str) -> dict[str, int]:
             continue
         if m is None or m.group(1) in steps or int(m.group(2)) <= 0:
             raise SystemExit(f"bench_ablation: bad variant {variant!r} (e.g. gates, norm16, "
-                             "warp20, lifter13, norm16+scale+warp20)")
+                             "warp20, lifter13, quant4, norm16+scale+warp20)")
         steps[m.group(1)] = int(m.group(2))
     if "scale" in steps and "norm" not in steps:
         raise SystemExit(f"bench_ablation: bad variant {variant!r} (scale needs a norm step)")
@@ -90,7 +92,26 @@ def apply_steps(feats: list[np.ndarray], steps: dict[str, int], mask_cfg: MaskCo
     if "lifter" in steps:
         lc = LifterConfig(steps["lifter"])
         out = [lifter_float(torch.from_numpy(np.asarray(f)), lc).numpy() for f in out]
-    return [np.asarray(f, dtype=np.float32) for f in out]
+    out = [np.asarray(f, dtype=np.float32) for f in out]
+    if "quant" in steps:
+        out = quantise(out, steps["quant"], train)
+    return out
+
+
+def quantise(feats: list[np.ndarray], levels: int, train: list[int]) -> list[np.ndarray]:
+    """Each band to `levels` values: equal-mass bins of the training utterances' values of that
+    band (numpy's quantiles), each value replaced by the mean of its bin's training values."""
+    pooled = np.concatenate([feats[i] for i in train])  # (frames, bands)
+    inner = np.quantile(pooled, np.arange(1, levels) / levels, axis=0).T  # (bands, levels-1)
+    bins = np.stack([np.searchsorted(e, pooled[:, b]) for b, e in enumerate(inner)], 1)
+    centre = np.stack([[pooled[bins[:, b] == k, b].mean() if np.any(bins[:, b] == k)
+                        else e[min(k, levels - 2)] for k in range(levels)]
+                       for b, e in enumerate(inner)])  # (bands, levels)
+    out = []
+    for f in feats:
+        k = np.stack([np.searchsorted(e, f[:, b]) for b, e in enumerate(inner)], 1)
+        out.append(np.take_along_axis(centre.T, k, 0).astype(np.float32))
+    return out
 
 
 def variant_system(name: str, steps: dict[str, int], mask):

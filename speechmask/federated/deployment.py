@@ -99,11 +99,12 @@ def flwr(env: dict, *args: str, timeout: float = 120) -> dict:
     return data
 
 
-def submit_and_wait(env: dict, app: Path, run_toml: Path, connection: str, timeout: float,
-                    log_path: Path, federation_config: str | None = None) -> dict:
+def submit_and_wait(env: dict, app: Path, run_toml: Path, connection: str,
+                    timeout: float | None, log_path: Path,
+                    federation_config: str | None = None) -> dict:
     """Submits the app and follows the ServerApp's log (`flwr log`, which streams until the run
     ends) into `log_path`; the run's `flwr ls` entry. A run that does not finish in `timeout` s
-    is stopped. `federation_config`: the simulation's settings (`flwr run --federation-config`)."""
+    (None: no limit) is stopped. `federation_config`: the simulation's settings (`flwr run --federation-config`)."""
     extra = ["--federation-config", federation_config] if federation_config else []
     run_id = str(flwr(env, "run", str(app), connection, "--run-config", str(run_toml),
                       *extra)["run-id"])
@@ -322,9 +323,10 @@ def simulation_config(clients: int, verbose: bool = False) -> str:
 
 
 def run_simulated(settings: dict, out: Path, *, verbose: bool = False,
-                  timeout: float = 3600) -> None:
+                  timeout: float | None = None) -> None:
     """Runs the federation described by `settings` in Flower's simulation runtime: `flwr run`
-    against a simulation SuperLink started (and stopped, by PID) here."""
+    against a simulation SuperLink started (and stopped, by PID) here. No time limit by default:
+    the run is on this machine, and Ctrl-C stops it."""
     out = out.resolve()
     app, run_toml = write_app(out, _absolute(settings))
     log = out / "simulation" / "logs" / "serverapp.log"
