@@ -18,9 +18,11 @@ from speechmask.federated.config import FederateConfig
 from speechmask.federated.data import ClientData, partition
 
 SPEECHMASK = [sys.executable, "-m", "speechmask"]
-# the runtime's processes: Flower's, and the simulation engine's (Ray)
+# the runtime's processes: Flower's, and the simulation engine's (Ray's daemons, workers,
+# log monitor and agents)
 FLOWER = ("flower-superlink", "flower-supernode", "flower-superexec", "flwr-serverapp",
-          "flwr-clientapp", "flwr-simulation", "raylet", "gcs_server", "ray::")
+          "flwr-clientapp", "flwr-simulation", "raylet", "gcs_server", "ray::", "/ray/_private/",
+          "/ray/dashboard/")
 
 
 def flower_processes() -> set[int]:
@@ -286,10 +288,34 @@ def test_lm_mode_sends_only_lora_and_projector(prepared, slu_path, tmp_path):
     assert not task.model.train().encoder.training
     full = sum(p.numel() for p in task.model.lm.parameters())
     assert full > 5 * sum(v.numel() for v in sent.values())
+    # transformers' generate is plain greedy decoding after the prefix and the prompt: the same
+    # labels as argmax token by token, without the prompt or the end-of-text token
+    from speechmask.federated.data import read_client
+
+    feats = read_client(Path(settings["data_dir"]) / "test").features[:3]
+    assert task.model.generate(feats, task.tok, max_len=6) == [
+        _greedy_reference(task.model, f, task.tok, 6) for f in feats]
     torch.save({k: v.detach().clone() for k, v in sent.items()}, lm_out / "initial.pt")
     history = run_federation(dict(lm_settings, data_dir=settings["data_dir"]), lm_out, rounds=1)
     assert set(history["accuracy"]) == {"0", "1"}
     assert history["bytes_up"]["1"] < 4 * sum(v.numel() * 4 for v in sent.values()) * 2
+
+
+@torch.no_grad()
+def _greedy_reference(model, feats, tok, max_len: int) -> str:
+    from speechmask.federated.lm import PROMPT
+
+    model.eval()
+    prefix, _ = model.prefix([feats])
+    embeds = torch.cat([prefix, model._embed(torch.tensor([tok.encode(PROMPT)]))], 1)
+    ids: list[int] = []
+    for _ in range(max_len):
+        step = torch.cat([embeds, model._embed(torch.tensor([ids], dtype=torch.long))], 1)
+        nxt = int(model.lm(inputs_embeds=step).logits[0, -1].argmax())
+        if nxt == tok.EOS:
+            break
+        ids.append(nxt)
+    return tok.decode(ids).strip()
 
 
 def test_lm_forward_gradient_clients(prepared, slu_path, tmp_path, monkeypatch):
@@ -593,3 +619,30 @@ def _server_saw_only_masked_vectors(dumps, sent) -> None:
 def test_secure_aggregation_refuses_what_secagg_cannot_run(kwargs):
     with pytest.raises(ConfigError):
         FederateConfig(secure_aggregation=True, **kwargs)
+
+
+def test_sigterm_stops_the_simulation_and_every_process(tiny_corpus, mask_path, slu_path,
+                                                         tmp_path):
+    """`kill` (SIGTERM) in the middle of a federation: speechmask stops the run and exits
+    (128 + 15), and no process of the runtime (the SuperLink, its SuperExec, the simulation,
+    Ray) outlives it."""
+    import signal
+    import time
+
+    before = flower_processes()
+    proc = subprocess.Popen(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus), "--mask",
+                                          str(mask_path), "--slu", str(slu_path), "--clients",
+                                          "2", "--rounds", "500", "--out", str(tmp_path / "fl")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    try:
+        while not (tmp_path / "fl" / "state.pt").is_file():  # a round done: Ray is up
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        assert flower_processes() - before  # the runtime is there
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert flower_processes() - before == set()

@@ -21,11 +21,11 @@ from .data import read_client
 from .task import fl_task, peak_memory_bytes
 
 
-def _audit_mod(path: str | None):
-    """Records every reply; `path` None: the run config's settings name the file."""
+def _audit_mod():
+    """Records every reply, into the file the run config's settings name (`audit`), if any."""
     def audit(msg: Message, context: Context, call_next) -> Message:
         reply = call_next(msg, context)
-        target = path or json.loads(str(context.run_config.get("settings", "{}"))).get("audit")
+        target = json.loads(str(context.run_config.get("settings", "{}"))).get("audit")
         if not target:
             return reply
         entry = {"node": int(context.node_config.get("partition-id", -1)), "records": {}}

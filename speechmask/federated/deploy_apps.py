@@ -28,7 +28,7 @@ def settings_of(context: Context) -> dict:
     return json.loads(str(context.run_config["settings"]))
 
 
-clientapp = ClientApp(mods=[_audit_mod(None)])
+clientapp = ClientApp(mods=[_audit_mod()])
 
 
 @clientapp.train()

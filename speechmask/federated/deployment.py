@@ -3,8 +3,8 @@
 
 The app folder (`<out>/app/pyproject.toml`, written here) names the components in
 `deploy_apps.py`; `flwr run <out>/app CONN --run-config <out>/app/run.toml` submits it to the
-SuperLink of the flwr connection CONN (in `$FLWR_HOME/config.toml`), then `flwr ls` is polled
-until the run ends. The server writes `state.pt` into `<out>` on the SuperLink's machine, as in
+SuperLink of the flwr connection CONN (in `$FLWR_HOME/config.toml`), then `flwr log` follows it
+until it ends and `flwr ls` gives its status. The server writes `state.pt` into `<out>` on the SuperLink's machine, as in
 simulation. Nothing is installed at run time: the SuperLink must run with
 `--disable-runtime-dependency-installation` (else it runs `uv sync` for every run), and every
 machine needs speechmask installed, as the README's walk-through sets up.
@@ -12,13 +12,18 @@ machine needs speechmask installed, as the README's walk-through sets up.
 `--deployment local[:PORT]` starts the runtime here for the run: a SuperLink on 127.0.0.1 (PORT,
 or a free one) and one SuperNode per client, each process in a process group of its own, with a
 private FLWR_HOME (no `:local:` connection, so `flwr` never starts its detached simulation
-SuperLink) and stops them all by PID afterwards, whatever happens.
+SuperLink) and stops them all afterwards, whatever happens: each by its PID, then every process
+they started (Flower's SuperExec and apps, Ray), found from their PIDs (psutil) and waited for.
+SIGTERM and SIGHUP stop the run as Ctrl-C does. If speechmask is killed outright (SIGKILL), the
+kernel sends the SuperLink and `flwr log` SIGTERM (PR_SET_PDEATHSIG), and Flower's processes
+follow; the simulation finishes the round it is in first, and two of Ray's agents can outlive it
+(Ray's own behaviour when its driver is killed).
 
 Without `--deployment` the federation runs in Flower's simulation runtime the same way
 (`run_simulated`): a SuperLink with `--simulation` on a free port, started and stopped here, and
 `flwr run` with the simulation's settings (`--federation-config`: the number of SuperNodes, one
 CPU each); Flower's simulation engine (Ray) runs the same ClientApp and ServerApp as the
-deployment."""
+deployment. Neither runtime has a time limit unless given: Ctrl-C stops the run (`flwr stop`)."""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -57,7 +63,8 @@ BIN = Path(sys.executable).parent  # flwr, flower-superlink, flower-supernode, f
 
 
 class DeploymentError(SpeechmaskError):
-    """The deployment runtime refused or failed the run: one line naming what and where."""
+    """Flower's runtime (deployment or simulation) refused or failed the run: one line naming
+    what and where."""
 
 
 def write_app(out: Path, settings: dict) -> tuple[Path, Path]:
@@ -86,7 +93,8 @@ def flwr(env: dict, *args: str, timeout: float = 120) -> dict:
     exits 0 on failure: the `success` field says)."""
     cmd = [str(BIN / "flwr"), *args, "--format", "json"]
     try:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=_term_with_parent)
     except subprocess.TimeoutExpired:
         raise DeploymentError(f"flwr {' '.join(args[:2])}: no answer in {timeout:.0f} s") from None
     try:
@@ -106,14 +114,15 @@ def submit_and_wait(env: dict, app: Path, run_toml: Path, connection: str,
     ends) into `log_path`; the run's `flwr ls` entry. A run that does not finish in `timeout` s
     (None: no limit) is stopped. `federation_config`: the simulation's settings (`flwr run --federation-config`)."""
     extra = ["--federation-config", federation_config] if federation_config else []
-    run_id = str(flwr(env, "run", str(app), connection, "--run-config", str(run_toml),
-                      *extra)["run-id"])
+    run_id = str(flwr(env, "run", str(app), connection, "--run-config", str(run_toml), *extra)
+                 ["run-id"])
     finished = False
     try:
         with open(log_path, "wb") as log:
             try:
                 subprocess.run([str(BIN / "flwr"), "log", run_id, connection], env=env,
-                               stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+                               stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                               preexec_fn=_term_with_parent)  # its stream holds the SuperLink
             except subprocess.TimeoutExpired:
                 raise DeploymentError(f"run {run_id} on {connection}: not finished after "
                                       f"{timeout:.0f} s; stopped (log: {log_path})") from None
@@ -172,10 +181,11 @@ class LocalDeployment:
         self.home = work / "flwr_home"
         self.procs: list[subprocess.Popen] = []
         self.env = flwr_env(self.home)
-        # every SuperNode trains at once on this machine: one thread each, not one per core each
-        self.env.setdefault("OMP_NUM_THREADS", "1")
+        if not simulation:  # every SuperNode trains at once here: one thread each, not one per
+            self.env.setdefault("OMP_NUM_THREADS", "1")  # core each (Ray sees to it in simulation)
 
     def __enter__(self) -> "LocalDeployment":
+        self._handlers = _exit_on_termination()
         for sub in ("flwr_home", "logs", "state", "tmp"):
             (self.work / sub).mkdir(parents=True, exist_ok=True)
         for old in (self.work / "state").glob("superlink.db*"):  # no nodes of an earlier run
@@ -204,18 +214,23 @@ class LocalDeployment:
                     "--node-config", f"partition-id={k} num-partitions={self.nodes}"])
             self._wait_online()
         except BaseException:
-            self.stop()
+            self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            for signum, handler in self._handlers.items():
+                signal.signal(signum, handler)
 
     def _start(self, name: str, cmd: list[str]) -> None:
         log = open(self.work / "logs" / f"{name}.log", "wb")
         self.procs.append(subprocess.Popen([str(BIN / cmd[0]), *cmd[1:]], env=self.env,
                                            cwd=self.work, stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True))
+                                           stdin=subprocess.DEVNULL, start_new_session=True,
+                                           preexec_fn=_term_with_parent))
         log.close()
 
     def _wait_healthy(self, timeout: float = 60) -> None:
@@ -250,8 +265,18 @@ class LocalDeployment:
 
     def stop(self) -> None:
         """The SuperNodes first, waited for (their SuperExec and ClientApps share their process
-        group; the SuperLink is still there to take their goodbyes), then the SuperLink (its
-        SuperExec, in a session of its own, exits with it)."""
+        group; the SuperLink is still there to take their goodbyes), then the SuperLink; then
+        whatever they started that outlives them (the SuperLink's SuperExec runs in a session
+        of its own, and the simulation's ServerApp and Ray leave when Flower's parent-PID checks
+        notice), found before the first signal and waited for, killed after 20 s."""
+        import psutil
+
+        started = []
+        for p in self.procs:
+            try:
+                started += psutil.Process(p.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
         nodes, link = self.procs[1:], self.procs[:1]
         for group in (nodes, link):
             for p in group:
@@ -263,7 +288,36 @@ class LocalDeployment:
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
+        _, alive = psutil.wait_procs(started, timeout=20)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
         self.procs = []
+
+
+def _exit_on_termination() -> dict:
+    """SIGTERM and SIGHUP (`kill`, a closed terminal, a CI job's timeout) raise SystemExit, as
+    Ctrl-C raises KeyboardInterrupt, so that the run is stopped and every process with it;
+    returns the handlers replaced (none outside the main thread, where Python allows none)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def leave(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return {signum: signal.signal(signum, leave) for signum in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def _term_with_parent() -> None:
+    """In a started process, before it runs: SIGTERM when speechmask dies, however it dies
+    (Linux's PR_SET_PDEATHSIG; elsewhere nothing), so that no runtime outlives a killed run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def check_deployment(deployment: str) -> None:
@@ -293,7 +347,7 @@ def _absolute(settings: dict) -> dict:
 
 
 def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = False,
-                 timeout: float = 3600) -> None:
+                 timeout: float | None = None) -> None:
     """Runs the federation described by `settings` (runner.run_federation's) on `deployment`:
     a flwr connection name, or local[:PORT]."""
     out = out.resolve()
@@ -313,9 +367,9 @@ def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = 
 
 
 def simulation_config(clients: int, verbose: bool = False) -> str:
-    """`flwr run --federation-config`: one SuperNode per client, each ClientApp on one CPU and
-    at most two at once (each trains with torch's threads; the reference machine has two
-    cores), Ray's own logs only when verbose."""
+    """`flwr run --federation-config`: one SuperNode per client, each ClientApp on one CPU (Ray
+    gives each worker one thread) and Ray on two (the reference machine's cores), Ray's own logs
+    only when verbose."""
     return (f"num-supernodes={clients} client-resources-num-cpus=1 "
             f"client-resources-num-gpus=0.0 init-args-num-cpus=2 "
             f"init-args-log-to-driver={'true' if verbose else 'false'} "
@@ -325,8 +379,7 @@ def simulation_config(clients: int, verbose: bool = False) -> str:
 def run_simulated(settings: dict, out: Path, *, verbose: bool = False,
                   timeout: float | None = None) -> None:
     """Runs the federation described by `settings` in Flower's simulation runtime: `flwr run`
-    against a simulation SuperLink started (and stopped, by PID) here. No time limit by default:
-    the run is on this machine, and Ctrl-C stops it."""
+    against a simulation SuperLink started (and stopped) here."""
     out = out.resolve()
     app, run_toml = write_app(out, _absolute(settings))
     log = out / "simulation" / "logs" / "serverapp.log"

@@ -100,9 +100,8 @@ def text_accuracy(lm, tok: "HFTokenizer", transcripts: list[str], intents: list[
     hits = 0
     for text, intent in zip(transcripts, intents):
         ids = torch.tensor([tok.encode(text + PROMPT)])
-        with torch.no_grad():
-            out = lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                              **_greedy(tok, max_len))
+        out = lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                          **_greedy(tok, max_len))
         hits += tok.decode(out[0, ids.shape[1]:].tolist()).strip() == intent
     return hits / len(intents) if intents else 0.0
 
@@ -140,7 +139,7 @@ def load_lm(folder: Path):
     """A causal LM and its tokenizer from a local folder in HuggingFace's layout (the built-in
     LM's included); never a download. The tokenizer is read first: it is the cheaper of the two
     to refuse."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a bar per load, each round on every device: noise
@@ -153,6 +152,9 @@ def load_lm(folder: Path):
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{folder}: not a causal language model "
                           f"({_first_line(exc)})", field="lm_dir") from None
+    # greedy means greedy: a checkpoint's own generation settings (repetition penalties,
+    # banned words, a minimum length) would otherwise still steer `generate`
+    model.generation_config = GenerationConfig(eos_token_id=tok.EOS, pad_token_id=tok.PAD)
     if len(tok) > model.get_input_embeddings().num_embeddings:
         raise ConfigError(f"{folder}: the tokenizer has {len(tok)} tokens, the model's "
                           f"embedding {model.get_input_embeddings().num_embeddings}",
