@@ -75,8 +75,9 @@ wait $BOARD_PID 2>/dev/null || true
 trap - EXIT
 
 step "12. federated adaptation: 4 devices, each holding only what its mask sent for its own
-   speakers, adapt the cloud model for 3 rounds in Flower's simulation runtime; then the same
-   on Flower's deployment runtime (a SuperLink and 4 SuperNodes on 127.0.0.1, flwr run)"
+   speakers, adapt the cloud model for 3 rounds in Flower's simulation runtime (flwr run on a
+   simulation SuperLink started for the run); then the same on Flower's deployment runtime (a
+   SuperLink and 4 SuperNodes on 127.0.0.1)"
 $SM federate --manifest "$M" --mask "$R/mask.pt" --slu "$R/slu.pt" --clients 4 --rounds 3 \
   --out "$OUT/federated" --force
 $SM federate --manifest "$M" --mask "$R/mask.pt" --slu "$R/slu.pt" --clients 4 --rounds 3 \
