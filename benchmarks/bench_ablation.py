@@ -18,7 +18,8 @@ no variant but `gates`, whose figure bench_attack.py records.
 The record names the variant chosen by the rule of docs/design.md ("Choosing the default"):
 among the variants whose intent accuracy is within `--max-drop` points of the gates alone (the
 same gates, the cloud model fine-tuned the same way, no step), the one with the highest
-semi-informed EER (ties: fewer steps). Run it on a corpus the
+semi-informed EER (ties: fewer steps); with `--seeds A B ...`, on each variant's mean over the
+seeds. Run it on a corpus the
 reported figures do not come from (the default's choice), and on the built-in corpus (the
 ablation table):
 
@@ -151,6 +152,19 @@ def choose(rows: dict[str, dict], max_drop: float) -> str | None:
     return max(fit)[2] if fit else None
 
 
+def mean_rows(runs: list[dict[str, dict]]) -> dict[str, dict]:
+    """Each variant's metrics averaged over runs with different seeds (None where a run has
+    none), the rows the rule reads: one seed's reading of a few points of intent or EER is not
+    robust (CHANGELOG, #15)."""
+    out = {}
+    for v in runs[0]:
+        out[v] = {}
+        for k in runs[0][v]:
+            vals = [r[v].get(k) for r in runs]
+            out[v][k] = None if any(x is None for x in vals) else float(np.mean(vals))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--manifest", type=Path, required=True)
@@ -165,8 +179,13 @@ def main() -> None:
                     help="intent points a chosen variant may lose against the gates alone")
     ap.add_argument("--cache", type=Path, default=Path("build/bench_ablation/cache"))
     ap.add_argument("--record", default="bench_ablation", help="the record's name")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="seeds of the attackers and the cloud model's fine-tuning; with more "
+                         "than one, the rule reads each variant's mean (the first seed's cache "
+                         "is --cache, the others' <cache>_seed<N>)")
+    ap.add_argument("--seed", type=int, help="one seed (the same as --seeds N)")
     args = ap.parse_args()
+    seeds = [args.seed] if args.seed is not None else args.seeds
     if "gates" not in args.variants:
         args.variants.insert(0, "gates")  # the rule's reference
     variants = {v: parse(v) for v in args.variants}
@@ -180,20 +199,26 @@ def main() -> None:
         systems.register(systems.Registration(name, variant_system(name, steps, mask),
                                               f"ablation variant {v}"))
         names.append(name)
-    cfg = SuiteConfig(systems=("all_offload", *names), attacks=tuple(args.attacks),
-                      strength=args.strength, seed=args.seed)
-    suite = Suite(data, slu, mask, cfg, Cache(args.cache), progress=True)
     t0 = time.perf_counter()
-    out = run_suite(suite)
+    runs = []
+    for k, seed in enumerate(seeds):
+        cfg = SuiteConfig(systems=("all_offload", *names), attacks=tuple(args.attacks),
+                          strength=args.strength, seed=seed)
+        cache = args.cache if k == 0 else Path(f"{args.cache}_seed{seed}")
+        suite = Suite(data, slu, mask, cfg, Cache(cache), progress=True)
+        out = run_suite(suite)
+        run = {"unprotected": out[0]["metrics"]}
+        run.update({v: r["metrics"] for v, r in zip(variants, out[1:])})
+        runs.append({v: {k: m.get(k) for k in ("open_fraction", *METRICS)}
+                     for v, m in run.items()})
     seconds = time.perf_counter() - t0
-    rows = {"unprotected": out[0]["metrics"]}
-    rows.update({v: r["metrics"] for v, r in zip(variants, out[1:])})
+    rows = mean_rows(runs)
     chosen = choose(rows, args.max_drop)
     record = {"manifest": str(args.manifest), "slu": str(args.slu), "mask": str(args.mask),
               "strength": args.strength, "attacks": args.attacks, "max_drop": args.max_drop,
               "trials": len(suite.trials().speakers) if "speaker" in args.attacks else 0,
-              "variants": {v: {k: rows[v].get(k) for k in ("open_fraction", *METRICS)}
-                           for v in rows},
+              "seeds": seeds, "variants": rows,
+              **({"per_seed": dict(zip(map(str, seeds), runs))} if len(seeds) > 1 else {}),
               "chosen": chosen, "default_variant": default_variant(),
               "seconds": round(seconds, 1)}
     fmt = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731

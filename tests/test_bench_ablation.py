@@ -40,3 +40,23 @@ def test_quantise_gives_equal_mass_levels_per_band_and_keeps_order(levels):
         for v in values:  # each level is the mean of its bin's training values
             assert np.isclose(v, pooled_in[pooled_out[:, b] == v, b].mean(), atol=1e-5)
     assert all(o.shape == f.shape and o.dtype == np.float32 for o, f in zip(out, feats))
+
+
+def test_the_rule_reads_the_mean_of_seeds():
+    """Two seeds' rows (the tuning corpus's, CHANGELOG #15): on seed 0 alone the default is within
+    3 intent points of the gates and has the highest EER; on the mean it is not, and the rule
+    picks norm64+warp10."""
+    from bench_ablation import choose, mean_rows
+
+    seed0 = {"gates": {"intent_acc": 0.894, "eer_semi_informed": 0.011},
+             "norm64+warp10": {"intent_acc": 0.900, "eer_semi_informed": 0.099},
+             "norm256+scale+warp10": {"intent_acc": 0.867, "eer_semi_informed": 0.174}}
+    seed1 = {"gates": {"intent_acc": 0.911, "eer_semi_informed": 0.011},
+             "norm64+warp10": {"intent_acc": 0.894, "eer_semi_informed": 0.104},
+             "norm256+scale+warp10": {"intent_acc": 0.856, "eer_semi_informed": 0.161}}
+    assert choose(seed0, 3.0) == "norm256+scale+warp10"
+    mean = mean_rows([seed0, seed1])
+    assert mean["gates"]["intent_acc"] == pytest.approx(0.9025)
+    assert choose(mean, 3.0) == "norm64+warp10"
+    gap = dict(seed1, gates={"intent_acc": 0.911, "eer_semi_informed": None})
+    assert mean_rows([seed0, gap])["gates"]["eer_semi_informed"] is None
