@@ -201,10 +201,10 @@ def main() -> None:
         names.append(name)
     t0 = time.perf_counter()
     runs = []
-    for k, seed in enumerate(seeds):
+    for i, seed in enumerate(seeds):
         cfg = SuiteConfig(systems=("all_offload", *names), attacks=tuple(args.attacks),
                           strength=args.strength, seed=seed)
-        cache = args.cache if k == 0 else Path(f"{args.cache}_seed{seed}")
+        cache = args.cache if i == 0 else Path(f"{args.cache}_seed{seed}")
         suite = Suite(data, slu, mask, cfg, Cache(cache), progress=True)
         out = run_suite(suite)
         run = {"unprotected": out[0]["metrics"]}

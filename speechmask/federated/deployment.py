@@ -4,8 +4,8 @@
 The app folder (`<out>/app/pyproject.toml`, written here) names the components in
 `deploy_apps.py`; `flwr run <out>/app CONN --run-config <out>/app/run.toml` submits it to the
 SuperLink of the flwr connection CONN (in `$FLWR_HOME/config.toml`), then `flwr log` follows it
-until it ends and `flwr ls` gives its status. The server writes `state.pt` into `<out>` on the SuperLink's machine, as in
-simulation. Nothing is installed at run time: the SuperLink must run with
+until it ends and `flwr ls` gives its status. The server writes `state.pt` into `<out>` on the
+SuperLink's machine. Nothing is installed at run time: the SuperLink must run with
 `--disable-runtime-dependency-installation` (else it runs `uv sync` for every run), and every
 machine needs speechmask installed, as the README's walk-through sets up.
 
@@ -20,10 +20,10 @@ follow; the simulation finishes the round it is in first, and two of Ray's agent
 (Ray's own behaviour when its driver is killed).
 
 Without `--deployment` the federation runs in Flower's simulation runtime the same way
-(`run_simulated`): a SuperLink with `--simulation` on a free port, started and stopped here, and
-`flwr run` with the simulation's settings (`--federation-config`: the number of SuperNodes, one
-CPU each); Flower's simulation engine (Ray) runs the same ClientApp and ServerApp as the
-deployment. Neither runtime has a time limit unless given: Ctrl-C stops the run (`flwr stop`)."""
+(`run_on_flower` with no deployment): a SuperLink with `--simulation` on a free port, started
+and stopped here, and `flwr run` with the simulation's settings (`--federation-config`: the
+number of SuperNodes, one CPU each); Flower's simulation engine (Ray) runs the same ClientApp
+and ServerApp as the deployment. Neither runtime has a time limit unless given: Ctrl-C stops the run (`flwr stop`)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,8 @@ def submit_and_wait(env: dict, app: Path, run_toml: Path, connection: str,
                     federation_config: str | None = None) -> dict:
     """Submits the app and follows the ServerApp's log (`flwr log`, which streams until the run
     ends) into `log_path`; the run's `flwr ls` entry. A run that does not finish in `timeout` s
-    (None: no limit) is stopped. `federation_config`: the simulation's settings (`flwr run --federation-config`)."""
+    (None: no limit) is stopped. `federation_config`: the simulation's settings (`flwr run
+    --federation-config`)."""
     extra = ["--federation-config", federation_config] if federation_config else []
     run_id = str(flwr(env, "run", str(app), connection, "--run-config", str(run_toml), *extra)
                  ["run-id"])
@@ -323,7 +324,7 @@ def _term_with_parent() -> None:
 def check_deployment(deployment: str) -> None:
     """Before any work: a local port that is taken, or a connection flwr does not know, is one
     line."""
-    if deployment == "local" or deployment.startswith("local:"):
+    if _is_local(deployment):
         port = deployment.partition(":")[2]
         if port and (not port.isdigit() or not 0 < int(port) < 65536):
             raise DeploymentError(f"--deployment {deployment}: the port must be a number "
@@ -338,32 +339,16 @@ def check_deployment(deployment: str) -> None:
                               f"(known: {', '.join(known) or 'none'})")
 
 
+def _is_local(deployment: str) -> bool:
+    return deployment == "local" or deployment.startswith("local:")
+
+
 def _absolute(settings: dict) -> dict:
     """The server and the clients run in other processes, or elsewhere: absolute paths only."""
     return {**settings, **{k: str(Path(settings[k]).resolve()) for k in
                            ("data_dir", "initial_state", "audit", "lm_dir", "speech_encoder",
                             "dump_dir")
                            if settings.get(k)}}
-
-
-def run_deployed(settings: dict, out: Path, deployment: str, *, verbose: bool = False,
-                 timeout: float | None = None) -> None:
-    """Runs the federation described by `settings` (runner.run_federation's) on `deployment`:
-    a flwr connection name, or local[:PORT]."""
-    out = out.resolve()
-    app, run_toml = write_app(out, _absolute(settings))
-    check_deployment(deployment)
-    if deployment == "local" or deployment.startswith("local:"):
-        port = deployment.partition(":")[2]
-        log = out / "deploy" / "logs" / "serverapp.log"
-        with LocalDeployment(out / "deploy", settings["clients"],
-                             int(port) if port else None) as local:
-            submit_and_wait(local.env, app, run_toml, "speechmask", timeout, log)
-    else:
-        log = out / "app" / "run.log"
-        submit_and_wait(flwr_env(None), app, run_toml, deployment, timeout, log)
-    if verbose:  # the ServerApp's own log, Flower's rounds included
-        print(log.read_text(errors="replace"))
 
 
 def simulation_config(clients: int, verbose: bool = False) -> str:
@@ -376,15 +361,28 @@ def simulation_config(clients: int, verbose: bool = False) -> str:
             f"verbose={'true' if verbose else 'false'}")
 
 
-def run_simulated(settings: dict, out: Path, *, verbose: bool = False,
-                  timeout: float | None = None) -> None:
-    """Runs the federation described by `settings` in Flower's simulation runtime: `flwr run`
-    against a simulation SuperLink started (and stopped) here."""
+def run_on_flower(settings: dict, out: Path, deployment: str | None = None, *,
+                  verbose: bool = False, timeout: float | None = None) -> None:
+    """Runs the federation described by `settings` (runner.run_federation's) with `flwr run`:
+    `deployment` None, in the simulation runtime (a simulation SuperLink started and stopped
+    here); "local[:PORT]", on a deployment runtime started and stopped here; otherwise on the
+    flwr connection of that name."""
     out = out.resolve()
     app, run_toml = write_app(out, _absolute(settings))
-    log = out / "simulation" / "logs" / "serverapp.log"
-    with LocalDeployment(out / "simulation", settings["clients"], simulation=True) as local:
-        submit_and_wait(local.env, app, run_toml, "speechmask", timeout, log,
-                        federation_config=simulation_config(settings["clients"], verbose))
-    if verbose:
+    if deployment is not None:
+        check_deployment(deployment)
+    if deployment is None or _is_local(deployment):
+        simulation = deployment is None
+        port = "" if simulation else deployment.partition(":")[2]
+        work = out / ("simulation" if simulation else "deploy")
+        log = work / "logs" / "serverapp.log"
+        with LocalDeployment(work, settings["clients"], int(port) if port else None,
+                             simulation=simulation) as local:
+            submit_and_wait(local.env, app, run_toml, "speechmask", timeout, log,
+                            simulation_config(settings["clients"], verbose) if simulation
+                            else None)
+    else:
+        log = out / "app" / "run.log"
+        submit_and_wait(flwr_env(None), app, run_toml, deployment, timeout, log)
+    if verbose:  # the ServerApp's own log, Flower's rounds included
         print(log.read_text(errors="replace"))

@@ -158,14 +158,9 @@ def run_federation(settings: dict, out: Path, rounds: int, *, resume: bool = Fal
         return history
     run_settings = dict(settings, initial_state=str(initial), rounds_left=rounds - start_round,
                         round_offset=start_round)
-    if deployment is not None:
-        from .deployment import run_deployed
+    from .deployment import run_on_flower
 
-        run_deployed(run_settings, out, deployment, verbose=verbose)
-    else:
-        from .deployment import run_simulated
-
-        run_simulated(run_settings, out, verbose=verbose)
+    run_on_flower(run_settings, out, deployment, verbose=verbose)
     return load_state(out / STATE)["history"]
 
 

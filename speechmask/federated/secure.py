@@ -80,8 +80,8 @@ class _Device(NumPyClient):
 
 def secure_client_fn(settings_of: Callable[[Context], dict]) -> Callable[[Context], Client]:
     """The devices' client_fn; `settings_of(context)` gives the federation's settings (from the
-    run config). A SuperNode's `data-dir` node config
-    names its data folder on a machine of its own (default: the settings' `client_<pid>`)."""
+    run config). A SuperNode's `data-dir` node config names its data folder on a machine of its
+    own (default: the settings' `client_<pid>`)."""
 
     def client_fn(context: Context) -> Client:
         settings = settings_of(context)
