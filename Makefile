@@ -64,9 +64,10 @@ bench: install
 	$(BIN)/speechmask data synth --out build/tuning/corpus --seed 101
 	$(BIN)/python benchmarks/bench_ablation.py --manifest build/tuning/corpus/manifest.jsonl \
 		--slu build/bench_mask/slu.pt --mask build/bench_mask/mask_40ms.pt --attacks speaker \
-		--record bench_ablation_tuning --cache build/tuning/cache --variants gates norm32 norm64 \
-		norm256 norm32+warp20 norm64+warp10 norm64+warp20 norm256+warp10 norm256+warp20 \
-		norm256+warp30 norm64+scale norm256+scale norm256+scale+warp10
+		--record bench_ablation_tuning --cache build/tuning/cache --seeds 0 1 \
+		--variants gates norm32 norm64 norm256 norm32+warp20 norm64+warp10 norm64+warp20 \
+		norm256+warp10 norm256+warp20 norm256+warp30 norm64+scale norm256+scale \
+		norm256+scale+warp10
 	$(BIN)/python scripts/results.py
 
 # docs/results.md and the README's headline table, from benchmarks/results/*.json

@@ -284,11 +284,19 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _check_resumable(paths: list[Path], cfg: MaskTrainConfig) -> None:
     """The sweep resumes the masks an earlier run left: each must be a mask checkpoint trained
-    with these settings (those `train` lets a resumed run change aside)."""
+    with these settings (those `train` lets a resumed run change aside) and the model
+    configuration the sweep trains (`MaskConfig()`; the send steps' calibrated targets aside).
+    Checked before any data is read; `--force` keeps the masks, so the message says what to do."""
     from speechmask.errors import SpeechmaskError
+    from speechmask.models.config import MaskConfig
     from speechmask.train.checkpoint import load_checkpoint
     from speechmask.train.loop import RESUMABLE_CHANGES
 
+    def uncalibrated(config: dict) -> dict:
+        send = {k: v for k, v in config.get("send", {}).items() if not k.endswith("_target")}
+        return {**config, "send": send}
+
+    model = uncalibrated(MaskConfig().to_dict())
     for path in paths:
         if not path.exists():
             continue
@@ -296,6 +304,9 @@ def _check_resumable(paths: list[Path], cfg: MaskTrainConfig) -> None:
         old, new = blob.get("train_config", {}), cfg.to_dict()
         diff = sorted(k for k in set(old) | set(new)
                       if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        saved = uncalibrated(blob.get("config", {}))
+        diff += sorted(f"the mask's {k}" for k in set(saved) | set(model)
+                       if saved.get(k) != model.get(k))
         if diff:
             raise SpeechmaskError(f"{path}: trained with other settings ({', '.join(diff)}); "
                                   "move it away to train this gamma afresh")

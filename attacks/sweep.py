@@ -26,7 +26,7 @@ KNOBS = (("--gammas", ObjectiveConfig, "gamma", float, "KL budgets (nats): one m
          ("--switch-costs", ObjectiveConfig, "switch_cost", float,
           "switch costs of the mask objective: one mask per gamma and cost"),
          ("--norm-frames", SendConfig, "norm_frames", int,
-          "lengths of the send normalisation to try, with its scale as by default (0 = off)"),
+          "lengths of the send normalisation to try, means only as by default (0 = off)"),
          ("--warps", SendConfig, "warp_max", float,
           "ranges of the send frequency warp to try (0 = off)"))
 

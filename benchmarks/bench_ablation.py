@@ -7,21 +7,21 @@ step `train mask --send-norm-frames N` puts in the mask), `warpP` random per-utt
 warping up to P % (`device.warp`), `lifterK` cepstral liftering keeping K coefficients
 (`device.lifter`), `quantK` each band quantised to K levels (a screening step, not in the
 mask: equal-mass bins of the training utterances' values of that band, each value replaced by
-its bin's mean, as a device would with K-1 comparisons per value), `scale` with a norm step the normalisation's scale (on in `train mask`
-unless `--no-send-norm-scale`: each band's mean absolute deviation moved to a target too);
-`gates` alone is the mask with no step. Steps chain in the order norm, warp
-(as `device.send` runs them in the mask), lifter, quant. The gates are the mask's own (decided on the raw features, so every variant withholds the
-same positions); the suite fine-tunes the cloud model and retrains its informed attackers on each
-variant's output. PocketSphinx is left out: the steps have no audio counterpart, so it applies to
-no variant but `gates`, whose figure bench_attack.py records.
+its bin's mean, as a device would with K-1 comparisons per value), `scale` with a norm step
+the normalisation's scale (`train mask --send-norm-scale`: each band's mean absolute deviation
+moved to a target too); `gates` alone is the mask with no step. Steps chain in the order norm,
+warp (as `device.send` runs them in the mask), lifter, quant. The gates are the mask's own
+(decided on the raw features, so every variant withholds the same positions); the suite
+fine-tunes the cloud model and retrains its informed attackers on each variant's output.
+PocketSphinx is left out: the steps have no audio counterpart, so it applies to no variant but
+`gates`, whose figure bench_attack.py records.
 
 The record names the variant chosen by the rule of docs/design.md ("Choosing the default"):
 among the variants whose intent accuracy is within `--max-drop` points of the gates alone (the
 same gates, the cloud model fine-tuned the same way, no step), the one with the highest
 semi-informed EER (ties: fewer steps); with `--seeds A B ...`, on each variant's mean over the
-seeds. Run it on a corpus the
-reported figures do not come from (the default's choice), and on the built-in corpus (the
-ablation table):
+seeds. Run it on a corpus the reported figures do not come from (the default's choice), and on
+the built-in corpus (the ablation table):
 
     python benchmarks/bench_ablation.py --manifest build/bench_mask/corpus/manifest.jsonl \\
         --slu build/bench_mask/slu.pt --mask build/bench_mask/mask_40ms.pt
@@ -55,8 +55,8 @@ from speechmask.device.lifter import LifterConfig, lifter_float  # noqa: E402
 from speechmask.models.config import OFF, MaskConfig, SendConfig  # noqa: E402
 
 VARIANTS = ("gates", "norm16", "norm64", "norm256", "warp10", "warp20", "lifter13",
-            "norm64+warp10", "norm64+warp20", "norm64+lifter13", "norm256+scale",
-            "norm256+scale+warp10")
+            "norm64+warp10", "norm64+warp20", "norm256+warp20", "norm64+lifter13",
+            "norm256+scale", "norm256+scale+warp10")
 STEP = re.compile(r"^(norm|warp|lifter|quant)(\d+)$")
 METRICS = ("intent_acc", "wer_passive", "wer_informed", "wer_inpainting", "entity_error_rate",
            "eer_ignorant", "eer_lazy_informed", "eer_semi_informed", "speaker_id_acc",

@@ -92,7 +92,11 @@ def _describe_tuning(rec: dict) -> str:
             "are bench_mask's. The rule of [design.md](design.md#choosing-the-default): "
             f"within {rec['max_drop']:g} intent points of the gates alone (the same gates, "
             "the cloud model fine-tuned the same way), the highest semi-informed EER. "
-            "Chosen (bold): "
+            + (f"Each figure is the mean over seeds {', '.join(map(str, rec['seeds']))} (the "
+               "attackers' and the cloud model's fine-tuning; each seed's rows are in the "
+               "record), and the rule reads the means. " if len(rec.get("seeds", [0])) > 1
+               else "")
+            + "Chosen (bold): "
             f"{variant_name(rec['chosen']) if rec.get('chosen') else 'none'}"
             + (f" ({rec['chosen_note']})" if rec.get("chosen_note") else "") + ". The "
             "unprotected row reads with the clean cloud model, trained on the other corpus.")

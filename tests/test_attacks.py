@@ -267,17 +267,17 @@ def test_mismatched_sample_rate_is_refused(corpus, slu_path, mask_path, tmp_path
 
 
 def test_sweep_trains_a_mask_per_gamma_and_switch_cost_and_plots_the_frontier(corpus, slu_path,
-                                                                               tmp_path):
+                                                                               tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["attack", "sweep", "--manifest", str(corpus), "--slu", str(slu_path),
                  "--out", str(out), "--gammas", "0.15", "--switch-costs", "0", "2",
-                 "--norm-frames", "0", "256", "--warps", "0.1", "--baselines", "random",
+                 "--norm-frames", "0", "256", "--warps", "0.2", "--baselines", "random",
                  "--max-steps", "2", "--attacks", "passive", "speaker", "--quiet"]) == 0
     result = json.loads((out / "sweep.json").read_text())
     points = result["points"]
     assert [(p["gamma"], p["switch_cost"], p["norm_frames"]) for p in points] == [
         (0.15, 0, 0), (0.15, 0, 256), (0.15, 2, 0), (0.15, 2, 256)]
-    assert [p["default"] for p in points] == [False, True, False, False]  # 0.15, 0, 256, 0.1
+    assert [p["default"] for p in points] == [False, True, False, False]  # 0.15, 0, 256, 0.2
     assert [p["mask_label"] for p in points] == ["γ=0.15", "γ=0.15", "γ=0.15 s2", "γ=0.15 s2"]
     assert sorted({Path(p["mask"]).name for p in points}) == ["mask_gamma0.15.pt",
                                                               "mask_gamma0.15_switch2.pt"]
@@ -291,6 +291,18 @@ def test_sweep_trains_a_mask_per_gamma_and_switch_cost_and_plots_the_frontier(co
     assert points[0]["metrics"]["open_fraction"] == points[1]["metrics"]["open_fraction"]
     assert [b["name"] for b in result["baselines"]] == ["random"]
     assert (out / "sweep.png").stat().st_size > 10_000
+    # a mask left by a run with other send defaults is refused up front, by name, with what to do
+    from speechmask.train.checkpoint import save_checkpoint
+    blob = load_checkpoint(out / "mask_gamma0.15.pt")
+    blob["config"]["send"]["warp_max"] = 0.05
+    save_checkpoint(out / "mask_gamma0.15.pt", {k: v for k, v in blob.items()
+                                                 if k not in ("format", "version", "kind",
+                                                              "speechmask_version")}, kind="mask")
+    with pytest.raises(SystemExit):
+        main(["attack", "sweep", "--manifest", str(corpus), "--slu", str(slu_path), "--out",
+              str(out), "--force", "--gammas", "0.15", "--max-steps", "2", "--quiet"])
+    assert "mask_gamma0.15.pt: trained with other settings (the mask's send); move it away" \
+        in capsys.readouterr().err
 
 
 def test_warm_start_copies_matching_layers_only():

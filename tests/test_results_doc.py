@@ -202,11 +202,12 @@ def fixture_records() -> dict:
             "command": "python benchmarks/bench_speaker_cues.py --manifest m"},
         "bench_ablation_tuning": {
             "benchmark": "bench_ablation_tuning", **stamp, "strength": "quick", "max_drop": 3.0,
-            "attacks": ["speaker"], "trials": 8, "chosen": "norm256+scale+warp10", "seconds": 1.0,
+            "attacks": ["speaker"], "trials": 8, "chosen": "norm256+warp20", "seconds": 1.0,
+            "seeds": [0, 1],
             "variants": {v: {"open_fraction": 0.48, "intent_acc": acc, "eer_semi_informed": eer}
                          for v, acc, eer in (("unprotected", 0.867, 0.008),
                                              ("gates", 0.911, 0.004),
-                                             ("norm256+scale+warp10", 0.883, 0.096))},
+                                             ("norm256+warp20", 0.883, 0.096))},
             "command": "python benchmarks/bench_ablation.py --manifest t"},
         "bench_sweep": {
             "benchmark": "bench_sweep", **stamp, "seconds": 900.0, "strength": "quick",
@@ -232,7 +233,7 @@ def fixture_records() -> dict:
                              ("unprotected", 0.928, 0.409, 0.032, 0.032),
                              ("gates", 0.956, 0.498, 0.218, 0.043),
                              ("norm256", 0.928, 0.523, 0.452, 0.093),
-                             ("norm256+scale+warp10", 0.922, 0.583, 0.462, 0.125))},
+                             ("norm256+warp20", 0.922, 0.583, 0.462, 0.125))},
             "command": "python benchmarks/bench_ablation.py --manifest m"},
     }
 
@@ -301,11 +302,12 @@ def test_tables_carry_the_records_numbers(tmp_path):
                      "cepstral coefficients")[1:] == ["20.0", "80.0"]
     assert "chance 3.3 %" in _flat(doc)
     # bench_ablation(_tuning): one row per variant, the rule's pick bold, the default named
-    assert _row(doc, "**gates + norm 256 frames + scale + warp 10 % (default)**")[1:] == ["88.3", "9.6"]
+    assert _row(doc, "**gates + norm 256 frames + warp 20 % (default)**")[1:] == ["88.3", "9.6"]
     assert _row(doc, "**gates + norm 256 frames**")[1:] == ["92.8", "52.3", "45.2", "9.3"]
-    assert _row(doc, "gates + norm 256 frames + scale + warp 10 % (default)")[1:] == [
+    assert _row(doc, "gates + norm 256 frames + warp 20 % (default)")[1:] == [
         "92.2", "58.3", "46.2", "12.5"]
     assert _row(doc, "gates only")[1:] == ["91.1", "0.4"]  # the first table: tuning
+    assert "mean over seeds 0, 1" in _flat(doc)  # the tuning record's two seeds
     # bench_adversary: rates in %, intent against the no-adversary row
     asr = _row(doc, "asr (1)")[1:]
     assert asr[0] == "88.3" and asr[3] == "48.7" and asr[-2] == "-5.0"
@@ -359,7 +361,7 @@ def test_headline_block_from_the_same_records(tmp_path):
     assert "semi-informed speaker EER 12.5 % (gates alone 4.3 %)" in _flat(block)
     # an ablation record without the default's steps: the line quotes the tuning record instead
     older = fixture_records()
-    older["bench_ablation"]["variants"].pop("norm256+scale+warp10")
+    older["bench_ablation"]["variants"].pop("norm256+warp20")
     line = _flat(results.render_headline(results.load_records(_write(tmp_path / "old", older))))
     assert "not in bench_ablation's record yet" in line
     assert "semi-informed speaker EER 9.6 % (gates alone 0.4 %), intent accuracy 88.3 %" in line

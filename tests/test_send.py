@@ -108,12 +108,12 @@ def test_off_sends_the_features_unchanged():
 
 def test_calibration_targets_the_training_band_means():
     feats = [np.random.default_rng(k).normal(-5, 2, (50, 40)).astype(np.float32) for k in range(3)]
-    cfg = calibrate(MaskConfig(send=SendConfig(norm_scale=False)), feats)  # means only
+    cfg = calibrate(MaskConfig(), feats)  # the default: means only
     want = np.concatenate([quantize(f, FE) for f in feats]).astype(np.float64).mean(0)
     assert np.abs(np.array(cfg.send.norm_target) - want).max() <= 0.5
     assert calibrate(cfg, [feats[0]]) is cfg  # calibrated once: kept
     assert calibrate(PLAIN, feats) == PLAIN  # off: nothing to calibrate
-    scaled = calibrate(MaskConfig(), feats)  # the default: the scale too
+    scaled = calibrate(MaskConfig(send=SendConfig(norm_scale=True)), feats)  # the scale too
     assert len(scaled.send.norm_scale_target) == 40 and scaled.send.norm_target == \
         cfg.send.norm_target
     q = quantize(feats[0], FE)  # the float path sends what the integer path does, to rounding
@@ -172,13 +172,14 @@ def test_train_mask_calibrates_and_the_cli_sends_features_only(tmp_path, tiny_co
                  "--send-norm-frames", "16", "--send-warp", "0.1", "--quiet"]) == 0
     cfg = speechmask.load_mask(mask).cfg
     assert cfg.send.norm_frames == 16 and len(cfg.send.norm_target) == FE.n_mels
-    assert cfg.send.norm_scale and len(cfg.send.norm_scale_target) == FE.n_mels  # the default
+    assert not cfg.send.norm_scale and not cfg.send.norm_scale_target  # the default: means only
     assert cfg.send.warp_max == 0.1
-    means_only = tmp_path / "means_only.pt"
+    scaled = tmp_path / "scaled.pt"
     assert main(["train", "mask", "--manifest", str(tiny_corpus), "--slu", str(slu_path),
-                 "--out", str(means_only), "--max-steps", "1", "--batch-size", "8", "--device",
-                 "cpu", "--no-send-norm-scale", "--quiet"]) == 0
-    assert not speechmask.load_mask(means_only).cfg.send.norm_scale
+                 "--out", str(scaled), "--max-steps", "1", "--batch-size", "8", "--device",
+                 "cpu", "--send-norm-scale", "--quiet"]) == 0
+    send_cfg = speechmask.load_mask(scaled).cfg.send
+    assert send_cfg.norm_scale and len(send_cfg.norm_scale_target) == FE.n_mels
     wav = next(tiny_corpus.parent.rglob("*.wav"))
     with pytest.raises(SystemExit):  # no audio counterpart: one line, exit 1
         main(["mask", "--model", str(mask), str(wav), "--out", str(tmp_path / "x.wav")])

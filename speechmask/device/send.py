@@ -156,7 +156,7 @@ class StreamingSend:
 
 
 def steps_name(send: SendConfig) -> str:
-    """The send steps named as benchmarks/bench_ablation.py's variants ("norm256+scale+warp10";
+    """The send steps named as benchmarks/bench_ablation.py's variants ("norm256+warp20";
     "gates" when every step is off)."""
     parts = ([f"norm{send.norm_frames}"] if send.norm else []) + \
         (["scale"] if send.norm_scale else []) + \

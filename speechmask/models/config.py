@@ -83,16 +83,16 @@ class SendConfig:
     Gating whole segments touches neither cue; benchmarks/bench_ablation.py measures each step
     on and off."""
 
-    # defaults chosen by the rule of docs/design.md on a corpus of other voices
-    # (benchmarks/results/bench_ablation_tuning.json)
+    # defaults chosen by the rule of docs/design.md on a corpus of other voices, on the mean of
+    # two seeds (benchmarks/results/bench_ablation_tuning.json)
     norm_frames: int = option(256, "running-mean length of the per-band normalisation of what "
                                    "is sent, in frames (0 = off, its scale with it)",
                               flag="--send-norm-frames")
-    warp_max: float = option(0.1, "random per-utterance frequency warping of what is sent: the "
+    warp_max: float = option(0.2, "random per-utterance frequency warping of what is sent: the "
                                   "largest factor is 1 + this (0 = off)", flag="--send-warp")
-    norm_scale: bool = option(True, "the per-band normalisation moves band means only, not also "
-                                    "each band's mean absolute deviation to the training "
-                                    "features'", negative="--no-send-norm-scale")
+    norm_scale: bool = option(False, "the per-band normalisation also moves each band's mean "
+                                     "absolute deviation to the training features', not only "
+                                     "its mean", flag="--send-norm-scale")
     norm_target: tuple[int, ...] = ()
     norm_scale_target: tuple[int, ...] = ()
     norm_max_gain: int = 8
