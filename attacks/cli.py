@@ -24,6 +24,7 @@ from .config import SuiteConfig
 from .sweep import KNOBS
 
 if TYPE_CHECKING:
+    from speechmask.models.config import MaskConfig
     from speechmask.models.mask import MaskGenerator
     from speechmask.models.slu import SLUModel
     from speechmask.outputs import OutputFolder
@@ -252,7 +253,8 @@ def _sweep(args: argparse.Namespace) -> int:
     train_cfg = replace(train_cfg, split_field=split_field)
     out = _output(args, SWEEP_FILES, [CACHE, SWEEP_MASKS])
     masks = sweep.settings(args.gammas, args.switch_costs, [0], [0.0])  # one per trained mask
-    _check_resumable([args.out / m.mask_name for m in masks], train_cfg)
+    mask_cfg = MaskConfig()  # what each mask is trained as; its send steps are set per point
+    _check_resumable([args.out / m.mask_name for m in masks], train_cfg, mask_cfg)
 
     data = _load_data(args, slu, split_field)
     train = [data.fs.features[i] for i in data.content_train]
@@ -261,7 +263,7 @@ def _sweep(args: argparse.Namespace) -> int:
     for m in masks:
         path = args.out / m.mask_name
         obj = ObjectiveConfig(gamma=m.gamma, switch_cost=m.switch_cost)
-        train_mask(args.manifest, args.slu, path, MaskConfig(), obj, train_cfg,
+        train_mask(args.manifest, args.slu, path, mask_cfg, obj, train_cfg,
                    resume=path.exists())
         for setting in sweep.settings([m.gamma], [m.switch_cost], args.norm_frames, args.warps):
             mask = sweep.with_send(load_mask(path), setting, train)
@@ -282,13 +284,12 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_resumable(paths: list[Path], cfg: MaskTrainConfig) -> None:
+def _check_resumable(paths: list[Path], cfg: MaskTrainConfig, mask_cfg: MaskConfig) -> None:
     """The sweep resumes the masks an earlier run left: each must be a mask checkpoint trained
     with these settings (those `train` lets a resumed run change aside) and the model
-    configuration the sweep trains (`MaskConfig()`; the send steps' calibrated targets aside).
+    configuration the sweep trains (`mask_cfg`; the send steps' calibrated targets aside).
     Checked before any data is read; `--force` keeps the masks, so the message says what to do."""
     from speechmask.errors import SpeechmaskError
-    from speechmask.models.config import MaskConfig
     from speechmask.train.checkpoint import load_checkpoint
     from speechmask.train.loop import RESUMABLE_CHANGES
 
@@ -296,7 +297,7 @@ def _check_resumable(paths: list[Path], cfg: MaskTrainConfig) -> None:
         send = {k: v for k, v in config.get("send", {}).items() if not k.endswith("_target")}
         return {**config, "send": send}
 
-    model = uncalibrated(MaskConfig().to_dict())
+    model = uncalibrated(mask_cfg.to_dict())
     for path in paths:
         if not path.exists():
             continue

@@ -23,7 +23,8 @@ Without `--deployment` the federation runs in Flower's simulation runtime the sa
 (`run_on_flower` with no deployment): a SuperLink with `--simulation` on a free port, started
 and stopped here, and `flwr run` with the simulation's settings (`--federation-config`: the
 number of SuperNodes, one CPU each); Flower's simulation engine (Ray) runs the same ClientApp
-and ServerApp as the deployment. Neither runtime has a time limit unless given: Ctrl-C stops the run (`flwr stop`)."""
+and ServerApp as the deployment. Neither runtime has a time limit unless given: Ctrl-C stops the
+run (`flwr stop`)."""
 
 from __future__ import annotations
 
