@@ -67,7 +67,7 @@ bench: install
 		--record bench_ablation_tuning --cache build/tuning/cache --seeds 0 1 \
 		--variants gates norm32 norm64 norm256 norm32+warp20 norm64+warp10 norm64+warp20 \
 		norm256+warp10 norm256+warp20 norm256+warp30 norm64+scale norm256+scale \
-		norm256+scale+warp10
+		norm256+scale+warp10 norm256+level norm256+warp20+level norm256+warp30+level
 	$(BIN)/python scripts/results.py
 
 # docs/results.md and the README's headline table, from benchmarks/results/*.json

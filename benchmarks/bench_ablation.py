@@ -9,8 +9,9 @@ warping up to P % (`device.warp`), `lifterK` cepstral liftering keeping K coeffi
 mask: equal-mass bins of the training utterances' values of that band, each value replaced by
 its bin's mean, as a device would with K-1 comparisons per value), `scale` with a norm step
 the normalisation's scale (`train mask --send-norm-scale`: each band's mean absolute deviation
-moved to a target too); `gates` alone is the mask with no step. Steps chain in the order norm,
-warp (as `device.send` runs them in the mask), lifter, quant. The gates are the mask's own
+moved to a target too), `level` the per-frame level removal (`train mask --send-level`,
+`device.level`); `gates` alone is the mask with no step. Steps chain in the order norm, warp,
+level (as `device.send` runs them in the mask), lifter, quant. The gates are the mask's own
 (decided on the raw features, so every variant withholds the same positions); the suite
 fine-tunes the cloud model and retrains its informed attackers on each variant's output.
 PocketSphinx is left out: the steps have no audio counterpart, so it applies to no variant but
@@ -56,7 +57,7 @@ from speechmask.models.config import OFF, MaskConfig, SendConfig  # noqa: E402
 
 VARIANTS = ("gates", "norm16", "norm64", "norm256", "warp10", "warp20", "lifter13",
             "norm64+warp10", "norm64+warp20", "norm256+warp20", "norm64+lifter13",
-            "norm256+scale", "norm256+scale+warp10")
+            "norm256+scale", "norm256+scale+warp10", "level", "norm256+warp20+level")
 STEP = re.compile(r"^(norm|warp|lifter|quant)(\d+)$")
 METRICS = ("intent_acc", "wer_passive", "wer_informed", "wer_inpainting", "entity_error_rate",
            "eer_ignorant", "eer_lazy_informed", "eer_semi_informed", "speaker_id_acc",
@@ -70,12 +71,12 @@ def parse(variant: str) -> dict[str, int]:
     steps = {}
     for part in variant.split("+"):
         m = STEP.match(part)
-        if part == "scale" and "scale" not in steps:
-            steps["scale"] = 1
+        if part in ("scale", "level") and part not in steps:
+            steps[part] = 1
             continue
         if m is None or m.group(1) in steps or int(m.group(2)) <= 0:
             raise SystemExit(f"bench_ablation: bad variant {variant!r} (e.g. gates, norm16, "
-                             "warp20, lifter13, quant4, norm16+scale+warp20)")
+                             "warp20, lifter13, quant4, norm16+scale+warp20, norm256+warp20+level)")
         steps[m.group(1)] = int(m.group(2))
     if "scale" in steps and "norm" not in steps:
         raise SystemExit(f"bench_ablation: bad variant {variant!r} (scale needs a norm step)")
@@ -85,9 +86,10 @@ def parse(variant: str) -> dict[str, int]:
 def apply_steps(feats: list[np.ndarray], steps: dict[str, int], mask_cfg: MaskConfig,
                 train: list[int]) -> list[np.ndarray]:
     """The chain of float twins over every utterance: the mask's send steps (`device.send`:
-    norm, then warp, each utterance's level as the mask draws it), then the lifter."""
+    norm, warp with each utterance's level as the mask draws it, level removal), then the
+    lifter."""
     send_cfg = SendConfig(norm_frames=steps.get("norm", 0), norm_scale="scale" in steps,
-                          warp_max=steps.get("warp", 0) / 100)
+                          warp_max=steps.get("warp", 0) / 100, level="level" in steps)
     cfg = send.calibrate(replace(mask_cfg, send=send_cfg), [feats[i] for i in train])
     out = [send.send_float(f, cfg) for f in feats]
     if "lifter" in steps:

@@ -133,8 +133,8 @@ def mel_runs(mel_q15: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 def send_defines(cfg: MaskConfig) -> str:
     """What the device does to the open features before sending them (`speechmask.device.send`):
     the per-band normalisation (SM_SEND_NORM_FRAMES 0 when off), then the random frequency warp
-    (SM_SEND_WARP_LEVELS 0 when off)."""
-    from speechmask.device.send import bandnorm_config, warp_config
+    (SM_SEND_WARP_LEVELS 0 when off), then the level removal (SM_SEND_LEVEL 0 when off)."""
+    from speechmask.device.send import bandnorm_config, level_target, warp_config
     from speechmask.device.warp import WEIGHT_BITS, tables
 
     send = cfg.send
@@ -149,12 +149,16 @@ def send_defines(cfg: MaskConfig) -> str:
            " * Reset m, a and the count at each utterance.\n"
            " * 2. warp: k drawn per utterance, uniform in -SEND_WARP_LEVELS..SEND_WARP_LEVELS;\n"
            " * row r = k + SEND_WARP_LEVELS; j = sm_send_warp_index[r][b], w = weight[r][b]:\n"
-           " * z[b] = sat16(y[j] + (((y[j+1] - y[j]) * w + 2^(W-1)) >> W)), W = WEIGHT_BITS. */\n",
+           " * z[b] = sat16(y[j] + (((y[j+1] - y[j]) * w + 2^(W-1)) >> W)), W = WEIGHT_BITS.\n"
+           " * 3. level, per frame, n = N_MELS: s = sum_b z[b]; m = floor((s + n/2) / n);\n"
+           " * out[b] = sat16(z[b] - m + SEND_LEVEL_TARGET). */\n",
            f"#define SM_SEND_NORM_FRAMES {send.norm_frames}\n",
            f"#define SM_SEND_NORM_FRAC_BITS {send.norm_frac_bits}\n",
            f"#define SM_SEND_NORM_SCALE {int(send.norm_scale)}\n",
            f"#define SM_SEND_WARP_LEVELS {send.warp_levels if send.warp else 0}\n",
-           f"#define SM_SEND_WARP_WEIGHT_BITS {WEIGHT_BITS}\n"]
+           f"#define SM_SEND_WARP_WEIGHT_BITS {WEIGHT_BITS}\n",
+           f"#define SM_SEND_LEVEL {int(send.level)}\n",
+           f"#define SM_SEND_LEVEL_TARGET {level_target(send) if send.level else 0}\n"]
     if send.norm:
         out.append(c_array("int16_t", "sm_send_norm_target", send.norm_target, 16, "static "))
     if send.norm_scale:

@@ -47,7 +47,7 @@ def variant_name(v: str) -> str:
     if v == "gates":
         return "gates only"
     names = {"norm": "norm {} frames", "scale": "scale", "warp": "warp {} %",
-             "lifter": "lifter {}"}
+             "lifter": "lifter {}", "level": "level removal"}
     parts = []
     for part in v.split("+"):
         kind = part.rstrip("0123456789")
@@ -109,7 +109,8 @@ def _describe_ablation(rec: dict) -> str:
             "cloud model and retrains the informed attackers on each variant's output. "
             "*norm N*: per-band normalisation over N frames; *scale*: the normalisation "
             "also moves each band's mean absolute deviation to a target; *warp P*: random "
-            "per-utterance frequency warping up to P %; *lifter K*: cepstral liftering to K "
+            "per-utterance frequency warping up to P %; *level removal*: each frame's mean "
+            "over the bands replaced by a constant; *lifter K*: cepstral liftering to K "
             "coefficients (not in the mask). PocketSphinx is left out (the steps send no "
             "audio; bench_attack has the gates' figure), so EntER is the strongest of the "
             "trained content attackers. Intent accuracy is that of the cloud model the suite "

@@ -17,7 +17,9 @@ def test_variant_names_parse_and_bad_ones_are_refused():
     assert parse("gates") == {}
     assert parse("norm256+scale+warp10+quant4") == {"norm": 256, "scale": 1, "warp": 10,
                                                      "quant": 4}
-    for bad in ("quant0", "scale", "norm16+norm32", "blur3"):
+    assert parse("norm256+warp20+level") == {"norm": 256, "warp": 20, "level": 1}
+    assert parse("level") == {"level": 1}
+    for bad in ("quant0", "scale", "norm16+norm32", "blur3", "level+level", "level2"):
         with pytest.raises(SystemExit):
             parse(bad)
 

@@ -163,6 +163,30 @@ def test_send_with_the_normalisation_s_scale_is_bit_exact(core, tiny_corpus, tmp
     _check_send(lib, scaled, noise.astype(np.int16), levels=(0, cfg.send.warp_levels))
 
 
+def test_send_with_level_removal_is_bit_exact(core, tiny_corpus, tmp_path):
+    """The level step (`SendConfig.level`), built from its own header, after the default steps
+    and alone, on real and on full-range features (the sum at its extremes, saturation)."""
+    from dataclasses import replace
+
+    _, cfg = core
+    pcms = _test_utterances(tiny_corpus, 3)
+    feats = [log_mel_int(p, cfg.frontend) for p in pcms]
+    scale = 1 << cfg.frontend.log_frac_bits
+    leveled = send.calibrate(replace(cfg, send=replace(cfg.send, level=True)),
+                             [f.astype(np.float64) / scale for f in feats[1:]])
+    assert leveled.send.level_target is not None
+    noise = np.random.default_rng(0).integers(-32768, 32768, (300, cfg.frontend.n_mels))
+    extremes = np.stack([np.full(cfg.frontend.n_mels, v) for v in (-32768, 32767, -32767)] * 3)
+    for i, variant in enumerate((leveled, replace(leveled, send=replace(
+            leveled.send, norm_frames=0, warp_max=0.0, level_target=-32768)))):
+        (tmp_path / str(i)).mkdir()
+        lib = _build_core(variant, tmp_path / str(i))
+        levels = None if variant.send.warp else (0,)  # None: every warp level
+        _check_send(lib, variant, feats[0], levels=levels)
+        _check_send(lib, variant, noise.astype(np.int16), levels=levels)
+        _check_send(lib, variant, extremes.astype(np.int16), levels=(0,))
+
+
 def _check_send(lib, cfg, feats, levels=None):
     state = ctypes.create_string_buffer(8 * cfg.frontend.n_mels + 64)
     for level in levels or range(-cfg.send.warp_levels, cfg.send.warp_levels + 1):

@@ -1,6 +1,7 @@
 """What the device does to the features it sends (`models.config.SendConfig`), after the gates have
 chosen which to send: the per-band normalisation (`bandnorm`; with `SendConfig.norm_scale`, of
-each band's deviations as well), then random frequency warping (`warp`). The gates are decided
+each band's deviations as well), then random frequency warping (`warp`), then with
+`SendConfig.level` the per-frame level removal (`level`). The gates are decided
 on the raw features, as before; the steps change the values of what is sent, not which values
 are sent, so a mask's gates do not depend on them and the cloud model that reads what is sent is
 the one fine-tuned on it (`train finetune`).
@@ -34,7 +35,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..features import FrontendConfig
 from ..models.config import MaskConfig, SendConfig
-from . import bandnorm, warp
+from . import bandnorm, level as frame_level, warp
 
 
 def bandnorm_config(send: SendConfig) -> bandnorm.BandNormConfig:
@@ -53,6 +54,14 @@ def bandnorm_config(send: SendConfig) -> bandnorm.BandNormConfig:
                                        send.norm_max_gain)
     return bandnorm.BandNormConfig("mean", send.norm_frames, send.norm_frac_bits,
                                    send.norm_target)
+
+
+def level_target(send: SendConfig) -> int:
+    """The level removal's target (int16 units); ConfigError while it is uncalibrated."""
+    if send.level_target is None:
+        raise ConfigError("the send level removal has no target: train the mask (which "
+                          "calibrates it) or give one", field="level_target")
+    return send.level_target
 
 
 def warp_config(send: SendConfig) -> warp.WarpConfig:
@@ -85,11 +94,14 @@ def calibrate(cfg: MaskConfig, features: list[np.ndarray]) -> MaskConfig:
     if cfg.send.calibrated:
         return cfg
     fe, send = cfg.frontend, cfg.send
-    norm = bandnorm.calibrate([quantize(f, fe) for f in features], send.norm_frames,
-                              send.norm_frac_bits, "scale" if send.norm_scale else "mean",
-                              send.norm_max_gain)
-    return replace(cfg, send=replace(send, norm_target=norm.target,
-                                     norm_scale_target=norm.scale))
+    q = [quantize(f, fe) for f in features]
+    if send.norm and not (send.norm_target and (not send.norm_scale or send.norm_scale_target)):
+        norm = bandnorm.calibrate(q, send.norm_frames, send.norm_frac_bits,
+                                  "scale" if send.norm_scale else "mean", send.norm_max_gain)
+        send = replace(send, norm_target=norm.target, norm_scale_target=norm.scale)
+    if send.level and send.level_target is None:
+        send = replace(send, level_target=frame_level.calibrate(q))
+    return replace(cfg, send=send)
 
 
 def send_float(features, cfg: MaskConfig, lengths=None, levels=None):
@@ -105,6 +117,9 @@ def send_float(features, cfg: MaskConfig, lengths=None, levels=None):
         out = bandnorm.normalize_float(out, bandnorm_config(send), cfg.frontend.log_frac_bits)
     if send.warp:
         out = _warp_float(features, out, cfg, lengths, levels)
+    if send.level:
+        out = frame_level.remove_level_float(
+            out, level_target(send) / (1 << cfg.frontend.log_frac_bits))
     return out
 
 
@@ -142,6 +157,7 @@ class StreamingSend:
         self.cfg = cfg
         self.warp = warp_config(cfg.send)
         self.norm = bandnorm.StreamingBandNormInt(bandnorm_config(cfg.send), cfg.frontend.n_mels)
+        self.level_target = level_target(cfg.send) if cfg.send.level else None
         self.reset(level)
 
     def reset(self, level: int = 0) -> None:
@@ -152,7 +168,9 @@ class StreamingSend:
 
     def push(self, frames_q: np.ndarray) -> np.ndarray:
         y = self.norm.push(frames_q)
-        return warp.warp_int(y, self.level, self.warp, self.cfg.frontend)
+        y = warp.warp_int(y, self.level, self.warp, self.cfg.frontend)
+        # per frame, no state: its own streaming form
+        return y if self.level_target is None else frame_level.remove_level_int(y, self.level_target)
 
 
 def steps_name(send: SendConfig) -> str:
@@ -160,7 +178,8 @@ def steps_name(send: SendConfig) -> str:
     "gates" when every step is off)."""
     parts = ([f"norm{send.norm_frames}"] if send.norm else []) + \
         (["scale"] if send.norm_scale else []) + \
-        ([f"warp{round(send.warp_max * 100)}"] if send.warp else [])
+        ([f"warp{round(send.warp_max * 100)}"] if send.warp else []) + \
+        (["level"] if send.level else [])
     return "+".join(parts) or "gates"
 
 
@@ -168,16 +187,17 @@ def send_cost(cfg: MaskConfig) -> dict:
     """Per second of audio: `ops_per_second` (the normalisation: a subtraction, a division and
     two additions per band and frame, and with its scale an absolute value, a subtraction, two
     divisions, a multiplication, a maximum and an addition more; the warp: a multiplication, two
-    additions and a shift), `state_bytes` (an int32 mean per band, and a deviation with the
+    additions and a shift; the level removal: an addition, a subtraction and an addition per
+    band, a division per frame), `state_bytes` (an int32 mean per band, and a deviation with the
     scale, a frame counter, the utterance's warp level) and `table_bytes` (constants in flash:
     the int16 target, the scale's int16 target and floor, the warp's uint8 indices and uint16
-    weights per level and band)."""
+    weights per level and band, the level's int16 target)."""
     send, n = cfg.send, cfg.frontend.n_mels
     per_frame = (4 * n if send.norm else 0) + (7 * n if send.norm_scale else 0) + \
-        (4 * n if send.warp else 0)
+        (4 * n if send.warp else 0) + (3 * n + 1 if send.level else 0)
     state = (4 * n + 4 if send.norm else 0) + (4 * n if send.norm_scale else 0) + \
         (4 if send.warp else 0)
     tables = (2 * n if send.norm else 0) + (4 * n if send.norm_scale else 0) + \
-        (3 * n * (2 * send.warp_levels + 1) if send.warp else 0)
+        (3 * n * (2 * send.warp_levels + 1) if send.warp else 0) + (2 if send.level else 0)
     return {"ops_per_second": int(round(per_frame * cfg.frontend.frames_per_second)),
             "state_bytes": state, "table_bytes": tables}

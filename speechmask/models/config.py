@@ -78,7 +78,10 @@ class SendConfig:
     - random frequency warping (`speechmask.device.warp`): the frequency axis of each utterance
       rescaled by a factor drawn for it, up to `1 + warp_max`, over `warp_levels` quantised
       factors on each side of 1. It hides the vocal-tract length, which the normalisation
-      leaves.
+      leaves;
+    - with `level`, per-frame level removal (`speechmask.device.level`): each frame minus its
+      mean over the bands, plus `level_target` (the training features' mean, calibrated alike):
+      the loudness contour, which the normalisation keeps, does not leave the device.
 
     Gating whole segments touches neither cue; benchmarks/bench_ablation.py measures each step
     on and off."""
@@ -93,7 +96,11 @@ class SendConfig:
     norm_scale: bool = option(False, "the per-band normalisation also moves each band's mean "
                                      "absolute deviation to the training features', not only "
                                      "its mean", flag="--send-norm-scale")
+    level: bool = option(False, "each frame sent also loses its level (its mean over the "
+                                "bands), so the utterance's loudness contour stays on the "
+                                "device", flag="--send-level")
     norm_target: tuple[int, ...] = ()
+    level_target: int | None = None
     norm_scale_target: tuple[int, ...] = ()
     norm_max_gain: int = 8
     norm_frac_bits: int = 8
@@ -115,6 +122,8 @@ class SendConfig:
         if self.norm_scale and not self.norm:  # the scale is a part of the normalisation
             object.__setattr__(self, "norm_scale", False)
         check_int(self.norm_max_gain, "norm_max_gain")
+        if self.level_target is not None:
+            check_int(self.level_target, "level_target", low=-32768)
 
     @property
     def norm(self) -> bool:
@@ -126,12 +135,13 @@ class SendConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.norm or self.warp
+        return self.norm or self.warp or self.level
 
     @property
     def calibrated(self) -> bool:
-        return not self.norm or (bool(self.norm_target)
-                                 and (not self.norm_scale or bool(self.norm_scale_target)))
+        return (not self.norm or (bool(self.norm_target)
+                                  and (not self.norm_scale or bool(self.norm_scale_target)))) \
+            and (not self.level or self.level_target is not None)
 
     def to_dict(self) -> dict:
         d = {**asdict(self), "norm_target": list(self.norm_target),
@@ -139,12 +149,15 @@ class SendConfig:
         if not self.norm_scale:  # as masks were saved before the scale existed: same export id
             for k in ("norm_scale", "norm_scale_target", "norm_max_gain"):
                 del d[k]
+        if not self.level:  # as masks were saved before the level step existed
+            for k in ("level", "level_target"):
+                del d[k]
         return d
 
 
 # what a mask saved before the send steps existed sends: its gated features as they are (and
-# one saved before the normalisation's scale existed: no scale)
-OFF = {"norm_frames": 0, "warp_max": 0.0, "norm_scale": False}
+# one saved before the normalisation's scale or the level step existed: neither)
+OFF = {"norm_frames": 0, "warp_max": 0.0, "norm_scale": False, "level": False}
 
 ARCHS = ("tiny", "small")
 

@@ -19,7 +19,7 @@ TRAIN_FIELDS = ["epochs", "max_steps", "batch_size", "lr", "weight_decay", "seed
                 "split_field", "device", "amp", "progress"]
 MASK_FIELDS = ["arch", "hidden", "layers", "kernel", "context_segments", "feedback"]
 GATE_FIELDS = ["segment_ms", "band_groups", "beta"]
-SEND_FIELDS = ["norm_frames", "norm_scale", "warp_max"]
+SEND_FIELDS = ["norm_frames", "norm_scale", "warp_max", "level"]
 
 
 def _common(p: argparse.ArgumentParser, config: type) -> None:

@@ -1,5 +1,5 @@
-/* The send steps; the arithmetic of speechmask/device/bandnorm.py and warp.py (their docstrings
- * give it and its bounds), and the order of speechmask.device.send.StreamingSend. */
+/* The send steps; the arithmetic of speechmask/device/bandnorm.py, warp.py and level.py (their
+ * docstrings give it and its bounds), and the order of speechmask.device.send.StreamingSend. */
 #include "sm_send.h"
 
 #include "sm_dsp.h"
@@ -60,10 +60,19 @@ void sm_send_frame(sm_send_t *s, const int16_t *x, int16_t *out) {
             const int32_t a = y[j], d = (int32_t)y[j + 1] - a;
             out[b] = sat16(a + ((d * sm_send_warp_weight[row + b] + (1 << (w_bits - 1))) >> w_bits));
         }
-        return;
+    } else {
+        for (int b = 0; b < SM_N_MELS; b++) out[b] = y[b];
     }
 #else
     (void)s->level;
-#endif
     for (int b = 0; b < SM_N_MELS; b++) out[b] = y[b];
+#endif
+#if SM_SEND_LEVEL
+    int32_t sum = 0; /* |sum| <= SM_N_MELS * 2^15 */
+    for (int b = 0; b < SM_N_MELS; b++) sum += out[b];
+    /* floor((sum + n / 2) / n): round half up, on a sum shifted to be non-negative */
+    const int32_t m = (int32_t)((uint32_t)(sum + SM_N_MELS / 2 + SM_N_MELS * 32768) /
+                                SM_N_MELS) - 32768;
+    for (int b = 0; b < SM_N_MELS; b++) out[b] = sat16(out[b] - m + SM_SEND_LEVEL_TARGET);
+#endif
 }
