@@ -87,8 +87,8 @@ def features_only(cfg) -> str:
     """Why a mask sends features only."""
     if cfg.gate.band_groups != 1:
         return f"it gates {cfg.gate.band_groups} groups of mel bands"
-    return ("it normalises or warps what it sends (--send-norm-frames, --send-warp), which has no "
-            "audio counterpart")
+    return ("it normalises, warps or levels what it sends (--send-norm-frames, --send-warp, "
+            "--send-level), which has no audio counterpart")
 
 
 def _note_input(source: Path, described: dict) -> None:

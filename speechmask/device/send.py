@@ -18,11 +18,12 @@ sends the same thing for the same utterance while the levels are spread uniforml
 independently of the speaker. (The one difference: the device would warp a repeated recording
 afresh each time; the reference warps it alike.)
 
-The masked-audio path has no counterpart: neither step has a waveform the device computes
-cheaply (it would take per-band gains and a resampled spectrum in the STFT, an inverse FFT and
-overlap-add, doubling the front-end's cost), and audio sent untouched would carry the very cues
-the steps remove. With a step on, the device sends features only (`masking.mask_utterance`
-returns no audio, the suite's audio attackers do not apply).
+The masked-audio path has no counterpart: neither the normalisation nor the warp has a
+waveform the device computes cheaply (it would take per-band gains and a resampled spectrum in
+the STFT, an inverse FFT and overlap-add, doubling the front-end's cost; the level removal alone
+would be a gain per frame), and audio sent untouched would carry the very cues the steps remove.
+With a step on, the device sends features only (`masking.mask_utterance` returns no audio, the
+suite's audio attackers do not apply).
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ class StreamingSend:
         y = self.norm.push(frames_q)
         y = warp.warp_int(y, self.level, self.warp, self.cfg.frontend)
         # per frame, no state: its own streaming form
-        return y if self.level_target is None else frame_level.remove_level_int(y, self.level_target)
+        if self.level_target is None:
+            return y
+        return frame_level.remove_level_int(y, self.level_target)
 
 
 def steps_name(send: SendConfig) -> str:
@@ -191,13 +194,13 @@ def send_cost(cfg: MaskConfig) -> dict:
     band, a division per frame), `state_bytes` (an int32 mean per band, and a deviation with the
     scale, a frame counter, the utterance's warp level) and `table_bytes` (constants in flash:
     the int16 target, the scale's int16 target and floor, the warp's uint8 indices and uint16
-    weights per level and band, the level's int16 target)."""
+    weights per level and band; the level's target is an immediate in the code, no table)."""
     send, n = cfg.send, cfg.frontend.n_mels
     per_frame = (4 * n if send.norm else 0) + (7 * n if send.norm_scale else 0) + \
         (4 * n if send.warp else 0) + (3 * n + 1 if send.level else 0)
     state = (4 * n + 4 if send.norm else 0) + (4 * n if send.norm_scale else 0) + \
         (4 if send.warp else 0)
     tables = (2 * n if send.norm else 0) + (4 * n if send.norm_scale else 0) + \
-        (3 * n * (2 * send.warp_levels + 1) if send.warp else 0) + (2 if send.level else 0)
+        (3 * n * (2 * send.warp_levels + 1) if send.warp else 0)
     return {"ops_per_second": int(round(per_frame * cfg.frontend.frames_per_second)),
             "state_bytes": state, "table_bytes": tables}

@@ -83,8 +83,8 @@ class SendConfig:
       mean over the bands, plus `level_target` (the training features' mean, calibrated alike):
       the loudness contour, which the normalisation keeps, does not leave the device.
 
-    Gating whole segments touches neither cue; benchmarks/bench_ablation.py measures each step
-    on and off."""
+    Gating whole segments touches none of these cues; benchmarks/bench_ablation.py measures each
+    step on and off."""
 
     # defaults chosen by the rule of docs/design.md on a corpus of other voices, on the mean of
     # two seeds (benchmarks/results/bench_ablation_tuning.json)
@@ -124,6 +124,9 @@ class SendConfig:
         check_int(self.norm_max_gain, "norm_max_gain")
         if self.level_target is not None:
             check_int(self.level_target, "level_target", low=-32768)
+            if self.level_target > 32767:  # an int16 feature value
+                raise ConfigError(f"level_target must be <= 32767 (got {self.level_target})",
+                                  field="level_target")
 
     @property
     def norm(self) -> bool:

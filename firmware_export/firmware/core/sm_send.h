@@ -1,7 +1,8 @@
 /* What the device does to the features before they are gated and sent (speechmask.device.send),
  * bit-exact with its integer reference: the streaming per-band normalisation (of the means, and
- * with SM_SEND_NORM_SCALE of the deviations), then the utterance's frequency warp. Constants and
- * tables: speechmask_gates.h (`speechmask export`). */
+ * with SM_SEND_NORM_SCALE of the deviations), then the utterance's frequency warp, then with
+ * SM_SEND_LEVEL the per-frame level removal. Constants and tables: speechmask_gates.h
+ * (`speechmask export`). */
 #ifndef SM_SEND_H
 #define SM_SEND_H
 
