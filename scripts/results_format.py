@@ -44,7 +44,8 @@ COMMANDS = {
                              "--record bench_ablation_tuning --cache build/tuning/cache "
                              "--seeds 0 1 --variants gates norm32 norm64 norm256 norm32+warp20 "
                              "norm64+warp10 norm64+warp20 norm256+warp10 norm256+warp20 "
-                             "norm256+warp30 norm64+scale norm256+scale norm256+scale+warp10",
+                             "norm256+warp30 norm64+scale norm256+scale norm256+scale+warp10 "
+                             "norm256+level norm256+warp20+level norm256+warp30+level",
     "bench_sweep": "python benchmarks/bench_sweep.py --corpus build/bench_mask/corpus --runs "
                    "build/bench_mask --reuse-cache build/bench_attack",
     "bench_ablation": "python benchmarks/bench_ablation.py --manifest "

@@ -1,34 +1,23 @@
 """The per-frame level removal (`speechmask.device.level`) and its place in the send steps: exact
 removal of a frame's level, the float twin, streaming == offline, calibration, config, cost."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_send import FE, ON, _speech
+from test_send import ON_LEVEL as LEVEL
 
 from speechmask.device import export_id
 from speechmask.device.level import calibrate as level_calibrate
 from speechmask.device.level import remove_level_float, remove_level_int
-from speechmask.device.send import (StreamingSend, calibrate, quantize, send_cost, send_float,
-                                    send_int, steps_name)
+from speechmask.device.send import (calibrate, quantize, send_cost, send_float, send_int,
+                                    steps_name)
 from speechmask.errors import ConfigError
-from speechmask.features import FrontendConfig
 from speechmask.features_int import log_mel_int
 from speechmask.models.config import MaskConfig, SendConfig
 from speechmask.models.mask import MaskGenerator
-
-FE = FrontendConfig()
-ON = MaskConfig(send=SendConfig(norm_frames=16, warp_max=0.2,
-                                norm_target=tuple(range(-8000, -7960))))
-LEVEL = replace(ON, send=replace(ON.send, level=True, level_target=-5000))
-
-
-def _speech(seed: int = 0, seconds: float = 1.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(int(16000 * seconds)) * 3000).astype(np.int16)
 
 
 @settings(max_examples=40, deadline=None)
@@ -70,17 +59,13 @@ def test_float_twin_within_one_lsb_and_numpy_and_torch_agree():
     assert np.abs(send_int(q, LEVEL).astype(np.float64) / scale - sent).max() <= 2 / scale
 
 
-@settings(max_examples=20, deadline=None)
-@given(cuts=st.lists(st.integers(0, 100), max_size=5), seed=st.integers(0, 99),
-       level=st.integers(-8, 8))
-def test_streaming_equals_offline_with_the_level_step(cuts, seed, level):
-    q = log_mel_int(_speech(seed), FE)
-    stream = StreamingSend(LEVEL, level)
-    edges = [0, *sorted(min(c, len(q)) for c in cuts), len(q)]
-    parts = [stream.push(q[a:b]) for a, b in zip(edges, edges[1:])]
-    assert np.array_equal(np.concatenate(parts), send_int(q, LEVEL, level))
-    without = send_int(q, ON, level)  # the step runs last, on what the others send
-    assert np.array_equal(send_int(q, LEVEL, level), remove_level_int(without, -5000))
+def test_the_step_runs_last_on_what_the_others_send():
+    """In any chunking the chain equals its offline form (tests/test_send.py's streaming test
+    runs `LEVEL` too); here the order: norm, warp, then the level removal, at every warp level."""
+    q = log_mel_int(_speech(6), FE)
+    for level in range(-8, 9):
+        without = send_int(q, ON, level)
+        assert np.array_equal(send_int(q, LEVEL, level), remove_level_int(without, -5000))
 
 
 def test_the_step_reads_no_other_frame():

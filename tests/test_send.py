@@ -23,6 +23,9 @@ FE = FrontendConfig()
 PLAIN = MaskConfig(send=SendConfig(norm_frames=0, warp_max=0.0))  # no send step
 ON = MaskConfig(send=SendConfig(norm_frames=16, warp_max=0.2, norm_scale=False,
                                 norm_target=tuple(range(-8000, -7960))))
+ON_LEVEL = MaskConfig(send=SendConfig(norm_frames=16, warp_max=0.2, norm_scale=False,
+                                      norm_target=ON.send.norm_target, level=True,
+                                      level_target=-5000))  # and the level removal
 
 
 def _speech(seed: int = 0, seconds: float = 1.0) -> np.ndarray:
@@ -30,17 +33,18 @@ def _speech(seed: int = 0, seconds: float = 1.0) -> np.ndarray:
     return (rng.standard_normal(int(16000 * seconds)) * 3000).astype(np.int16)
 
 
+@pytest.mark.parametrize("cfg", [ON, ON_LEVEL], ids=["norm+warp", "norm+warp+level"])
 @settings(max_examples=25, deadline=None)
 @given(cuts=st.lists(st.integers(0, 100), max_size=5), seed=st.integers(0, 99),
        level=st.integers(-8, 8))
-def test_streaming_equals_offline(cuts, seed, level):
+def test_streaming_equals_offline(cfg, cuts, seed, level):
     q = log_mel_int(_speech(seed), FE)
-    stream = StreamingSend(ON, level)
+    stream = StreamingSend(cfg, level)
     edges = [0, *sorted(min(c, len(q)) for c in cuts), len(q)]
     parts = [stream.push(q[a:b]) for a, b in zip(edges, edges[1:])]
-    assert np.array_equal(np.concatenate(parts), send_int(q, ON, level))
+    assert np.array_equal(np.concatenate(parts), send_int(q, cfg, level))
     stream.reset(level)  # a new utterance starts from fresh state
-    assert np.array_equal(stream.push(q), send_int(q, ON, level))
+    assert np.array_equal(stream.push(q), send_int(q, cfg, level))
 
 
 def test_the_steps_chain_norm_then_warp_in_the_integer_path():
