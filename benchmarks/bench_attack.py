@@ -7,7 +7,8 @@ training. Needs the models of bench_mask.py:
   python benchmarks/bench_attack.py --corpus build/bench_mask/corpus --runs build/bench_mask
 Prints one JSON line and a table (rates in %). `--strength full` runs every attacker to
 convergence on its dev loss (the record is then `bench_attack_full`; the 15-minute target is the
-quick suite's). `--record NAME` names the record otherwise (the held-out split's run,
+quick suite's); `--baselines all_offload` runs only the unprotected row beside the mask (a
+full-strength run of every baseline takes many hours on 2 cores). `--record NAME` names the record otherwise (the held-out split's run,
 `bench_attack_heldout`, on the models `bench_mask.py --record bench_mask_heldout` trained). `--reuse-cache DIR` starts from the attacker cache of an earlier run (DIR/cache):
 what was trained on the same data with the same settings is reused (same weights, so the same
 figures), so only what changed (e.g. a new mask's rows) trains; the record then says so and its
@@ -40,6 +41,10 @@ def main() -> None:
     ap.add_argument("--strength", choices=STRENGTHS, default=SuiteConfig().strength)
     ap.add_argument("--reuse-cache", type=Path, default=None,
                     help="an earlier run's output folder whose cache/ to start from")
+    ap.add_argument("--baselines", nargs="+", default=None,
+                    help="the baselines to run beside the mask (default: every registered one); "
+                         "all_offload alone gives the unprotected row, e.g. for a full-strength "
+                         "run of the default on 2 cores")
     ap.add_argument("--record", default=None,
                     help="record name (default: bench_attack[_full]; the held-out split's run: "
                          "bench_attack_heldout)")
@@ -62,12 +67,14 @@ def main() -> None:
     speechmask(["attack", "--manifest", str(args.corpus / "manifest.jsonl"),
                 "--slu", str(args.runs / "slu.pt"), "--mask", str(args.runs / "mask_40ms.pt"),
                 "--slu-masked", str(args.runs / "slu_masked_40ms.pt"), "--out", str(args.out),
-                "--strength", args.strength, "--quiet"])
+                "--strength", args.strength, "--quiet",
+                *(["--baselines", *args.baselines] if args.baselines else [])])
     seconds = time.perf_counter() - t0
     result = json.loads((args.out / "report.json").read_text())
     record = {"seconds": round(seconds, 1), "strength": args.strength,
               "target_seconds": 900 if args.strength == "quick" and reused is None else None,
               "cache_reused_from": str(args.reuse_cache) if reused is not None else None,
+              "baselines": args.baselines,  # None: every registered baseline
               "unprotected": result["unprotected"],
               # the mask's device-side send steps (None: it sends its gated features as they are)
               "mask_send": (result.get("mask_config") or {}).get("send"),

@@ -24,6 +24,8 @@ COMMANDS = {
                        "--cache build/bench_attack/cache",
     "bench_attack": "python benchmarks/bench_attack.py --corpus build/bench_mask/corpus "
                     "--runs build/bench_mask --out build/bench_attack",
+    "bench_attack_full": "python benchmarks/bench_attack.py --corpus build/bench_mask/corpus "
+                         "--runs build/bench_mask --strength full --baselines all_offload",
     "bench_export": "python benchmarks/bench_export.py --corpus build/bench_mask/corpus "
                     "--runs build/bench_mask --out build/bench_export",
     "bench_firmware": "python benchmarks/bench_firmware.py --export build/bench_export/fw "
@@ -65,6 +67,7 @@ TITLES = {
     "bench_patterns": "which masking patterns the cloud model tolerates",
     "bench_adversary": "adversary settings of the mask objective",
     "bench_attack": "the attack suite",
+    "bench_attack_full": "the attack suite at full strength",
     "bench_attack_heldout": "the held-out split (unseen speakers and sentences)",
     "bench_export": "the int8 model for the microcontroller",
     "bench_firmware": "the firmware on the emulated Cortex-M7",

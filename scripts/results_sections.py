@@ -289,6 +289,38 @@ def _attack_table(rec: dict) -> list[str]:
                  + ["params", "MACs/s", "weights B", "activ. B"], rows) + [""]
 
 
+def sec_attack_full(records: dict) -> list[str]:
+    """The default mask and the unprotected row with every attacker trained to convergence,
+    beside the quick run's figures for the same systems."""
+    rec, quick = records.get("bench_attack_full"), records.get("bench_attack")
+    out = [heading("bench_attack_full"), "",
+           "`--strength full`: every attacker that trains (the clean and informed ASRs, the "
+           "inpainter, the clean and semi-informed x-vectors) trains until its dev loss stops "
+           "improving and keeps its best weights, the ASRs wider; the mask, its cloud model and "
+           "the protocol are those of the quick run above. Only the unprotected row runs beside "
+           "the mask (`--baselines all_offload`): the baselines at full strength take many hours "
+           "on 2 cores.", ""]
+    out += provenance("bench_attack_full", rec)
+    if not rec:
+        return out
+    out += _attack_table(rec)
+    out += [f"**Time: {rec['seconds'] / 60:.0f} min** on "
+            f"{rec.get('machine', {}).get('cores', '?')} cores"
+            + (f" (attackers reused from `{rec['cache_reused_from']}`'s cache)"
+               if rec.get("cache_reused_from") else "") + ".", ""]
+    if quick:
+        rows = []
+        for name in ("all_offload", "speechmask"):
+            full_m, quick_m = rec["systems"].get(name), quick["systems"].get(name)
+            if full_m and quick_m:
+                rows.append([name] + [f"{pct(quick_m.get(k))} → {pct(full_m.get(k))}"
+                                      for k, _ in ATTACK_COLUMNS])
+        if rows:
+            out += ["Quick → full strength, the same systems:", ""]
+            out += table(["system"] + [h for _, h in ATTACK_COLUMNS], rows) + [""]
+    return out
+
+
 def sec_heldout(records: dict) -> list[str]:
     """The mask pipeline and the attack suite on the held-out split: test speakers and sentence
     templates that neither the cloud model, the mask nor the attackers saw."""
@@ -583,4 +615,4 @@ def sec_firmware(records: dict) -> list[str]:
 
 
 SECTIONS = (sec_synth, sec_frontend, sec_mask, sec_patterns, sec_adversary, sec_attack,
-            sec_heldout, sec_export, sec_firmware)
+            sec_attack_full, sec_heldout, sec_export, sec_firmware)

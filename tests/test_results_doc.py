@@ -114,6 +114,13 @@ def fixture_records() -> dict:
             "per_system_seconds": {"all_offload": 200.0, "random": 150.0, "mcadams": 120.0,
                                    "speechmask": 170.0},
             "command": "python benchmarks/bench_attack.py --corpus c --runs r"},
+        "bench_attack_full": {
+            "benchmark": "bench_attack_full", **stamp, "seconds": 5400.0, "strength": "full",
+            "target_seconds": None, "baselines": ["all_offload"], "split_field": "split",
+            "content_test_utterances": 180,
+            "systems": {"all_offload": dict(systems["all_offload"], wer_passive=0.262),
+                        "speechmask": dict(systems["speechmask"], wer_informed=0.455)},
+            "costs": costs, "command": "python benchmarks/bench_attack.py --strength full"},
         "bench_mask_heldout": {
             "benchmark": "bench_mask", **stamp, "corpus": "build/heldout", "utterances": 700,
             "temperature": 2 / 3, "split_field": "split", "gamma": 0.15, "arch": "small",
@@ -326,6 +333,13 @@ def test_tables_carry_the_records_numbers(tmp_path):
     assert "bench_sweep.png" in sweep
     assert "mcadams is more useful and more private on eer_lazy_informed" in _flat(sweep)
     assert "random is more useful" not in _flat(sweep)  # less useful: not dominating
+    # full strength: its own table, and quick -> full for the systems both ran
+    full = doc[doc.index("## bench_attack_full"):doc.index("## bench_attack_heldout")]
+    assert _row(full, "**speechmask**")[7] == "45.5"  # WER informed
+    both = full[full.index("Quick → full strength"):]
+    assert _row(both, "speechmask")[7] == "52.0 → 45.5"
+    assert _row(both, "all_offload")[6] == "42.5 → 26.2"  # WER passive
+    assert "**Time: 90 min** on 2 cores" in _flat(full)
     # the held-out split: its own pipeline figures and suite table
     held = doc[doc.index("## bench_attack_heldout"):doc.index("## bench_export")]
     assert "fine-tuned **0.792**" in _flat(held) and "open fraction **0.470**" in _flat(held)
