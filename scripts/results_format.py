@@ -87,6 +87,14 @@ TARGETS = {
     "attack_intent_points": 3.0,      # our intent accuracy within 3 points of AllOffload
     "attack_passive_wer": 0.70,       # passive attackers' WER at least 70 %
     "attack_enter": 0.70,             # entity error rate at least 70 %
+    # #15, against attackers who retrain (judged at full strength), and the attackers' own
+    # strength on unprotected speech that its item 1 asks for
+    "adaptive_wer": 0.70,             # informed and inpainting WER at least 70 %
+    "adaptive_enter": 0.80,           # entity error rate at least 80 %
+    "adaptive_eer_semi": 0.25,        # semi-informed speaker EER at least 25 %
+    "adaptive_eer_lazy": 0.35,        # lazy-informed speaker EER at least 35 %
+    "attacker_clean_wer": 0.28,       # the trained ASR on unprotected speech: WER at most 28 %
+    "attacker_clean_eer": 0.02,       # the x-vector on unprotected speech: EER at most 2 %
     "export_max_lsb": 1,              # LiteRT vs TFLite Micro
     "export_gate_agreement": 0.98,    # int8 gates == float gates, same inputs
     "export_compute_ratio": 53.3,     # SILENCE: less compute than a disentangling encoder

@@ -306,8 +306,10 @@ def sec_attack_full(records: dict) -> list[str]:
     out += _attack_table(rec)
     out += [f"**Time: {rec['seconds'] / 60:.0f} min** on "
             f"{rec.get('machine', {}).get('cores', '?')} cores"
-            + (f" (attackers reused from `{rec['cache_reused_from']}`'s cache)"
-               if rec.get("cache_reused_from") else "") + ".", ""]
+            + (f" (attackers reused from the cache of `{rec['cache_reused_from']}`: the time "
+               "covers only what was not in it)" if rec.get("cache_reused_from") else "")
+            + ".", ""]
+    out += _full_verdicts(rec)
     if quick:
         rows = []
         for name in ("all_offload", "speechmask"):
@@ -319,6 +321,35 @@ def sec_attack_full(records: dict) -> list[str]:
             out += ["Quick → full strength, the same systems:", ""]
             out += table(["system"] + [h for _, h in ATTACK_COLUMNS], rows) + [""]
     return out
+
+
+def _full_verdicts(rec: dict) -> list[str]:
+    """#15's targets against the full-strength figures, and the attackers' strength."""
+    ours, ref = rec["systems"].get("speechmask"), rec["systems"].get("all_offload")
+    if not (ours and ref):
+        return []
+    t = TARGETS
+
+    def at_least(key: str, target: float) -> str:
+        v = ours.get(key)
+        return f"{pct(v)} % (>= {pct(target, 0)}: {verdict(v is not None and v >= target)})"
+
+    drop = 100 * (ours["intent_acc"] - ref["intent_acc"])
+    return [
+        "Against #15's targets, at full strength:", "",
+        f"- **Attackers' strength on unprotected speech:** trained ASR WER "
+        f"{pct(ref.get('wer_passive'))} % (<= {pct(t['attacker_clean_wer'], 0)}: "
+        f"{verdict(ref.get('wer_passive', 1) <= t['attacker_clean_wer'])}; PocketSphinx with the "
+        f"domain bigram {pct(ref.get('wer_pocketsphinx'))} %), x-vector EER "
+        f"{pct(ref.get('eer_ignorant'))} % (<= {pct(t['attacker_clean_eer'], 0)}: "
+        f"{verdict(ref.get('eer_ignorant', 1) <= t['attacker_clean_eer'])}).",
+        f"- **The default mask:** informed WER {at_least('wer_informed', t['adaptive_wer'])}, "
+        f"inpainting {at_least('wer_inpainting', t['adaptive_wer'])}, EntER "
+        f"{at_least('entity_error_rate', t['adaptive_enter'])}, semi-informed EER "
+        f"{at_least('eer_semi_informed', t['adaptive_eer_semi'])}, lazy-informed EER "
+        f"{at_least('eer_lazy_informed', t['adaptive_eer_lazy'])}; intent {drop:+.1f} points "
+        f"against all_offload (within {t['attack_intent_points']:g}: "
+        f"{verdict(drop >= -t['attack_intent_points'])}).", ""]
 
 
 def sec_heldout(records: dict) -> list[str]:

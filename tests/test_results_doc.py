@@ -340,6 +340,9 @@ def test_tables_carry_the_records_numbers(tmp_path):
     assert _row(both, "speechmask")[7] == "52.0 → 45.5"
     assert _row(both, "all_offload")[6] == "42.5 → 26.2"  # WER passive
     assert "**Time: 90 min** on 2 cores" in _flat(full)
+    assert "trained ASR WER 26.2 % (<= 28: met" in _flat(full)
+    assert "x-vector EER 1.5 % (<= 2: met)" in _flat(full)
+    assert "informed WER 45.5 % (>= 70: **not met**)" in _flat(full)
     # the held-out split: its own pipeline figures and suite table
     held = doc[doc.index("## bench_attack_heldout"):doc.index("## bench_export")]
     assert "fine-tuned **0.792**" in _flat(held) and "open fraction **0.470**" in _flat(held)
