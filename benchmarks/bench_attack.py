@@ -8,11 +8,12 @@ training. Needs the models of bench_mask.py:
 Prints one JSON line and a table (rates in %). `--strength full` runs every attacker to
 convergence on its dev loss (the record is then `bench_attack_full`; the 15-minute target is the
 quick suite's); `--baselines all_offload` runs only the unprotected row beside the mask (a
-full-strength run of every baseline takes many hours on 2 cores). `--record NAME` names the record otherwise (the held-out split's run,
-`bench_attack_heldout`, on the models `bench_mask.py --record bench_mask_heldout` trained). `--reuse-cache DIR` starts from the attacker cache of an earlier run (DIR/cache):
-what was trained on the same data with the same settings is reused (same weights, so the same
-figures), so only what changed (e.g. a new mask's rows) trains; the record then says so and its
-time is not compared with the target.
+full-strength run of every baseline takes many hours on 2 cores). `--record NAME` names the
+record otherwise (the held-out split's run, `bench_attack_heldout`, on the models `bench_mask.py
+--record bench_mask_heldout` trained). `--reuse-cache DIR` starts from the attacker cache of an
+earlier run (DIR/cache): what was trained on the same data with the same settings is reused
+(same weights, so the same figures), so only what changed (e.g. a new mask's rows) trains; the
+record then says so and its time is not compared with the target.
 """
 
 from __future__ import annotations

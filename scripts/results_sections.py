@@ -334,15 +334,17 @@ def _full_verdicts(rec: dict) -> list[str]:
         v = ours.get(key)
         return f"{pct(v)} % (>= {pct(target, 0)}: {verdict(v is not None and v >= target)})"
 
+    def at_most(v: float | None, target: float) -> str:
+        return f"(<= {pct(target, 0)}: {verdict(v is not None and v <= target)}"
+
     drop = 100 * (ours["intent_acc"] - ref["intent_acc"])
     return [
         "Against #15's targets, at full strength:", "",
         f"- **Attackers' strength on unprotected speech:** trained ASR WER "
-        f"{pct(ref.get('wer_passive'))} % (<= {pct(t['attacker_clean_wer'], 0)}: "
-        f"{verdict(ref.get('wer_passive', 1) <= t['attacker_clean_wer'])}; PocketSphinx with the "
-        f"domain bigram {pct(ref.get('wer_pocketsphinx'))} %), x-vector EER "
-        f"{pct(ref.get('eer_ignorant'))} % (<= {pct(t['attacker_clean_eer'], 0)}: "
-        f"{verdict(ref.get('eer_ignorant', 1) <= t['attacker_clean_eer'])}).",
+        f"{pct(ref.get('wer_passive'))} % {at_most(ref.get('wer_passive'), t['attacker_clean_wer'])}"
+        f"; PocketSphinx with the domain bigram {pct(ref.get('wer_pocketsphinx'))} %), x-vector "
+        f"EER {pct(ref.get('eer_ignorant'))} % "
+        f"{at_most(ref.get('eer_ignorant'), t['attacker_clean_eer'])}).",
         f"- **The default mask:** informed WER {at_least('wer_informed', t['adaptive_wer'])}, "
         f"inpainting {at_least('wer_inpainting', t['adaptive_wer'])}, EntER "
         f"{at_least('entity_error_rate', t['adaptive_enter'])}, semi-informed EER "
