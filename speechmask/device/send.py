@@ -96,7 +96,7 @@ def calibrate(cfg: MaskConfig, features: list[np.ndarray]) -> MaskConfig:
         return cfg
     fe, send = cfg.frontend, cfg.send
     q = [quantize(f, fe) for f in features]
-    if send.norm and not (send.norm_target and (not send.norm_scale or send.norm_scale_target)):
+    if not send.norm_calibrated:
         norm = bandnorm.calibrate(q, send.norm_frames, send.norm_frac_bits,
                                   "scale" if send.norm_scale else "mean", send.norm_max_gain)
         send = replace(send, norm_target=norm.target, norm_scale_target=norm.scale)

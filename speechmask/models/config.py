@@ -142,9 +142,13 @@ class SendConfig:
 
     @property
     def calibrated(self) -> bool:
-        return (not self.norm or (bool(self.norm_target)
-                                  and (not self.norm_scale or bool(self.norm_scale_target)))) \
-            and (not self.level or self.level_target is not None)
+        return self.norm_calibrated and (not self.level or self.level_target is not None)
+
+    @property
+    def norm_calibrated(self) -> bool:
+        """The normalisation has the targets it needs (or is off)."""
+        return not self.norm or (bool(self.norm_target)
+                                 and (not self.norm_scale or bool(self.norm_scale_target)))
 
     def to_dict(self) -> dict:
         d = {**asdict(self), "norm_target": list(self.norm_target),
