@@ -3,8 +3,6 @@ protection sends), inpainting followed by ASR, and their scores (WER, EntER)."""
 
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 import torch
 
@@ -13,9 +11,10 @@ from speechmask.train.data import array_stats, feature_stats, pad_batch
 
 from .config import ContentConfig  # noqa: F401 (its old import path)
 from .data import Sent, SuiteData
+from .decoding import CTCDecoder
 from .fit import Cache, EarlyStop, FitConfig, digest_arrays, fit, seeded, warm_start
-from .metrics import entity_error_rate, normalize_words, word_error_rate
-from .nets import CTCASR, Inpainter, greedy_decode
+from .metrics import entity_error_rate, word_error_rate
+from .nets import CTCASR, Inpainter
 
 
 def train_asr(data: SuiteData, feats: list[np.ndarray], *, stride: int, steps: int, lr: float,
@@ -74,36 +73,16 @@ def _stop_key(stop: EarlyStop | None, dev: list[int]) -> tuple:
     return () if stop is None else (stop, dev)
 
 
-class Lexicon:
-    """The attacker's vocabulary: every word of the training transcripts. Greedy CTC output is
-    spelled by ear ("swich the litenrm"); snapping each word to the closest vocabulary word
-    (difflib's ratio >= `cutoff`, else kept as heard) is what a word-level decoder with this
-    lexicon would do, at a fraction of the code. It lowers the same network's WER
-    (CHANGELOG.md records by how much; benchmarks/bench_attack.py reports the WER it reaches)."""
-
-    def __init__(self, transcripts: list[str | None], cutoff: float = 0.5):
-        self.words = sorted({w for t in transcripts for w in normalize_words(t)})
-        self.cutoff = cutoff
-        self._memo: dict[str, str] = {}
-
-    def correct(self, text: str) -> str:
-        out = []
-        for w in text.split():
-            if w not in self._memo:
-                match = difflib.get_close_matches(w, self.words, n=1, cutoff=self.cutoff)
-                self._memo[w] = match[0] if match else w
-            out.append(self._memo[w])
-        return " ".join(out)
-
-
 @torch.no_grad()
 def transcribe(asr: CTCASR, feats: list[np.ndarray], idx: list[int], pad: float,
-               lexicon: Lexicon | None = None) -> list[str]:
+               decoder: CTCDecoder) -> list[str]:
+    """What `asr` hears in the rows `idx`, decoded by `decoder`."""
     hyps: list[str] = []
     for s in range(0, len(idx), 64):
         x, lengths = pad_batch([feats[i] for i in idx[s:s + 64]], pad)
-        hyps += greedy_decode(*asr.eval()(x, lengths))
-    return [lexicon.correct(h) for h in hyps] if lexicon is not None else hyps
+        log_probs, n = asr.eval()(x, lengths)
+        hyps += [decoder.decode(lp[: int(k)].numpy()) for lp, k in zip(log_probs, n)]
+    return hyps
 
 
 def train_inpainter(data: SuiteData, sent: Sent, *, steps: int, cache: Cache, seed: int = 0,

@@ -53,15 +53,6 @@ class CTCASR(nn.Module):
         return F.log_softmax(self.out(out), dim=-1), n
 
 
-def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-    """Best-path CTC decoding: argmax per step, repeats merged, blanks dropped."""
-    out = []
-    for best, n in zip(log_probs.argmax(-1), lengths):
-        ids = torch.unique_consecutive(best[: int(n)]).tolist()
-        out.append(" ".join("".join(ALPHABET[i - 1] for i in ids if i > 0).split()))
-    return out
-
-
 class SpeakerEmbedder(nn.Module):
     """x-vector style (Snyder et al. 2018): TDNN layers (dilated 1-D convolutions), statistics
     pooling over valid frames, a 128-d embedding, and a speaker classification head for training.

@@ -9,10 +9,8 @@ comparison with the general model is in CHANGELOG.md).
 from __future__ import annotations
 
 import functools
-import math
 import multiprocessing as mp
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -21,6 +19,8 @@ from pocketsphinx import Config, Decoder
 from tqdm.auto import tqdm
 
 from speechmask.audio import SAMPLE_RATE, to_pcm16
+
+from .decoding import bigram_arpa
 
 # One decoder per process, built on first use (or by the pool initializer) and reused: building
 # one loads the acoustic model, language model and dictionary, which costs more than decoding a
@@ -55,48 +55,14 @@ def dictionary_words() -> set[str]:
         return {_base_word(line.split(maxsplit=1)[0]) for line in f if line.strip()}
 
 
-def domain_lm(transcripts: Iterable[str], path: Path, discount: float = 0.5) -> Path:
-    """Write an ARPA bigram language model of `transcripts` to `path` and return it.
-
-    Absolute discounting interpolated with an add-one unigram over the vocabulary, written in
-    ARPA's backoff form. Words the dictionary lacks are dropped (the decoder cannot say them).
-    Written by hand because no maintained pip package estimates ARPA models (KenLM's estimator
-    `lmplz` is a separate C++ build); a bigram needs twenty lines.
-    """
-    known = dictionary_words()
-    sentences = [["<s>"] + [w for w in t.lower().split() if w in known] + ["</s>"]
-                 for t in transcripts if t]
-    if not any(len(s) > 2 for s in sentences):
-        raise ValueError("domain_lm: no transcript has a word in PocketSphinx's dictionary")
-    uni = Counter(w for s in sentences for w in s[1:])
-    vocab = sorted(uni)  # words and </s>
-    total = sum(uni.values())
-    p_uni = {w: (uni[w] + 1) / (total + len(vocab)) for w in vocab}
-    bi = Counter((a, b) for s in sentences for a, b in zip(s, s[1:]))
-    history = Counter(a for a, _ in bi.elements())
-    followers: dict[str, list[str]] = {}
-    for a, b in bi:
-        followers.setdefault(a, []).append(b)
-    p_bi, backoff = {}, {}
-    for a, ws in followers.items():
-        lam = discount * len(ws) / history[a]
-        for b in ws:
-            p_bi[a, b] = (bi[a, b] - discount) / history[a] + lam * p_uni[b]
-        seen = sum(p_bi[a, b] for b in ws)
-        backoff[a] = (1 - seen) / max(1e-12, 1 - sum(p_uni[b] for b in ws))
-    lines = ["\\data\\", f"ngram 1={len(vocab) + 1}", f"ngram 2={len(p_bi)}", "",
-             "\\1-grams:", f"-99.0000 <s> {math.log10(backoff['<s>']):.4f}"]
-    for w in vocab:
-        bo = f" {math.log10(backoff[w]):.4f}" if w in backoff else ""
-        lines.append(f"{math.log10(p_uni[w]):.4f} {w}{bo}")
-    lines += ["", "\\2-grams:"]
-    lines += [f"{math.log10(p):.4f} {a} {b}" for (a, b), p in sorted(p_bi.items())]
-    lines += ["", "\\end\\", ""]
-    from speechmask.atomic import atomic_output
-
-    with atomic_output(Path(path)) as tmp:
-        Path(tmp).write_text("\n".join(lines), encoding="utf-8")
-    return Path(path)
+def domain_lm(transcripts: Iterable[str], path: Path) -> Path:
+    """Write the ARPA bigram of `transcripts` (`decoding.bigram_arpa`) to `path` and return it,
+    without the words the dictionary lacks (the decoder cannot say them)."""
+    try:
+        return bigram_arpa(transcripts, path, known=dictionary_words())
+    except ValueError:
+        raise ValueError("domain_lm: no transcript has a word in PocketSphinx's dictionary") \
+            from None
 
 
 def _is_word(token: str) -> bool:

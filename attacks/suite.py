@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,13 +15,14 @@ from speechmask.models.gates import GateConfig
 from speechmask.models.mask import MaskGenerator
 from speechmask.models.slu import SLUModel
 from speechmask.options import field_default
-from speechmask.train.adversaries import ctc_loss
+from speechmask.train.adversaries import ALPHABET, ctc_loss
 from speechmask.train.config import FinetuneConfig
 from speechmask.train.data import pad_batch
 
 from . import content, speaker, systems, words
 from .config import SuiteConfig
 from .data import AttackError, Sent, SuiteData
+from .decoding import ARPA_VERSION, CTCDecoder, bigram_arpa
 from .fit import Cache, EarlyStop, FitConfig, digest_arrays, fit
 from .nets import CTCASR, SpeakerEmbedder
 from .systems import System
@@ -50,7 +52,6 @@ class Suite:
         self.slu_masked, self.progress = slu_masked, progress
         self.inner_jobs: int | None = None  # processes of PocketSphinx and McAdams (1 in workers)
         self.gate = mask.cfg.gate if mask is not None else GateConfig()
-        self.lexicon = content.Lexicon([data.rows[i]["transcript"] for i in data.content_train])
         self.details: dict[str, dict] = {}
         self.examples: dict[str, dict] = {}
         # the registered systems' instances, made on first use (they keep what they train)
@@ -60,8 +61,9 @@ class Suite:
         self._asr: CTCASR | None = None
         self._embedder: SpeakerEmbedder | None = None
         self._trials: speaker.Trials | None = None
-        self._lm: Path | None = None
-        self._lm_dir: tempfile.TemporaryDirectory | None = None  # the LM without a cache folder
+        self._decoder: CTCDecoder | None = None
+        self._lms: dict[str, Path] = {}  # the ARPA files, by name
+        self._lm_dir: tempfile.TemporaryDirectory | None = None  # the LMs without a cache folder
         self._spans: dict[int, list[tuple[float, float]]] | None = None  # word times, test part
 
     # shared attackers (trained once on clean speech)
@@ -98,18 +100,32 @@ class Suite:
         """The ARPA file PocketSphinx decodes with (None: the wheel's general model)."""
         if self.cfg.pocketsphinx_lm == "generic":
             return None
-        if self._lm is None:
-            from .pocketsphinx_asr import domain_lm
+        from .pocketsphinx_asr import domain_lm
 
+        return self._arpa("pocketsphinx-domain", domain_lm)
+
+    def decoder(self) -> CTCDecoder:
+        """The trained ASRs' decoder: a beam search with the bigram of the training
+        transcripts, every word of them kept (`decoding.CTCDecoder`)."""
+        if self._decoder is None:
             texts = [self.data.rows[i]["transcript"] for i in self.data.content_train]
-            cached = self.cache.path("pocketsphinx-domain", Cache.key("lm", texts))
+            self._decoder = CTCDecoder(ALPHABET, texts, self._arpa("asr-bigram", bigram_arpa))
+        return self._decoder
+
+    def _arpa(self, name: str, write: Callable[[list, Path], Path]) -> Path:
+        """The ARPA file `write` makes of the training transcripts: in the cache folder (keyed
+        by the transcripts and the version of `bigram_arpa`), else in a temporary folder."""
+        if name not in self._lms:
+            texts = [self.data.rows[i]["transcript"] for i in self.data.content_train]
+            cached = self.cache.path(name, Cache.key("lm", ARPA_VERSION, texts))
             if cached is None:
-                self._lm_dir = tempfile.TemporaryDirectory(prefix="speechmask-lm-")
-                path = Path(self._lm_dir.name) / "domain.arpa"
+                if self._lm_dir is None:
+                    self._lm_dir = tempfile.TemporaryDirectory(prefix="speechmask-lm-")
+                path = Path(self._lm_dir.name) / f"{name}.arpa"
             else:
                 path = cached.with_suffix(".arpa")
-            self._lm = path if path.is_file() else domain_lm(texts, path)
-        return self._lm
+            self._lms[name] = path if path.is_file() else write(texts, path)
+        return self._lms[name]
 
     # the systems
     def system(self, name: str) -> System:
@@ -276,8 +292,8 @@ class Suite:
                                    desc=f"pocketsphinx on {name}", lm=self.pocketsphinx_lm())
             found["pocketsphinx"] = content.scores(d, hyps, pidx)
         if "passive" in attacks and sent.log_mel:
-            found["passive"] = content.scores(
-                d, content.transcribe(self.passive_asr(), sent.features, idx, pad, self.lexicon), idx)
+            hyps = content.transcribe(self.passive_asr(), sent.features, idx, pad, self.decoder())
+            found["passive"] = content.scores(d, hyps, idx)
         informed = None
         train_name, train = self._training_data(name, sent)
         if "informed" in attacks:
@@ -292,7 +308,7 @@ class Suite:
                     seed=self.cfg.seed, progress=self.progress,
                     width=(c.asr_channels, c.asr_hidden), stop=self.stop)
                 found["informed"] = content.scores(
-                    d, content.transcribe(informed, sent.features, idx, pad, self.lexicon), idx)
+                    d, content.transcribe(informed, sent.features, idx, pad, self.decoder()), idx)
         if "inpainting" in attacks and sent.withheld is not None:
             # the inpainter completes what was withheld; the completed features are then read
             # by the informed ASR and by the clean-trained one, and the better of the two counts
@@ -305,7 +321,7 @@ class Suite:
             if informed is not None:
                 readers["informed"] = informed
             tried = {k: content.scores(d, content.transcribe(asr, filled, idx, d.floor,
-                                                             self.lexicon), idx)
+                                                             self.decoder()), idx)
                      for k, asr in readers.items()}
             best = min(tried, key=lambda k: tried[k]["wer"])
             found["inpainting"] = {**tried[best], "asr": best,

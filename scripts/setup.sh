@@ -5,8 +5,9 @@ set -euo pipefail
 PY=${1:-python3}
 VENV=.venv
 # program:Debian package (the TTS voices; the host and Cortex-M7 compilers, newlib and QEMU for
-# the firmware; stm32flash, the independent bootloader client the serial tests flash with)
-DEBS_PROGRAMS="espeak-ng:espeak-ng flite:flite gcc:gcc arm-none-eabi-gcc:gcc-arm-none-eabi
+# the firmware; g++ for kenlm's source build; stm32flash, the independent bootloader client the
+# serial tests flash with)
+DEBS_PROGRAMS="espeak-ng:espeak-ng flite:flite gcc:gcc g++:g++ arm-none-eabi-gcc:gcc-arm-none-eabi
   qemu-system-arm:qemu-system-arm stm32flash:stm32flash"
 NEWLIB=/usr/lib/arm-none-eabi/newlib/libc.a   # libnewlib-arm-none-eabi (no program to look for)
 

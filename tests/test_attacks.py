@@ -106,7 +106,7 @@ def test_content_attackers_beat_chance_on_unprotected_speech(data, slu_path, tmp
     guess = max(set(train), key=train.count)
     refs = [text(data.rows[i]["transcript"]) for i in data.content_test]
     hyps = [text(h) for h in content.transcribe(suite.passive_asr(), data.fs.features,
-                                                 data.content_test, data.floor)]
+                                                 data.content_test, data.floor, suite.decoder())]
     assert jiwer.cer(refs, hyps) < jiwer.cer(refs, [text(guess)] * len(refs)) - 0.08
     assert m["wer_passive"] is not None and m["wer_informed"] == m["wer_passive"]
     assert m["open_fraction"] == 1.0 and m["wer_inpainting"] is None
@@ -153,6 +153,9 @@ def test_cli_writes_the_report_schema_and_reuses_trained_attackers(corpus, slu_p
     names = [s["name"] for s in report["systems"]]
     assert names == ["all_offload", "random", "mcadams", "vae", "ppslu", "speechmask",
                      "on_device"]
+    # the trained ASRs' bigram and PocketSphinx's, kept beside the attackers for the next run
+    assert [len(list((out / "cache").glob(f"{n}-*.arpa"))) for n in
+            ("asr-bigram", "pocketsphinx-domain")] == [1, 1]
     for row in report["systems"]:
         assert set(row["metrics"]) == set(METRICS)
         assert set(row["cost"]) == {"params", "macs_per_second", "weight_bytes",
