@@ -111,7 +111,7 @@ class CTCDecoder:
         logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
         config = kenlm.Config()
         config.show_progress = False
-        with _stderr_closed():  # KenLM's advice to build a binary file has no switch to turn off
+        with _stderr_silenced():  # KenLM's advice to build a binary file has no switch to turn off
             lm = kenlm.Model(str(arpa), config)
         self._beam = BeamSearchDecoderCTC(Alphabet.build_alphabet(["", *alphabet]),
                                           LanguageModel(lm, self.lexicon.words))
@@ -122,7 +122,7 @@ class CTCDecoder:
 
 
 @contextlib.contextmanager
-def _stderr_closed():
+def _stderr_silenced():
     """File descriptor 2 points at /dev/null inside (C++ code writes there, not to sys.stderr)."""
     sys.stderr.flush()
     saved = os.dup(2)
