@@ -108,15 +108,19 @@ class Suite:
         """The trained ASRs' decoder: a beam search with the bigram of the training
         transcripts, every word of them kept (`decoding.CTCDecoder`)."""
         if self._decoder is None:
-            texts = [self.data.rows[i]["transcript"] for i in self.data.content_train]
-            self._decoder = CTCDecoder(ALPHABET, texts, self._arpa("asr-bigram", bigram_arpa))
+            self._decoder = CTCDecoder(ALPHABET, self._transcripts(),
+                                       self._arpa("asr-bigram", bigram_arpa))
         return self._decoder
+
+    def _transcripts(self) -> list[str | None]:
+        """The content attackers' training transcripts: what their language models know."""
+        return [self.data.rows[i]["transcript"] for i in self.data.content_train]
 
     def _arpa(self, name: str, write: Callable[[list, Path], Path]) -> Path:
         """The ARPA file `write` makes of the training transcripts: in the cache folder (keyed
         by the transcripts and the version of `bigram_arpa`), else in a temporary folder."""
         if name not in self._lms:
-            texts = [self.data.rows[i]["transcript"] for i in self.data.content_train]
+            texts = self._transcripts()
             cached = self.cache.path(name, Cache.key("lm", ARPA_VERSION, texts))
             if cached is None:
                 if self._lm_dir is None:
