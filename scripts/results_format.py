@@ -37,6 +37,9 @@ COMMANDS = {
     "bench_attack_heldout": "python benchmarks/bench_attack.py --corpus build/heldout --runs "
                             "build/bench_mask_heldout --out build/bench_attack_heldout --record "
                             "bench_attack_heldout",
+    "bench_attack_heldout_full": "python benchmarks/bench_attack.py --corpus build/heldout "
+                                 "--runs build/bench_mask_heldout --strength full --baselines "
+                                 "all_offload --record bench_attack_heldout_full",
     "bench_speaker_cues": "python benchmarks/bench_speaker_cues.py --manifest "
                           "build/bench_mask/corpus/manifest.jsonl",
     "bench_ablation_tuning": "speechmask data synth --out build/tuning/corpus --seed 101 && "

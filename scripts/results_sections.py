@@ -301,7 +301,13 @@ def sec_attack_full(records: dict) -> list[str]:
            "the protocol are those of the quick run above. Only the unprotected row runs beside "
            "the mask (`--baselines all_offload`): the baselines at full strength take many hours "
            "on 2 cores.", ""]
-    out += provenance("bench_attack_full", rec)
+    return out + _full_run("bench_attack_full", rec, quick)
+
+
+def _full_run(name: str, rec: dict | None, quick: dict | None) -> list[str]:
+    """A full-strength record (`name`): its table, time and #15's verdicts, then quick -> full
+    for the systems the quick record `quick` has too."""
+    out = provenance(name, rec)
     if not rec:
         return out
     out += _attack_table(rec)
@@ -313,10 +319,10 @@ def sec_attack_full(records: dict) -> list[str]:
     out += _full_verdicts(rec)
     if quick:
         rows = []
-        for name in ("all_offload", "speechmask"):
-            full_m, quick_m = rec["systems"].get(name), quick["systems"].get(name)
+        for system in ("all_offload", "speechmask"):
+            full_m, quick_m = rec["systems"].get(system), quick["systems"].get(system)
             if full_m and quick_m:
-                rows.append([name] + [f"{pct(quick_m.get(k))} → {pct(full_m.get(k))}"
+                rows.append([system] + [f"{pct(quick_m.get(k))} → {pct(full_m.get(k))}"
                                       for k, _ in ATTACK_COLUMNS])
         if rows:
             out += ["Quick → full strength, the same systems:", ""]
@@ -376,7 +382,13 @@ def sec_heldout(records: dict) -> list[str]:
     if attack:
         out += _attack_table(attack)
         out += _heldout_reading(attack, records.get("bench_mask"))
-    return out
+    out += ["### At full strength", "",
+            "The mask and the unprotected row on the same split with every attacker trained to "
+            "convergence, as in the section above it. The held-out split gives the training "
+            "speakers no 'dev' utterances, so the speaker attackers stop on every 8th utterance "
+            "of each training speaker instead.", ""]
+    return out + _full_run("bench_attack_heldout_full", records.get("bench_attack_heldout_full"),
+                           attack)
 
 
 def _heldout_reading(rec: dict, seen: dict | None) -> list[str]:

@@ -68,6 +68,31 @@ def test_trials_are_speaker_disjoint_from_attacker_training_and_gender_balanced(
     assert targets == len(trials.utterances) and len(trials.pairs) > targets
 
 
+def test_speaker_early_stopping_holds_out_utterances_of_the_training_speakers():
+    """Full strength stops the speaker attackers on held-out utterances of their own classes:
+    the split's 'dev' ones, or, where the split has none (the held-out split gives each speaker
+    one part), every 8th of each training speaker's, never a whole speaker."""
+    from types import SimpleNamespace
+
+    from attacks.data import SPEAKER_DEV_EVERY
+
+    def suite_data(splits):
+        rows = [{"id": f"{s}_{k:02d}", "speaker": s, "split": part}
+                for s in ("a", "b") for k, part in enumerate(splits)]
+        return SuiteData(SimpleNamespace(rows=rows, manifest="m.jsonl"),
+                         speaker_train=list(range(len(rows))))
+
+    data = suite_data(["train", "dev", "train", "test"])
+    assert data.speaker_dev_split() == ([0, 2, 3, 4, 6, 7], [1, 5])
+    data = suite_data(["train"] * 20)
+    train, dev = data.speaker_dev_split()
+    assert sorted(train + dev) == list(range(40)) and not set(train) & set(dev)
+    assert [data.rows[i]["id"] for i in dev] == [f"{s}_{k:02d}" for s in "ab"
+                                                 for k in (7, 15)] and SPEAKER_DEV_EVERY == 8
+    with pytest.raises(AttackError, match="m.jsonl: full strength needs"):
+        suite_data(["train"] * 3).speaker_dev_split()
+
+
 def test_speaker_attackers_and_pocketsphinx_beat_chance(data, slu_path, tmp_path):
     cfg = replace(QUICK, systems=("all_offload",), attacks=("pocketsphinx", "speaker"))
     suite = Suite(data, load_slu(slu_path), None, cfg, Cache(tmp_path / "cache"), progress=False)

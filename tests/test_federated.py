@@ -240,16 +240,12 @@ def test_forward_gradient_lowers_the_loss_without_a_backward_pass(slu_path, monk
 
 def test_lm_mode_sends_only_lora_and_projector(prepared, slu_path, tmp_path):
     """The speech LM: a small GPT-2 pre-trained here on the training text (its loss falls), the
-    projector and LoRA the only weights that train and travel, far fewer bytes than the whole
-    model, and a round in the simulation that completes."""
-    import dataclasses
-
+    projector and LoRA the only weights that train and travel, far fewer than the whole model
+    (a round of it through Flower: test_lm_round_through_flower_sends_only_the_adapters)."""
     from speechmask.federated.lm import (PROMPT, pretrain, small_lm, text_accuracy,
                                          word_tokenizer)
-    from speechmask.federated.runner import _language_model, run_federation
-    from speechmask.federated.task import fl_task
 
-    out, settings, cfg = prepared
+    settings = prepared[1]
     texts = ["turn the lights on" + PROMPT + " lights_on", "what is my balance" + PROMPT +
              " balance_query"] * 8
     tok = word_tokenizer(texts)
@@ -267,15 +263,8 @@ def test_lm_mode_sends_only_lora_and_projector(prepared, slu_path, tmp_path):
     assert pretrain(lm, tok, texts, 60) < first - 1.0  # a language model, not noise
     assert text_accuracy(lm, tok, spoken, intents) == 1.0  # of the labels too
 
-    lm_cfg = dataclasses.replace(cfg, model="lm", lm_pretrain_steps=5, local_steps=2,
-                                 batch_size=2)
     rows = [{"transcript": t.split(PROMPT)[0], "intent": t.split()[-1]} for t in texts]
-    lm_out = tmp_path / "fl"
-    lm_out.mkdir()
-    folder = _language_model(lm_cfg, lm_out, rows)
-    lm_settings = dict(settings, model="lm", lm_dir=str(folder), local_steps=2, batch_size=2,
-                       speech_encoder=str(slu_path))
-    task = fl_task(lm_settings)
+    _, task = _lm_task(prepared, slu_path, tmp_path / "fl", rows, local_steps=2, batch_size=2)
     sent = task.arrays()
     assert sent and all(k.startswith(("lora.", "projector.")) for k in sent)
     trainable = {n for n, p in task.model.named_parameters() if p.requires_grad}
@@ -295,10 +284,56 @@ def test_lm_mode_sends_only_lora_and_projector(prepared, slu_path, tmp_path):
     feats = read_client(Path(settings["data_dir"]) / "test").features[:3]
     assert task.model.generate(feats, task.tok, max_len=6) == [
         _greedy_reference(task.model, f, task.tok, 6) for f in feats]
-    torch.save({k: v.detach().clone() for k, v in sent.items()}, lm_out / "initial.pt")
-    history = run_federation(dict(lm_settings, data_dir=settings["data_dir"]), lm_out, rounds=1)
+
+
+def _lm_task(prepared, slu_path, lm_out: Path, rows: list[dict], **settings):
+    """The speech LM's client settings and task over the prepared clients: a small LM
+    pre-trained briefly on `rows`' text into `lm_out`, the cloud model's frozen encoder."""
+    import dataclasses
+
+    from speechmask.federated.runner import _language_model
+    from speechmask.federated.task import fl_task
+
+    _, base, cfg = prepared
+    lm_out.mkdir()
+    folder = _language_model(dataclasses.replace(cfg, model="lm", lm_pretrain_steps=5), lm_out,
+                             rows)
+    lm_settings = dict(base, model="lm", lm_dir=str(folder), speech_encoder=str(slu_path),
+                       **settings)
+    return lm_settings, fl_task(lm_settings)
+
+
+def _lm_round(lm_settings: dict, task, lm_out: Path) -> dict:
+    """One round of the speech LM through Flower from the task's adapters; the history."""
+    from speechmask.federated.runner import run_federation
+
+    torch.save({k: v.detach().clone() for k, v in task.arrays().items()}, lm_out / "initial.pt")
+    return run_federation(lm_settings, lm_out, rounds=1)
+
+
+@pytest.mark.slow  # the LM through Flower runs in `make test` too, by the CLI (test_lm_dir_...)
+def test_lm_round_through_flower_sends_only_the_adapters(prepared, slu_path, tmp_path):
+    """A round of the speech LM in the simulation: what each device sends up is the LoRA
+    adapters and the projector, a few times fewer bytes than the whole LM."""
+    rows = [{"transcript": "turn the lights on", "intent": "lights_on"},
+            {"transcript": "what is my balance", "intent": "balance_query"}] * 4
+    lm_settings, task = _lm_task(prepared, slu_path, tmp_path / "fl", rows, local_steps=2,
+                                 batch_size=2)
+    sent = task.arrays()
+    history = _lm_round(lm_settings, task, tmp_path / "fl")
     assert set(history["accuracy"]) == {"0", "1"}
     assert history["bytes_up"]["1"] < 4 * sum(v.numel() * 4 for v in sent.values()) * 2
+
+
+@pytest.mark.slow  # as test_forward_clients_in_the_simulation, for the speech LM
+def test_lm_forward_gradient_round_through_flower(prepared, slu_path, tmp_path):
+    """FwdLLM clients of the speech LM in the simulation: the server's variance check reads
+    their directional derivatives."""
+    rows = [{"transcript": "turn the lights on", "intent": "lights_on"}] * 4
+    lm_settings, task = _lm_task(prepared, slu_path, tmp_path / "fl", rows, mode="forward",
+                                 perturbations=2, forward_lr=0.01, local_steps=2, batch_size=8)
+    history = _lm_round(lm_settings, task, tmp_path / "fl")
+    assert [e["round"] for e in history["variance_check"]] == [1]
 
 
 @torch.no_grad()
@@ -320,24 +355,13 @@ def _greedy_reference(model, feats, tok, max_len: int) -> str:
 
 def test_lm_forward_gradient_clients(prepared, slu_path, tmp_path, monkeypatch):
     """FwdLLM on the speech LM: no backward pass, the loss on the device's data falls, only the
-    LoRA adapters and the projector move; through Flower, the server's variance check reads
-    them."""
-    import dataclasses
-
+    LoRA adapters and the projector move."""
     from speechmask.federated.data import read_client
-    from speechmask.federated.runner import _language_model, run_federation
-    from speechmask.federated.task import fl_task
 
-    out, settings, cfg = prepared
+    out = prepared[0]
     rows = [{"transcript": "turn the lights on", "intent": "lights_on"}] * 4
-    lm_out = tmp_path / "fl"
-    lm_out.mkdir()
-    folder = _language_model(dataclasses.replace(cfg, model="lm", lm_pretrain_steps=5),
-                             lm_out, rows)
-    lm_settings = dict(settings, model="lm", lm_dir=str(folder), speech_encoder=str(slu_path),
-                       mode="forward", perturbations=8, forward_lr=0.01, local_steps=20,
-                       batch_size=8)
-    task = fl_task(lm_settings)
+    _, task = _lm_task(prepared, slu_path, tmp_path / "fl", rows, mode="forward",
+                       perturbations=8, forward_lr=0.01, local_steps=20, batch_size=8)
     data = read_client(out / "data" / "client_0")
     labels = task._labels(data)
     before = {k: v.clone() for k, v in task.model.state_dict().items()}
@@ -356,10 +380,6 @@ def test_lm_forward_gradient_clients(prepared, slu_path, tmp_path, monkeypatch):
     assert loss() < start and metrics["slope-variance"] > 0
     moved = {k for k, v in task.model.state_dict().items() if not torch.equal(v, before[k])}
     assert moved and all("lora_" in k or k.startswith("projector.") for k in moved)
-
-    torch.save({k: v.detach().clone() for k, v in task.arrays().items()}, lm_out / "initial.pt")
-    history = run_federation(dict(lm_settings, perturbations=2, local_steps=2), lm_out, rounds=1)
-    assert [e["round"] for e in history["variance_check"]] == [1]
 
 
 def test_int8_devices_send_what_the_int8_model_gates(tiny_corpus, mask_path, slu_path,
@@ -533,6 +553,7 @@ def test_variance_check_asks_for_more_directions_when_clients_disagree():
     assert strategy.perturbations == 8 and strategy.log[-1]["agreement"] < 0.1
 
 
+@pytest.mark.slow  # the clients' forward-gradient step runs in `make test` without Flower
 def test_forward_clients_in_the_simulation(prepared, tmp_path):
     """Forward-gradient clients through Flower: the server's check logs each round, the clients
     report the variance of their directional derivatives."""

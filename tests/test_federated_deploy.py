@@ -2,7 +2,8 @@
 `flower-supernode` per client on 127.0.0.1, the app submitted with `flwr run`, every message a
 client sent audited, a client dropping out of a round, and every process stopped afterwards (by
 PID, the ClientApps and ServerApps they spawned included). `make test-federated` runs this file
-with the other federated tests."""
+with the other federated tests, the ones marked slow included (`make test` leaves those to
+`make test-all`)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def test_an_unknown_connection_is_one_line(tiny_corpus, mask_path, tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # SecAgg+ runs in `make test` in the simulation (test_federated.py)
 def test_secure_aggregation_on_the_deployment_runtime(tiny_corpus, mask_path, slu_path,
                                                      tmp_path):
     """SecAgg+ across three SuperNodes: the round completes, the server's model is the devices'

@@ -135,6 +135,14 @@ def fixture_records() -> dict:
             "systems": {"all_offload": systems["all_offload"],
                         "speechmask": dict(systems["speechmask"], wer_informed=0.613)},
             "costs": costs, "command": "python benchmarks/bench_attack.py --record x"},
+        "bench_attack_heldout_full": {
+            "benchmark": "bench_attack_heldout_full", **stamp, "seconds": 7200.0,
+            "strength": "full", "target_seconds": None, "baselines": ["all_offload"],
+            "split_field": "split", "content_test_utterances": 96,
+            "trials": {"speakers": 8, "target": 26, "nontarget": 78},
+            "systems": {"all_offload": systems["all_offload"],
+                        "speechmask": dict(systems["speechmask"], wer_informed=0.544)},
+            "costs": costs, "command": "python benchmarks/bench_attack.py --record y"},
         "bench_export": {
             "benchmark": "bench_export", **stamp, "export_seconds": 12.3, "memory_bytes": 31_360,
             "flash_bytes": 22_112, "arena_bytes": 9_248, "target_memory_bytes": 49_152,
@@ -347,6 +355,11 @@ def test_tables_carry_the_records_numbers(tmp_path):
     held = doc[doc.index("## bench_attack_heldout"):doc.index("## bench_export")]
     assert "fine-tuned **0.792**" in _flat(held) and "open fraction **0.470**" in _flat(held)
     assert _row(held, "**speechmask**")[7] == "61.3"  # WER informed
+    # ... and at full strength: its table, and quick -> full on the same split
+    held_full = held[held.index("### At full strength"):]
+    assert _row(held_full, "**speechmask**")[7] == "54.4"
+    assert _row(held_full[held_full.index("Quick → full"):], "speechmask")[7] == "61.3 → 54.4"
+    assert "**Time: 120 min** on 2 cores" in _flat(held_full)
     # bench_export: targets, baselines with ratios, int8 against float
     assert _row(doc, "flash + arena")[1:] == [
         "31,360 B (30.6 KiB): 22,112 B model + 9,248 B arena", "<= 49,152 B (48.0 KiB): met"]
