@@ -77,6 +77,13 @@ class SuiteData:
     def speakers(self, idx: list[int]) -> list[str]:
         return sorted({self.rows[i]["speaker"] for i in idx})
 
+    def by_speaker(self, idx: list[int]) -> dict[str, list[int]]:
+        """The rows `idx` grouped by speaker, each speaker's in order of utterance id."""
+        out: dict[str, list[int]] = {}
+        for i in sorted(idx, key=lambda i: self.rows[i]["id"]):
+            out.setdefault(self.rows[i]["speaker"], []).append(i)
+        return out
+
     def speaker_dev_split(self) -> tuple[list[int], list[int]]:
         """The speaker attackers' training rows split for early stopping: (train, dev), dev
         being the training speakers' utterances in the utterance-level 'dev' part (the classes
@@ -86,11 +93,7 @@ class SuiteData:
         (by id) is held out instead."""
         dev = [i for i in self.speaker_train if self.rows[i].get("split") == "dev"]
         if not dev:
-            by_speaker: dict[str, list[int]] = {}
-            for i in self.speaker_train:
-                by_speaker.setdefault(self.rows[i]["speaker"], []).append(i)
-            for rows in by_speaker.values():
-                rows.sort(key=lambda i: str(self.rows[i]["id"]))
+            for rows in self.by_speaker(self.speaker_train).values():
                 dev += rows[SPEAKER_DEV_EVERY - 1::SPEAKER_DEV_EVERY]
         if not dev:
             raise AttackError(f"{self.fs.manifest}: full strength needs utterances of the "

@@ -33,12 +33,9 @@ class Trials:
 
     @classmethod
     def build(cls, data: SuiteData, cfg: SpeakerConfig, seed: int = 0) -> "Trials":
-        by_speaker: dict[str, list[int]] = {}
-        for i in data.speaker_test:
-            by_speaker.setdefault(data.rows[i]["speaker"], []).append(i)
+        by_speaker = data.by_speaker(data.speaker_test)
         gender = {s: data.rows[v[0]]["gender"] or "unknown" for s, v in by_speaker.items()}
-        usable = {s: sorted(v, key=lambda i: data.rows[i]["id"]) for s, v in by_speaker.items()
-                  if len(v) > cfg.enroll_per_speaker}
+        usable = {s: v for s, v in by_speaker.items() if len(v) > cfg.enroll_per_speaker}
         groups: dict[str, list[str]] = {}
         for s in sorted(usable):
             groups.setdefault(gender[s], []).append(s)
