@@ -91,6 +91,10 @@ class SuiteConfig:
     seed: int = option(0, "seed of every attacker, learned baseline and the random mask")
     max_steps: int | None = option(None, "bound every training inside the suite (quick runs)")
     slu_finetune_steps: int = 200  # cloud model fine-tuned on each protection's output
+    # pyctcdecode's default beam width; only decoding reads it (no cached attacker depends on it)
+    beam_width: int = option(
+        100, "beam width of the trained ASRs' CTC beam search (a narrower beam decodes faster and "
+             "reads fewer words: for smoke runs, never for figures)")
     pocketsphinx_utterances: int | None = option(
         None, "decode at most this many test utterances with PocketSphinx",
         flag="--pocketsphinx-max")
@@ -123,6 +127,7 @@ class SuiteConfig:
         check_int(self.seed, "seed", low=0)
         check_int(self.max_steps, "max_steps", optional=True)
         check_int(self.slu_finetune_steps, "slu_finetune_steps")
+        check_int(self.beam_width, "beam_width")
         check_int(self.pocketsphinx_utterances, "pocketsphinx_utterances", optional=True)
         check_choice(self.pocketsphinx_lm, "pocketsphinx_lm", POCKETSPHINX_LMS)
 

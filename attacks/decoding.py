@@ -98,9 +98,12 @@ class CTCDecoder:
     """Character CTC log-probabilities `(T, 1 + len(alphabet))` (blank first) -> words: a beam
     search scored with the bigram at `arpa` (pyctcdecode's default weights and beam width:
     nothing is tuned on the suite's data), then `Lexicon.correct` for the words the beam
-    search let through outside the vocabulary."""
+    search let through outside the vocabulary. `beam_width`: pyctcdecode's default unless a
+    smoke run asks for less (`SuiteConfig.beam_width`)."""
 
-    def __init__(self, alphabet: str, transcripts: Iterable[str | None], arpa: Path):
+    def __init__(self, alphabet: str, transcripts: Iterable[str | None], arpa: Path,
+                 beam_width: int = 100):
+        self.beam_width = beam_width
         import kenlm
         from pyctcdecode.alphabet import Alphabet
         from pyctcdecode.decoder import BeamSearchDecoderCTC
@@ -117,7 +120,8 @@ class CTCDecoder:
                                           LanguageModel(lm, self.lexicon.words))
 
     def decode(self, log_probs: np.ndarray) -> str:
-        text = self._beam.decode(np.ascontiguousarray(log_probs, dtype=np.float32))
+        text = self._beam.decode(np.ascontiguousarray(log_probs, dtype=np.float32),
+                                 beam_width=self.beam_width)
         return self.lexicon.correct(" ".join(text.split()))
 
 

@@ -109,7 +109,8 @@ class Suite:
         transcripts, every word of them kept (`decoding.CTCDecoder`)."""
         if self._decoder is None:
             self._decoder = CTCDecoder(ALPHABET, self._transcripts(),
-                                       self._arpa("asr-bigram", bigram_arpa))
+                                       self._arpa("asr-bigram", bigram_arpa),
+                                       beam_width=self.cfg.beam_width)
         return self._decoder
 
     def _transcripts(self) -> list[str | None]:

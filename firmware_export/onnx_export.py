@@ -63,10 +63,19 @@ def quantize_onnx(float_path: Path, int8_path: Path,
 
 def run_onnx(path: Path, calls: Iterable[list[np.ndarray]]) -> np.ndarray:
     """The first output, tanh_logit `(N, G)` (log_alpha / logit_bound), of each call in
-    onnxruntime (CPU)."""
+    onnxruntime (CPU), graph optimisations off.
+
+    Off, because with them onnxruntime fuses a QDQ graph into its own int8 kernels, and on x86
+    CPUs without VNNI (AVX2 only) those sum pairs of u8 x s8 products in int16 and saturate
+    (onnxruntime's documented U8S8 caveat): the same file then scores differently by host CPU
+    (measured: the random `tiny` mask's worst call off by 2.2 of a 4.0 bound on an AVX2 CPU,
+    0.43 unfused). Unfused, each DequantizeLinear -> float op -> QuantizeLinear runs as the
+    format defines it, what an int8 target with int32 accumulators (ST Edge AI Core) computes."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     return np.array([session.run(["tanh_logit"], _feed(names, c))[0][0] for c in calls])
 

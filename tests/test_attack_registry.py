@@ -67,7 +67,7 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 
 def attack_args(corpus: Path, slu: Path, out: Path, *extra: str) -> list[str]:
     return ["attack", "--manifest", str(corpus), "--slu", str(slu), "--out", str(out),
-            "--max-steps", "1", "--quiet", *extra]
+            "--max-steps", "1", "--beam-width", "4", "--quiet", *extra]
 
 
 # the registry
@@ -154,7 +154,7 @@ def test_baselines_choices_and_defaults_are_the_registry(louder):
 def test_cli_defaults_equal_the_config_defaults():
     for parser in attack_parsers():
         tables = options_of(parser)
-        assert set(tables[SuiteConfig]) == {"attacks", "seed", "max_steps",
+        assert set(tables[SuiteConfig]) == {"attacks", "seed", "max_steps", "beam_width",
                                             "pocketsphinx_utterances", "pocketsphinx_lm",
                                             "strength"}
         by_dest = {a.dest: a for a in parser._actions}

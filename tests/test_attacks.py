@@ -172,7 +172,8 @@ def test_cli_writes_the_report_schema_and_reuses_trained_attackers(corpus, slu_p
                                                                    tmp_path, capsys):
     out = tmp_path / "attack"
     args = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--mask", str(mask_path),
-            "--out", str(out), "--max-steps", "2", "--quiet", "--pocketsphinx-max", "3"]
+            "--out", str(out), "--max-steps", "2", "--beam-width", "4", "--quiet",
+            "--pocketsphinx-max", "3"]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     names = [s["name"] for s in report["systems"]]
@@ -202,6 +203,7 @@ def test_cli_writes_the_report_schema_and_reuses_trained_attackers(corpus, slu_p
         {k: device[k] for k in row["cost"]}
     assert by["vae"]["cost"]["macs_per_second"] > 50 * by["speechmask"]["cost"]["macs_per_second"]
     assert report["versions"]["torch"] and report["config"]["max_steps"] == 2
+    assert report["config"]["beam_width"] == 4
     md = (out / "report.md").read_text()
     assert all(f"| {n} |" in md for n in names)
     for png in ("det.png", "examples.png"):
@@ -234,7 +236,7 @@ def test_int8_system_attacks_the_exported_model_beside_the_float_one(corpus, dat
     out = tmp_path / "attack"
     args = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--mask", str(mask_path),
             "--int8", str(tflite), "--baselines", "none", "--attacks", "passive",
-            "--max-steps", "2", "--quiet", "--out", str(out)]
+            "--max-steps", "2", "--beam-width", "4", "--quiet", "--out", str(out)]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["systems"]] == ["speechmask", "speechmask_int8"]
@@ -254,21 +256,6 @@ def test_int8_system_attacks_the_exported_model_beside_the_float_one(corpus, dat
         err = capsys.readouterr().err
         assert name in err and why in err
     assert not (tmp_path / "x").exists()
-
-
-def test_cli_refuses_to_overwrite_and_reuses_cache(corpus, slu_path, tmp_path):
-    out = tmp_path / "attack"
-    args = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
-            "--baselines", "all_offload", "random", "--attacks", "passive", "inpainting",
-            "--max-steps", "2", "--quiet"]
-    assert main(args) == 0
-    cached = {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
-    assert any(n.startswith("inpainter-") for n in cached)
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code == 1
-    assert main(args + ["--force"]) == 0
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()} == cached
 
 
 def test_missing_split_is_refused(corpus, slu_path, tmp_path):
@@ -300,7 +287,8 @@ def test_sweep_trains_a_mask_per_gamma_and_switch_cost_and_plots_the_frontier(co
     assert main(["attack", "sweep", "--manifest", str(corpus), "--slu", str(slu_path),
                  "--out", str(out), "--gammas", "0.15", "--switch-costs", "0", "2",
                  "--norm-frames", "0", "256", "--warps", "0.2", "--baselines", "random",
-                 "--max-steps", "2", "--attacks", "passive", "speaker", "--quiet"]) == 0
+                 "--max-steps", "2", "--beam-width", "4", "--attacks", "passive", "speaker",
+                 "--quiet"]) == 0
     result = json.loads((out / "sweep.json").read_text())
     points = result["points"]
     assert [(p["gamma"], p["switch_cost"], p["norm_frames"]) for p in points] == [
@@ -390,11 +378,13 @@ def test_full_strength_stops_on_dev_loss_and_states_the_attackers_strength(corpu
                                                                            tmp_path):
     """`--strength full`: the attackers train with early stopping on their dev loss (capped here
     by --max-steps), and the report states every attacker's score on unprotected speech even
-    when all_offload is not among the rows."""
+    when all_offload is not among the rows. A finished run is refused without --force; forced,
+    a run trains only what its cache lacks."""
     out = tmp_path / "full"
-    assert main(["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
-                 "--baselines", "random", "--attacks", "passive", "informed", "inpainting",
-                 "speaker", "--strength", "full", "--max-steps", "3", "--quiet"]) == 0
+    full = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
+            "--baselines", "random", "--attacks", "passive", "informed", "inpainting", "speaker",
+            "--strength", "full", "--max-steps", "3", "--beam-width", "4", "--quiet"]
+    assert main(full) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["strength"] == "full" and report["config"]["strength"] == "full"
     assert report["config"]["content"]["asr_channels"] == 256  # the full-strength settings
@@ -402,9 +392,17 @@ def test_full_strength_stops_on_dev_loss_and_states_the_attackers_strength(corpu
     unprotected = report["unprotected"]
     assert unprotected["wer_passive"] is not None and unprotected["eer_semi_informed"] is not None
     assert "*unprotected*" in (out / "report.md").read_text()
+    with pytest.raises(SystemExit) as exc:
+        main(full)
+    assert exc.value.code == 1
     # quick and full attackers are cached apart: a quick run trains its own
-    quick = {p.name for p in (out / "cache").iterdir()}
-    assert main(["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
-                 "--baselines", "random", "--attacks", "passive", "--max-steps", "3", "--quiet",
-                 "--force"]) == 0
-    assert {p.name for p in (out / "cache").iterdir()} - quick
+    trained_full = {p.name for p in (out / "cache").iterdir()}
+    assert any(n.startswith("inpainter-") for n in trained_full)
+    quick = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
+             "--baselines", "random", "--attacks", "passive", "--max-steps", "3", "--beam-width",
+             "4", "--quiet", "--force"]
+    assert main(quick) == 0
+    cached = {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
+    assert set(cached) - trained_full
+    assert main(quick) == 0  # everything from the cache: nothing rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()} == cached

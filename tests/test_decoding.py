@@ -73,6 +73,25 @@ def test_decoder_lets_the_bigram_settle_what_the_acoustics_leave_open(arpa, capf
     assert decoder.decode(_log_probs([{}] * 4)) == ""  # blanks only: no words
 
 
+def test_beam_width_defaults_to_pyctcdecodes_and_reaches_the_search(arpa, monkeypatch):
+    """The suite's default beam is pyctcdecode's own (nothing tuned); `--beam-width` (smoke runs)
+    is the width the search runs with."""
+    from pyctcdecode.constants import DEFAULT_BEAM_WIDTH
+    from pyctcdecode.decoder import BeamSearchDecoderCTC
+
+    from attacks.config import SuiteConfig
+
+    assert SuiteConfig().beam_width == DEFAULT_BEAM_WIDTH
+    widths = []
+    search = BeamSearchDecoderCTC.decode
+    monkeypatch.setattr(BeamSearchDecoderCTC, "decode", lambda self, logits, beam_width: (
+        widths.append(beam_width), search(self, logits, beam_width=beam_width))[1])
+    spelled = [{c: 0.98} for c in "call my mother"]
+    assert [CTCDecoder(ALPHABET, SENTENCES, arpa, beam_width=w).decode(_log_probs(spelled))
+            for w in (DEFAULT_BEAM_WIDTH, 2)] == ["call my mother"] * 2
+    assert widths == [DEFAULT_BEAM_WIDTH, 2]
+
+
 def test_lexicon_snaps_misheard_words_only_when_close():
     lexicon = Lexicon(SENTENCES)
     assert lexicon.correct("sett the alarn") == "set the alarm"

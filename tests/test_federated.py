@@ -168,6 +168,7 @@ def test_simulation_runs_audits_drops_and_resumes(prepared):
     assert flower_processes() - before == set()  # the SuperLink, its SuperExec and Ray: gone
 
 
+@pytest.mark.slow  # `make test` runs `federate` by the CLI (report, refusal) in test_lm_dir_...
 def test_cli_federates_and_reports(tiny_corpus, mask_path, slu_path, tmp_path):
     out = tmp_path / "fl"
     done = subprocess.run(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus), "--mask",
@@ -486,6 +487,11 @@ def test_lm_dir_takes_a_huggingface_checkpoint_and_its_tokenizer(tiny_corpus, ma
     assert report["rounds"] == [0, 1] and report["bytes_up"]["1"] > 0
     assert 0.0 <= report["lm_text_accuracy"] <= 1.0 and "the LM alone" in report["table"]
     assert (out / "speech_encoder.pt").read_bytes() == slu_path.read_bytes()
+    assert (out / "rounds.png").stat().st_size > 0
+    again = subprocess.run(SPEECHMASK + ["federate", "--manifest", str(tiny_corpus), "--mask",
+                                         str(mask_path), "--out", str(out)],
+                           capture_output=True, text=True)
+    assert again.returncode == 1 and "--force" in again.stderr  # a finished run is kept
 
 
 def test_lm_dir_errors_are_one_line(tiny_corpus, mask_path, slu_path, tmp_path):

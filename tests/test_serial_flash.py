@@ -4,6 +4,7 @@ with pyserial, resumption, retries after lost or corrupted bytes, and interop wi
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -211,7 +212,7 @@ def test_images_bin_hex_elf_agree(tmp_path, firmware):
 
 @pytest.mark.parametrize("name,content,message", [
     ("bad.hex", b":garbage\n", "not a valid Intel hex file"),
-    ("bad.elf", b"\x7fELF" + os.urandom(40), "not a valid ELF file"),
+    ("bad.elf", b"\x7fELF" + random.Random(0).randbytes(40), "not a valid ELF file"),
     ("empty.bin", b"", "holds no bytes"),
     ("fw.srec", b"S0030000FC\n", "unknown firmware format"),
 ])

@@ -270,7 +270,9 @@ class LocalDeployment:
         group; the SuperLink is still there to take their goodbyes), then the SuperLink; then
         whatever they started that outlives them (the SuperLink's SuperExec runs in a session
         of its own, and the simulation's ServerApp and Ray leave when Flower's parent-PID checks
-        notice), found before the first signal and waited for, killed after 20 s."""
+        notice), found before the first signal and waited for, killed after 20 s. Then the
+        same for any process still carrying this run's FLWR_HOME in its environment: one that
+        started after that snapshot, or left the process tree."""
         import psutil
 
         started = []
@@ -290,14 +292,40 @@ class LocalDeployment:
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
-        _, alive = psutil.wait_procs(started, timeout=20)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        _end(started)
+        for _ in range(3):  # until a look finds none
+            left = self._carrying_this_run()
+            if not left:
+                break
+            _end(left)
         self.procs = []
+
+    def _carrying_this_run(self) -> list:
+        """The processes whose environment names this run's FLWR_HOME (every process the run
+        started inherits it), this one excepted."""
+        import psutil
+
+        home, found = str(self.home), []
+        for p in psutil.process_iter():
+            try:
+                if p.pid != os.getpid() and p.environ().get("FLWR_HOME") == home:
+                    found.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return found
+
+
+def _end(procs: list) -> None:
+    """Wait up to 20 s for `procs` (psutil processes) to exit, then kill what is left."""
+    import psutil
+
+    _, alive = psutil.wait_procs(procs, timeout=20)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _exit_on_termination() -> dict:
