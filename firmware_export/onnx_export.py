@@ -70,7 +70,7 @@ def run_onnx(path: Path, calls: Iterable[list[np.ndarray]]) -> np.ndarray:
     (onnxruntime's documented U8S8 caveat): the same file then scores differently by host CPU
     (measured: the random `tiny` mask's worst call off by 2.2 of a 4.0 bound on an AVX2 CPU,
     0.43 unfused). Unfused, each DequantizeLinear -> float op -> QuantizeLinear runs as the
-    format defines it, what an int8 target with int32 accumulators (ST Edge AI Core) computes."""
+    format defines it, without a host kernel's int16 saturation."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

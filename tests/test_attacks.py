@@ -375,7 +375,7 @@ def test_seeded_build_leaves_the_callers_random_stream_alone():
 
 
 def test_full_strength_stops_on_dev_loss_and_states_the_attackers_strength(corpus, slu_path,
-                                                                           tmp_path):
+                                                                           tmp_path, capsys):
     """`--strength full`: the attackers train with early stopping on their dev loss (capped here
     by --max-steps), and the report states every attacker's score on unprotected speech even
     when all_offload is not among the rows. A finished run is refused without --force; forced,
@@ -392,15 +392,16 @@ def test_full_strength_stops_on_dev_loss_and_states_the_attackers_strength(corpu
     unprotected = report["unprotected"]
     assert unprotected["wer_passive"] is not None and unprotected["eer_semi_informed"] is not None
     assert "*unprotected*" in (out / "report.md").read_text()
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         main(full)
-    assert exc.value.code == 1
+    assert exc.value.code == 1 and "already exists (use --force" in capsys.readouterr().err
     # quick and full attackers are cached apart: a quick run trains its own
     trained_full = {p.name for p in (out / "cache").iterdir()}
     assert any(n.startswith("inpainter-") for n in trained_full)
     quick = ["attack", "--manifest", str(corpus), "--slu", str(slu_path), "--out", str(out),
-             "--baselines", "random", "--attacks", "passive", "--max-steps", "3", "--beam-width",
-             "4", "--quiet", "--force"]
+             "--baselines", "random", "--attacks", "passive", "inpainting", "--max-steps", "3",
+             "--beam-width", "4", "--quiet", "--force"]
     assert main(quick) == 0
     cached = {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
     assert set(cached) - trained_full

@@ -297,7 +297,7 @@ class LocalDeployment:
             left = self._carrying_this_run()
             if not left:
                 break
-            _end(left)
+            _end(left, terminate=True)
         self.procs = []
 
     def _carrying_this_run(self) -> list:
@@ -315,10 +315,17 @@ class LocalDeployment:
         return found
 
 
-def _end(procs: list) -> None:
-    """Wait up to 20 s for `procs` (psutil processes) to exit, then kill what is left."""
+def _end(procs: list, terminate: bool = False) -> None:
+    """Wait up to 20 s for `procs` (psutil processes) to exit, SIGTERM first if `terminate`
+    (those whose parent's exit will not end them), then kill what is left."""
     import psutil
 
+    if terminate:
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
     _, alive = psutil.wait_procs(procs, timeout=20)
     for p in alive:
         try:
